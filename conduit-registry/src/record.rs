@@ -1,0 +1,476 @@
+//! [`ServiceRecord`] and its parts: [`HealthCheck`], [`Routing`], [`Status`],
+//! [`MonitorTarget`], [`Timestamp`], [`Revision`].
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+use crate::{DomainName, Endpoint, RegistryError, ServiceName};
+
+/// A registry revision: a counter that grows by one on every change, registry-wide.
+///
+/// Each record carries the revision of its creation and of its last change, so a watcher can
+/// resume from the last revision it saw (the shape of etcd's `mod_revision`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Revision(pub u64);
+
+impl Revision {
+    /// The revision before any change.
+    pub const ZERO: Self = Self(0);
+
+    /// The next revision.
+    #[must_use]
+    pub fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A UTC instant with one-second precision, written `YYYY-MM-DDTHH:MM:SSZ` like the original
+/// tool's records; any RFC 3339 form is read.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// The current time, truncated to the second.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix_seconds(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// From seconds since the Unix epoch; `None` out of range.
+    pub fn from_unix_seconds(secs: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(secs).ok().map(Self)
+    }
+
+    /// Parses RFC 3339 (`2026-01-15T10:30:00Z`, `…+00:00`, fractions are dropped).
+    ///
+    /// # Errors
+    /// A message naming the input when it is not RFC 3339.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .map(|t| Self::truncate(t.to_offset(time::UtcOffset::UTC)))
+            .map_err(|e| format!("timestamp {s:?} is not RFC 3339: {e}"))
+    }
+
+    fn truncate(t: OffsetDateTime) -> Self {
+        Self(t.replace_nanosecond(0).unwrap_or(t))
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        Self::truncate(OffsetDateTime::from(t))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+        match self.0.format(&fmt) {
+            Ok(s) => f.write_str(&s),
+            Err(_) => Err(fmt::Error),
+        }
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How clients reach a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Routing {
+    /// Through the gateway: DNS answers the gateway's address, the proxy terminates TLS,
+    /// health-checks and forwards (the default).
+    #[default]
+    Proxied,
+    /// Straight to the upstream (`--no-proxy`, for TCP services such as Postgres): DNS
+    /// answers the upstream's own address and the proxy has no route.
+    Direct,
+}
+
+/// Whether a record is live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Status {
+    /// Served by DNS and the proxy.
+    #[default]
+    Active,
+    /// Deregistered; kept for history with its `deregistered_at`.
+    Inactive,
+}
+
+/// The active health check of a proxied service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    /// Path requested on each upstream (default `/health`).
+    pub path: String,
+    /// Time between checks (default 30 s).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Time allowed for one check (default 5 s, at most the interval).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive failures that mark an upstream down (default 2).
+    pub unhealthy_threshold: NonZeroU32,
+    /// Consecutive successes that mark it up again (default 1).
+    pub healthy_threshold: NonZeroU32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: "/health".to_owned(),
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            unhealthy_threshold: NonZeroU32::MIN.saturating_add(1),
+            healthy_threshold: NonZeroU32::MIN,
+        }
+    }
+}
+
+impl HealthCheck {
+    /// The defaults with another path.
+    pub fn with_path(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the path and the timings.
+    ///
+    /// # Errors
+    /// A message naming the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.path.starts_with('/') {
+            return Err(format!("health path {:?} must start with '/'", self.path));
+        }
+        if self.path.len() > 1024 {
+            return Err("health path is longer than 1024 characters".to_owned());
+        }
+        if let Some(c) = self
+            .path
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!("health path {:?} contains {c:?}", self.path));
+        }
+        if self.interval < Duration::from_millis(100) {
+            return Err(format!(
+                "health interval {:?} is shorter than 100ms",
+                self.interval
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout > self.interval {
+            return Err(format!(
+                "health timeout {:?} must be positive and at most the interval {:?}",
+                self.timeout, self.interval
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the monitor looks for the machine or container behind a service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorTarget {
+    /// `USER@HOST[:PORT]` for host metrics over SSH; `None` for the gateway's own host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<String>,
+    /// The container name, for container metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Whether the target has GPUs worth sampling.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gpu: bool,
+}
+
+/// One registered service: everything DNS, the CA, the proxy and the monitor need.
+///
+/// Build one with [`ServiceRecord::new`] and the `with_*` methods; the registry fills in the
+/// status, timestamps and revisions when it stores it.
+///
+/// ```
+/// use conduit_registry::{HealthCheck, Routing, ServiceRecord};
+/// let rec = ServiceRecord::new("grafana".parse()?, "10.0.1.50:3000".parse()?)
+///     .with_health(HealthCheck::with_path("/api/health"));
+/// assert_eq!(rec.domain().as_str(), "grafana.internal");
+/// assert_eq!(rec.routing(), Routing::Proxied);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRecord {
+    name: ServiceName,
+    domain: DomainName,
+    endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    health: HealthCheck,
+    #[serde(default)]
+    routing: Routing,
+    #[serde(default = "yes")]
+    tls: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    monitor: Option<MonitorTarget>,
+    status: Status,
+    registered_at: Timestamp,
+    updated_at: Timestamp,
+    deregistered_at: Option<Timestamp>,
+    create_revision: Revision,
+    revision: Revision,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ServiceRecord {
+    /// A proxied, TLS-terminated service at `<name>.internal` with one upstream and the
+    /// default health check.
+    pub fn new(name: ServiceName, endpoint: Endpoint) -> Self {
+        let domain = DomainName::from(name.clone());
+        let domain = DomainName::internal().child(&name).unwrap_or(domain);
+        let now = Timestamp::now();
+        Self {
+            name,
+            domain,
+            endpoints: vec![endpoint],
+            health: HealthCheck::default(),
+            routing: Routing::Proxied,
+            tls: true,
+            monitor: None,
+            status: Status::Active,
+            registered_at: now,
+            updated_at: now,
+            deregistered_at: None,
+            create_revision: Revision::ZERO,
+            revision: Revision::ZERO,
+        }
+    }
+
+    /// Serve at `<name>.<zone>`.
+    ///
+    /// # Errors
+    /// [`NameError::TooLong`](crate::NameError::TooLong) past 253 characters.
+    pub fn in_zone(mut self, zone: &DomainName) -> Result<Self, crate::NameError> {
+        self.domain = zone.child(&self.name)?;
+        Ok(self)
+    }
+
+    /// Serve at an explicit domain.
+    #[must_use]
+    pub fn with_domain(mut self, domain: DomainName) -> Self {
+        self.domain = domain;
+        self
+    }
+
+    /// Replace the upstreams (the proxy balances across them).
+    #[must_use]
+    pub fn with_endpoints(mut self, endpoints: Vec<Endpoint>) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
+    /// Set the health check.
+    #[must_use]
+    pub fn with_health(mut self, health: HealthCheck) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Proxied or direct.
+    #[must_use]
+    pub fn with_routing(mut self, routing: Routing) -> Self {
+        self.routing = routing;
+        self
+    }
+
+    /// Whether the gateway terminates TLS for this name (`--no-tls` turns it off).
+    #[must_use]
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Set the monitoring target.
+    #[must_use]
+    pub fn with_monitor(mut self, monitor: Option<MonitorTarget>) -> Self {
+        self.monitor = monitor;
+        self
+    }
+
+    /// The service name.
+    pub fn name(&self) -> &ServiceName {
+        &self.name
+    }
+    /// The FQDN clients use.
+    pub fn domain(&self) -> &DomainName {
+        &self.domain
+    }
+    /// The upstreams, at least one.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+    /// The health check.
+    pub fn health(&self) -> &HealthCheck {
+        &self.health
+    }
+    /// Proxied or direct.
+    pub fn routing(&self) -> Routing {
+        self.routing
+    }
+    /// Whether the gateway terminates TLS for it.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+    /// The monitoring target, if any.
+    pub fn monitor(&self) -> Option<&MonitorTarget> {
+        self.monitor.as_ref()
+    }
+    /// Active or inactive.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    /// Whether the record is active.
+    pub fn is_active(&self) -> bool {
+        self.status == Status::Active
+    }
+    /// When it was registered.
+    pub fn registered_at(&self) -> Timestamp {
+        self.registered_at
+    }
+    /// When it last changed.
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+    /// When it was deregistered, for an inactive record.
+    pub fn deregistered_at(&self) -> Option<Timestamp> {
+        self.deregistered_at
+    }
+    /// The registry revision that created it.
+    pub fn create_revision(&self) -> Revision {
+        self.create_revision
+    }
+    /// The registry revision of its last change.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Checks what types cannot: at least one upstream, no duplicates, a sane health check,
+    /// consistent status and timestamps.
+    ///
+    /// # Errors
+    /// [`RegistryError::InvalidRecord`] naming the problem.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        let invalid = |reason: String| RegistryError::InvalidRecord {
+            name: self.name.clone(),
+            reason,
+        };
+        if self.endpoints.is_empty() {
+            return Err(invalid("needs at least one upstream".to_owned()));
+        }
+        if self.endpoints.len() > 64 {
+            return Err(invalid(format!(
+                "has {} upstreams (at most 64)",
+                self.endpoints.len()
+            )));
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            if self.endpoints[..i].contains(e) {
+                return Err(invalid(format!("upstream {e} is listed twice")));
+            }
+        }
+        if self.routing == Routing::Direct && self.endpoints.iter().all(|e| e.host().ip().is_none())
+        {
+            return Err(invalid(
+                "a direct (--no-proxy) service needs an IP upstream for DNS to answer".to_owned(),
+            ));
+        }
+        self.health.validate().map_err(invalid)?;
+        if let Some(m) = &self.monitor {
+            for s in [&m.ssh, &m.container].into_iter().flatten() {
+                if s.is_empty()
+                    || s.len() > 255
+                    || s.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(invalid(format!("monitor target {s:?} is malformed")));
+                }
+            }
+        }
+        match (self.status, self.deregistered_at) {
+            (Status::Active, Some(_)) => {
+                Err(invalid("is active but has deregistered_at".to_owned()))
+            }
+            (Status::Inactive, None) => {
+                Err(invalid("is inactive without deregistered_at".to_owned()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    // Registry-internal transitions.
+
+    pub(crate) fn stamp_registered(&mut self, rev: Revision, now: Timestamp) {
+        self.status = Status::Active;
+        self.deregistered_at = None;
+        self.registered_at = now;
+        self.updated_at = now;
+        self.create_revision = rev;
+        self.revision = rev;
+    }
+
+    pub(crate) fn stamp_updated(&mut self, prev: &Self, rev: Revision, now: Timestamp) {
+        self.status = Status::Active;
+        self.deregistered_at = None;
+        self.registered_at = prev.registered_at;
+        self.create_revision = prev.create_revision;
+        self.updated_at = now;
+        self.revision = rev;
+    }
+
+    pub(crate) fn stamp_deregistered(&mut self, rev: Revision, now: Timestamp) {
+        self.status = Status::Inactive;
+        self.deregistered_at = Some(now);
+        self.updated_at = now;
+        self.revision = rev;
+    }
+}

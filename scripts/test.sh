@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace, installing what they need first.
+# Usage: ./scripts/test.sh        (CI runs exactly this through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+SECONDS=0
+
+step "install test dependencies"
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+    cargo install cargo-nextest --locked
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "format"
+cargo fmt --all --check
+
+step "clippy (all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "each crate builds on its own with default features off"
+for crate in conduit-registry conduit-dns conduit-ca conduit-proxy conduit-monitor conduit-audit conduit; do
+    cargo check --locked -p "$crate" --no-default-features --lib
+done
+
+step "tests"
+cargo nextest run --workspace --all-features --locked --no-fail-fast
+
+step "doctests"
+cargo test --workspace --all-features --locked --doc
+
+step "docs (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
+
+step "done in ${SECONDS}s"
