@@ -12,8 +12,7 @@
 use std::hint::black_box;
 
 use conduit::registry::{
-    Endpoint, FileOptions, FileRegistry, InMemoryRegistry, Registry, Revision, ServiceName,
-    ServiceRecord,
+    Endpoint, FileOptions, FileRegistry, InMemoryRegistry, Registry, ServiceName, ServiceRecord,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -61,7 +60,7 @@ fn benches(c: &mut Criterion) {
     });
 
     g.bench_function("register_to_event_delivered", |b| {
-        let mut w = mem.watch(Revision(u64::MAX));
+        let mut w = mem.watch(rt.block_on(mem.revision()).unwrap());
         b.iter(|| {
             next += 1;
             rt.block_on(async {

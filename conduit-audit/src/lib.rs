@@ -30,6 +30,8 @@
 
 use std::fmt;
 
+pub mod canonical;
+
 /// One audited action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
