@@ -12,6 +12,13 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The Capsule reference verifier (greenlet: SQLAlchemy 2.1 no longer pulls it, and every
+# `capsule verify --db` fails without it).
+if ! command -v capsule >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check 'qp-capsule[storage]==1.5.4' greenlet
+fi
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
 
 step "format"
 cargo fmt --all --check

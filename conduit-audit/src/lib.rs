@@ -21,7 +21,8 @@
 //!     }
 //! }
 //! let sink = Memory::default();
-//! sink.append(AuditEvent { action: "service_register".into(), success: true, message: "grafana".into() }).await.unwrap();
+//! let ev = AuditEvent::new("service_register", conduit_audit::Outcome::Success, "Registered grafana", "admin", Default::default()).unwrap();
+//! sink.append(ev).await.unwrap();
 //! assert_eq!(sink.0.lock().unwrap().len(), 1);
 //! # }
 //! ```
@@ -31,17 +32,20 @@
 use std::fmt;
 
 pub mod canonical;
+mod capsule;
+#[cfg(feature = "sqlite")]
+mod chain;
+mod event;
+mod key;
 
-/// One audited action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEvent {
-    /// The action (`service_register`, `health_change`, …).
-    pub action: String,
-    /// Whether it succeeded.
-    pub success: bool,
-    /// A one-line description.
-    pub message: String,
-}
+pub use capsule::{
+    Authority, Capsule, CapsuleOutcome, Context, Execution, Reasoning, ReasoningOption,
+    SPEC_VERSION, SealKey, ToolCall, Trigger, content_hash, verify_signature,
+};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use chain::{CapsuleStore, Level, Sealed, VerifyFailure, VerifyReport};
+pub use event::{AuditEvent, EventError, Outcome};
 
 /// Errors of the audit subsystem.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,40 @@ pub enum AuditError {
     /// The sink is shut down.
     #[error("audit sink is closed")]
     Closed,
+    /// An audit entry is malformed.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// A document cannot be canonicalised (a non-finite number).
+    #[error(transparent)]
+    Canonical(#[from] canonical::CanonicalError),
+    /// A file operation failed.
+    #[error("{path}: cannot {op}: {source}", path = path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The seal key file is not a 32-byte Ed25519 seed.
+    #[error("{path}: not a 32-byte Ed25519 seed ({len} bytes)", path = path.display())]
+    BadKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Its length.
+        len: usize,
+    },
+    /// The SQLite chain could not be read or written.
+    #[error("{path}: capsule database error: {source}", path = path.display())]
+    Database {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The database's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Where audit events go.
