@@ -151,7 +151,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // Lower case only: the spec stores lower-case hex, and accepting `A` for `a` would let a
+    // changed byte in the database pass unnoticed.
+    if !s.len().is_multiple_of(2)
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     (0..s.len())
@@ -316,14 +322,39 @@ impl SealKey {
 
     /// Ed25519 over the 64 ASCII bytes of the hex hash; 128 hex characters.
     pub fn sign_hash(&self, hash_hex: &str) -> String {
-        hex(&self.key.sign(hash_hex.as_bytes()).to_bytes())
+        self.sign_message(hash_hex.as_bytes())
+    }
+
+    /// Ed25519 over `msg`; 128 hex characters.
+    pub fn sign_message(&self, msg: &[u8]) -> String {
+        hex(&self.key.sign(msg).to_bytes())
     }
 }
 
+/// One sealed record as appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// Its chain position.
+    pub sequence: u64,
+    /// Its content hash (hex).
+    pub hash: String,
+}
+
 /// Checks an Ed25519 signature (hex) of a hex hash against a public key (hex).
+///
+/// # Errors
+/// A message naming what is wrong (malformed key or signature, or an invalid signature).
 pub fn verify_signature(
     public_hex: &str,
     hash_hex: &str,
+    signature_hex: &str,
+) -> Result<(), String> {
+    verify_message(public_hex, hash_hex.as_bytes(), signature_hex)
+}
+
+pub(crate) fn verify_message(
+    public_hex: &str,
+    msg: &[u8],
     signature_hex: &str,
 ) -> Result<(), String> {
     let pk: [u8; 32] = unhex(public_hex)
@@ -333,6 +364,6 @@ pub fn verify_signature(
     let sig: [u8; 64] = unhex(signature_hex)
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| "signature is not 128 hex characters".to_owned())?;
-    pk.verify(hash_hex.as_bytes(), &Signature::from_bytes(&sig))
+    pk.verify(msg, &Signature::from_bytes(&sig))
         .map_err(|_| "invalid signature".to_owned())
 }

@@ -1,31 +1,50 @@
 //! # conduit-audit
 //!
-//! Conduit's tamper-evident audit trail: an append-only JSONL log and, optionally, a sealed
-//! hash chain compatible with the Capsule Protocol reference verifier.
+//! Conduit's tamper-evident audit trail:
 //!
-//! This crate currently defines the [`AuditSink`] trait and [`AuditEvent`]; the sinks are the
-//! subject of their own issue.
+//! * [`AuditEvent`]: the original tool's six-field line (`timestamp action status message
+//!   user details`), validated on the way in.
+//! * [`JsonlSink`]: the append-only `audit.log` (0600, `flock`-shared with other processes,
+//!   fsync each write or by group commit), with [`read_log`] and [`LogFollower`] to read it.
+//! * [`CapsuleSink`] / [`CapsuleStore`] (feature `sqlite`): every event sealed as a Capsule
+//!   (canonical JSON → SHA3-256 → Ed25519 over the hex hash, hash-chained) in `capsules.db`,
+//!   byte-compatible with the reference verifier (`capsule verify`, qp-capsule 1.5.4), and
+//!   verified in Rust at three [`Level`]s with the reference's messages. Signed
+//!   [`Checkpoint`]s catch what the reference cannot: a chain cut short.
+//! * [`AuditLog`]: JSONL always, sealing when it can; a sealing failure never stops the log.
+//!
+//! ```text
+//!  append(event) ──► JsonlSink thread ──► audit.log      (flock, write, fsync per batch)
+//!                └─► CapsuleSink thread ─► capsules.db   (one IMMEDIATE transaction per batch)
+//! ```
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use std::sync::Mutex;
-//! use conduit_audit::{AuditError, AuditEvent, AuditSink};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use conduit_audit::*;
+//! # let dir = std::env::temp_dir().join(format!("conduit-audit-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! let key = SealKey::load_or_create(&dir)?;
+//! let public = key.public_hex();
+//! let log = AuditLog::new(
+//!     JsonlSink::open(dir.join("audit.log"), JsonlOptions::default())?,
+//!     Some(CapsuleSink::open(dir.join("capsules.db"), Some(key), CapsuleOptions::default())?),
+//! );
+//! let event = AuditEvent::new("service_register", Outcome::Success, "Registered grafana", "admin", Default::default())?;
+//! let receipt = log.append(event).await?;
+//! assert_eq!(receipt.sealed.map(|s| s.sequence), Some(0));
 //!
-//! #[derive(Debug, Default)]
-//! struct Memory(Mutex<Vec<AuditEvent>>);
-//! #[async_trait::async_trait]
-//! impl AuditSink for Memory {
-//!     async fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
-//!         self.0.lock().map_err(|_| AuditError::Closed)?.push(event);
-//!         Ok(())
-//!     }
-//! }
-//! let sink = Memory::default();
-//! let ev = AuditEvent::new("service_register", conduit_audit::Outcome::Success, "Registered grafana", "admin", Default::default()).unwrap();
-//! sink.append(ev).await.unwrap();
-//! assert_eq!(sink.0.lock().unwrap().len(), 1);
-//! # }
+//! let report = CapsuleStore::open(dir.join("capsules.db"))?.verify(Level::Signatures, Some(&public))?;
+//! assert!(report.valid);
+//! let (events, _bad) = read_log(&dir.join("audit.log"), &LogFilter::default())?;
+//! assert_eq!(events[0].action(), "service_register");
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
 //! ```
+//!
+//! # Feature flags
+//!
+//! - `sqlite` (default): the sealed chain ([`CapsuleStore`], [`CapsuleSink`], [`AuditLog`]),
+//!   on bundled SQLite. Without it only the JSONL log and the Capsule model remain.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
@@ -36,16 +55,24 @@ mod capsule;
 #[cfg(feature = "sqlite")]
 mod chain;
 mod event;
+mod jsonl;
 mod key;
+#[cfg(feature = "sqlite")]
+mod sink;
+mod worker;
 
 pub use capsule::{
     Authority, Capsule, CapsuleOutcome, Context, Execution, Reasoning, ReasoningOption,
-    SPEC_VERSION, SealKey, ToolCall, Trigger, content_hash, verify_signature,
+    SPEC_VERSION, SealKey, Sealed, ToolCall, Trigger, content_hash, verify_signature,
 };
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use chain::{CapsuleStore, Level, Sealed, VerifyFailure, VerifyReport};
+pub use chain::{CapsuleStore, Checkpoint, Level, VerifyFailure, VerifyReport};
 pub use event::{AuditEvent, EventError, Outcome};
+pub use jsonl::{BadLine, FsyncPolicy, JsonlOptions, JsonlSink, LogFilter, LogFollower, read_log};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sink::{AuditLog, CapsuleOptions, CapsuleSink};
 
 /// Errors of the audit subsystem.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +106,12 @@ pub enum AuditError {
         /// Its length.
         len: usize,
     },
+    /// Sealing was asked for but no seal key is available.
+    #[error("no seal key: the event was not sealed")]
+    NoKey,
+    /// A batched write failed; every event of the batch gets the same error.
+    #[error(transparent)]
+    Batch(std::sync::Arc<Self>),
     /// The SQLite chain could not be read or written.
     #[error("{path}: capsule database error: {source}", path = path.display())]
     Database {
@@ -97,5 +130,15 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`AuditError`] when the event could not be stored.
-    async fn append(&self, event: AuditEvent) -> Result<(), AuditError>;
+    async fn append(&self, event: AuditEvent) -> Result<Receipt, AuditError>;
+}
+
+/// What an append produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Receipt {
+    /// The sealed record, when the event was sealed.
+    pub sealed: Option<Sealed>,
+    /// Why the event was logged but not sealed, when sealing failed.
+    pub seal_error: Option<String>,
 }

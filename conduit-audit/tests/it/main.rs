@@ -3,8 +3,11 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    reason = "test code"
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code; child processes report over stdout"
 )]
 
 mod chain;
+mod sink;
 mod vectors;

@@ -1,0 +1,127 @@
+//! The sinks behind [`AuditSink`](crate::AuditSink): [`CapsuleSink`] (sealed chain, one
+//! writer thread, group commit) and [`AuditLog`] (JSONL always, sealing when it can).
+
+use std::path::Path;
+
+use crate::worker::Worker;
+use crate::{AuditError, AuditEvent, AuditSink, CapsuleStore, JsonlSink, Receipt, SealKey, Sealed};
+
+/// Settings of a [`CapsuleSink`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CapsuleOptions {
+    /// How many events may wait for the writer before `append` waits (back-pressure).
+    pub queue: usize,
+    /// The most events sealed in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+impl Default for CapsuleOptions {
+    fn default() -> Self {
+        Self {
+            queue: 8192,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Seals every event into `capsules.db`. One named OS thread owns the SQLite connection and
+/// seals what is queued in one IMMEDIATE transaction, in queue order, so the chain stays
+/// strictly ordered; callers await their own record's sequence and hash.
+#[derive(Debug, Clone)]
+pub struct CapsuleSink {
+    worker: Worker<AuditEvent, Sealed>,
+}
+
+impl CapsuleSink {
+    /// Opens the chain at `db` and starts the writer. Without a key every append fails with
+    /// [`AuditError::NoKey`] (the [`AuditLog`] keeps the JSONL log going and reports it).
+    ///
+    /// # Errors
+    /// [`AuditError::Database`], [`AuditError::Io`].
+    pub fn open(
+        db: impl AsRef<Path>,
+        key: Option<SealKey>,
+        options: CapsuleOptions,
+    ) -> Result<Self, AuditError> {
+        let mut store = CapsuleStore::open(db)?;
+        let worker = Worker::spawn(
+            "conduit-audit-seal",
+            options.queue,
+            options.max_batch,
+            move |events| match &key {
+                Some(k) => store.append(events, k),
+                None => Err(AuditError::NoKey),
+            },
+        )?;
+        Ok(Self { worker })
+    }
+
+    /// Seals one event; returns once it is committed.
+    ///
+    /// # Errors
+    /// [`AuditError::Batch`] with the transaction's error, [`AuditError::Closed`].
+    pub async fn seal(&self, event: AuditEvent) -> Result<Sealed, AuditError> {
+        self.worker.call(event).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for CapsuleSink {
+    async fn append(&self, event: AuditEvent) -> Result<Receipt, AuditError> {
+        let sealed = self.seal(event).await?;
+        Ok(Receipt {
+            sealed: Some(sealed),
+            seal_error: None,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for JsonlSink {
+    async fn append(&self, event: AuditEvent) -> Result<Receipt, AuditError> {
+        Self::append(self, event).await?;
+        Ok(Receipt::default())
+    }
+}
+
+/// What Conduit writes: every event to `audit.log`, then sealed into `capsules.db` when a
+/// capsule sink is configured. A sealing failure (no key, a broken database) never stops the
+/// JSONL log: the event is logged, the failure is logged through `tracing` and returned in
+/// the [`Receipt`].
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    jsonl: JsonlSink,
+    capsules: Option<CapsuleSink>,
+}
+
+impl AuditLog {
+    /// A log writing to `jsonl` and, when given, sealing with `capsules`.
+    pub fn new(jsonl: JsonlSink, capsules: Option<CapsuleSink>) -> Self {
+        Self { jsonl, capsules }
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for AuditLog {
+    async fn append(&self, event: AuditEvent) -> Result<Receipt, AuditError> {
+        let Some(capsules) = &self.capsules else {
+            self.jsonl.append(event).await?;
+            return Ok(Receipt::default());
+        };
+        self.jsonl.append(event.clone()).await?;
+        match capsules.seal(event).await {
+            Ok(s) => Ok(Receipt {
+                sealed: Some(s),
+                seal_error: None,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "audit event logged but not sealed");
+                Ok(Receipt {
+                    sealed: None,
+                    seal_error: Some(e.to_string()),
+                })
+            }
+        }
+    }
+}
