@@ -26,7 +26,11 @@ pub fn to_canonical_string(value: &Value) -> Result<String, CanonicalError> {
     Ok(out)
 }
 
-fn write_value(v: &Value, out: &mut String, path: &mut String) -> Result<(), CanonicalError> {
+pub(crate) fn write_value(
+    v: &Value,
+    out: &mut String,
+    path: &mut String,
+) -> Result<(), CanonicalError> {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
@@ -51,17 +55,27 @@ fn write_value(v: &Value, out: &mut String, path: &mut String) -> Result<(), Can
     Ok(())
 }
 
-fn write_object(
+pub(crate) fn write_object(
     m: &Map<String, Value>,
     out: &mut String,
     path: &mut String,
 ) -> Result<(), CanonicalError> {
-    // Sort explicitly: with serde_json's `preserve_order` on anywhere in a build, maps keep
-    // insertion order. Rust's `str` order is UTF-8 byte order, which equals code point order.
-    let mut keys: Vec<&String> = m.keys().collect();
-    keys.sort_unstable();
+    // serde_json's map iterates in key order, unless its `preserve_order` feature is on
+    // somewhere in the build; then sort explicitly. Rust's `str` order is UTF-8 byte order,
+    // which equals code point order.
+    let in_order = m.keys().zip(m.keys().skip(1)).all(|(a, b)| a < b);
+    let mut keys: Vec<&String> = Vec::new();
+    if !in_order {
+        keys = m.keys().collect();
+        keys.sort_unstable();
+    }
+    let ordered: Box<dyn Iterator<Item = &String>> = if in_order {
+        Box::new(m.keys())
+    } else {
+        Box::new(keys.into_iter())
+    };
     out.push('{');
-    for (i, k) in keys.into_iter().enumerate() {
+    for (i, k) in ordered.enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -58,6 +58,8 @@ mod event;
 mod jsonl;
 mod key;
 #[cfg(feature = "sqlite")]
+mod shape;
+#[cfg(feature = "sqlite")]
 mod sink;
 mod worker;
 

@@ -109,8 +109,10 @@ impl AuditSink for AuditLog {
             self.jsonl.append(event).await?;
             return Ok(Receipt::default());
         };
-        self.jsonl.append(event.clone()).await?;
-        match capsules.seal(event).await {
+        // Both writers work at once; the event is in the log whatever happens to the seal.
+        let (logged, sealed) = tokio::join!(self.jsonl.append(event.clone()), capsules.seal(event));
+        logged?;
+        match sealed {
             Ok(s) => Ok(Receipt {
                 sealed: Some(s),
                 seal_error: None,

@@ -121,3 +121,23 @@ fn audit_fixtures_valid_parse_and_invalid_are_refused() {
         );
     }
 }
+
+#[test]
+fn own_vectors_from_the_reference_canonicalise_and_hash_exactly() {
+    let own = serde_json::from_str::<Fixtures>(include_str!(
+        "../../../conformance/capsule/own-vectors.json"
+    ))
+    .unwrap()
+    .fixtures;
+    assert_eq!(own.len(), 4);
+    for v in own {
+        let got = to_canonical_string(&v.capsule_dict).unwrap();
+        assert_eq!(got, v.canonical_json, "vector {}", v.name);
+        assert_eq!(
+            hex(&Sha3_256::digest(got.as_bytes())),
+            v.sha3_256_hash,
+            "vector {}",
+            v.name
+        );
+    }
+}
