@@ -57,7 +57,6 @@ mod chain;
 mod event;
 mod jsonl;
 mod key;
-#[cfg(feature = "sqlite")]
 mod shape;
 #[cfg(feature = "sqlite")]
 mod sink;
@@ -72,6 +71,7 @@ pub use capsule::{
 pub use chain::{CapsuleStore, Checkpoint, Level, VerifyFailure, VerifyReport};
 pub use event::{AuditEvent, EventError, Outcome};
 pub use jsonl::{BadLine, FsyncPolicy, JsonlOptions, JsonlSink, LogFilter, LogFollower, read_log};
+pub use shape::{Category, ValidationError, validate_capsule};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sink::{AuditLog, CapsuleOptions, CapsuleSink};

@@ -141,3 +141,32 @@ fn own_vectors_from_the_reference_canonicalise_and_hash_exactly() {
         );
     }
 }
+
+#[test]
+fn all_16_invalid_vectors_get_the_validators_category_and_field() {
+    let all: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../conformance/capsule/invalid-fixtures.json"
+    ))
+    .unwrap();
+    let fixtures = all["fixtures"].as_array().unwrap();
+    assert_eq!(fixtures.len(), 16);
+    for f in fixtures {
+        let err = conduit_audit::validate_capsule(&f["capsule_dict"], f["claimed_hash"].as_str())
+            .expect_err(f["name"].as_str().unwrap());
+        let category = serde_json::to_value(err.category).unwrap();
+        assert_eq!(
+            (category.as_str().unwrap(), err.field.as_str()),
+            (
+                f["expected_error"].as_str().unwrap(),
+                f["error_field"].as_str().unwrap()
+            ),
+            "vector {}: {err}",
+            f["name"]
+        );
+    }
+    // and every golden vector is valid, with its own hash
+    for v in golden() {
+        conduit_audit::validate_capsule(&v.capsule_dict, Some(&v.sha3_256_hash))
+            .unwrap_or_else(|e| panic!("vector {}: {e}", v.name));
+    }
+}
