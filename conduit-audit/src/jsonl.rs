@@ -57,10 +57,26 @@ fn io(op: &'static str, path: &Path, source: std::io::Error) -> AuditError {
 /// Opens `path` for appending, creating it 0600.
 fn open_append(path: &Path) -> Result<File, AuditError> {
     let mut o = OpenOptions::new();
-    o.append(true).create(true);
+    o.read(true).append(true).create(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     o.open(path).map_err(|e| io("open", path, e))
+}
+
+/// Whether the file's last byte is not a newline.
+fn ends_torn(file: &File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut last, len - 1)?;
+    #[cfg(not(unix))]
+    {
+        last[0] = b'\n';
+    }
+    Ok(last[0] != b'\n')
 }
 
 /// The append-only audit log. Several processes may append at once: each write takes an
@@ -97,6 +113,17 @@ impl JsonlSink {
                     buf.push(b'\n');
                 }
                 file.lock().map_err(|e| io("lock", &p, e))?;
+                // A writer that died mid-line left a torn last line: end it, so our first line is
+                // not glued to it (the torn fragment stays, reported by `read_log` as a bad line).
+                let torn = ends_torn(&file).map_err(|e| io("read", &p, e));
+                let buf = match torn {
+                    Ok(true) => [b"\n".as_slice(), &buf].concat(),
+                    Ok(false) => buf,
+                    Err(e) => {
+                        let _ = file.unlock();
+                        return Err(e);
+                    }
+                };
                 let written = (&file).write_all(&buf).map_err(|e| io("append to", &p, e));
                 let synced = match (&written, policy) {
                     (Ok(()), FsyncPolicy::EachWrite | FsyncPolicy::GroupCommit) => {

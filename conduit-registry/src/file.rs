@@ -85,6 +85,9 @@ struct Inner {
     paths: Paths,
     options: FileOptions,
     state: Arc<State>,
+    /// Which version of the file the state in memory reflects (its identity on disk and its
+    /// schema version), so neither a write of ours nor the follower parses it again.
+    known: std::sync::Mutex<Option<(Stamp, u64)>>,
 }
 
 /// A registry stored in `services.json`, safe for several processes at once.
@@ -136,8 +139,13 @@ impl FileRegistry {
             dir,
         };
         create_private_dir(&paths.dir)?;
+        let first_stamp = stamp(&paths.file);
+        let mut version = SCHEMA_VERSION;
         let table = match read_file(&paths.file, &options.legacy_zone, &options.clock)? {
-            Some((table, _)) => table,
+            Some((table, v)) => {
+                version = v;
+                table
+            }
             None => {
                 // Create the empty file under the lock, unless another process beats us to it.
                 let _lock = acquire_lock(&paths.lock, options.lock_timeout)?;
@@ -151,10 +159,15 @@ impl FileRegistry {
                 }
             }
         };
+        let known = match first_stamp {
+            Some(st) if stamp(&paths.file) == Some(st) => Some((st, version)),
+            _ => None,
+        };
         let inner = Arc::new(Inner {
             paths,
             state: State::new(table),
             options,
+            known: std::sync::Mutex::new(known),
         });
         if inner.options.follow {
             spawn_follower(&inner)?;
@@ -186,14 +199,36 @@ impl FileRegistry {
 }
 
 impl Inner {
+    fn known(&self) -> Option<(Stamp, u64)> {
+        *self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_known(&self, k: Option<(Stamp, u64)>) {
+        *self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = k;
+    }
+
     fn reload(&self) -> Result<Revision, RegistryError> {
-        if let Some((table, _)) = read_file(
+        // Stat before reading: if the file is replaced in between, the next check sees a
+        // stamp we do not know and reads it again.
+        let st = stamp(&self.paths.file);
+        if st.is_some() && self.known().map(|k| k.0) == st {
+            return Ok(self.state.read().revision());
+        }
+        if let Some((table, version)) = read_file(
             &self.paths.file,
             &self.options.legacy_zone,
             &self.options.clock,
-        )? && table.revision() != self.state.read().revision()
-        {
-            self.state.absorb(table);
+        )? {
+            if table.revision() != self.state.read().revision() {
+                self.state.absorb(table);
+            }
+            self.set_known(st.map(|s| (s, version)));
         }
         Ok(self.state.read().revision())
     }
@@ -203,12 +238,17 @@ impl Inner {
         op: impl FnOnce(&mut Table, Timestamp) -> Result<RegistryEvent, RegistryError>,
     ) -> Result<Arc<ServiceRecord>, RegistryError> {
         let _lock = acquire_lock(&self.paths.lock, self.options.lock_timeout)?;
-        let (mut table, version) = read_file(
-            &self.paths.file,
-            &self.options.legacy_zone,
-            &self.options.clock,
-        )?
-        .unwrap_or((Table::default(), SCHEMA_VERSION));
+        // Under the lock nobody else writes: if the file is the version we hold, skip parsing.
+        let st = stamp(&self.paths.file);
+        let (mut table, version) = match (st, self.known()) {
+            (Some(now), Some((k, version))) if now == k => (self.state.read().clone(), version),
+            _ => read_file(
+                &self.paths.file,
+                &self.options.legacy_zone,
+                &self.options.clock,
+            )?
+            .unwrap_or((Table::default(), SCHEMA_VERSION)),
+        };
         table.raise_revision(self.state.read().revision());
         let event = op(&mut table, self.options.clock.now())?;
         if version < SCHEMA_VERSION && !self.paths.legacy_backup.exists() {
@@ -217,8 +257,11 @@ impl Inner {
             write_private(&self.paths.legacy_backup, &original)?;
             tracing::info!(backup = %self.paths.legacy_backup.display(), "saved the version-1 registry before upgrading it");
         }
+        self.set_known(None);
         write_atomically(&self.paths, &table)?;
+        let written = stamp(&self.paths.file);
         self.state.absorb(table);
+        self.set_known(written.map(|s| (s, SCHEMA_VERSION)));
         tracing::debug!(service = %event.record.name(), revision = %event.revision, kind = ?event.kind, "registry changed");
         Ok(event.record)
     }

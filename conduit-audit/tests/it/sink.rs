@@ -327,10 +327,21 @@ fn child() {
         .unwrap();
     let dir = Path::new(&dir);
     let log = log_in(dir, Some(SealKey::load_or_create(dir).unwrap()));
+    let pid = std::process::id();
     rt.block_on(async {
         for i in 0.. {
-            let r = log.append(event("burst", i)).await.unwrap();
-            println!("ack {}", r.sealed.unwrap().sequence);
+            let d = json!({"i": i});
+            let msg = format!("burst {pid}-{i}");
+            let ev = AuditEvent::new(
+                "burst",
+                Outcome::Success,
+                msg.clone(),
+                "admin",
+                d.as_object().unwrap().clone(),
+            )
+            .unwrap();
+            let r = log.append(ev).await.unwrap();
+            println!("ack {} {msg}", r.sealed.unwrap().sequence);
         }
     });
 }
@@ -339,8 +350,13 @@ fn child() {
 fn kill_9_during_a_burst_keeps_a_valid_chain_with_every_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let key = SealKey::load_or_create(dir.path()).unwrap();
-    let mut max_acked: Option<u64> = None;
-    for round in 0..8u64 {
+    // (sequence, message) of every acknowledged event
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let parse = |line: &str| -> Option<(u64, String)> {
+        let (seq, msg) = line.strip_prefix("ack ")?.split_once(' ')?;
+        Some((seq.parse().ok()?, msg.to_owned()))
+    };
+    for round in 0..8usize {
         let mut k = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -357,35 +373,56 @@ fn kill_9_during_a_burst_keeps_a_valid_chain_with_every_acknowledged_event() {
             .unwrap();
         let mut lines = BufReader::new(k.stdout.take().unwrap()).lines();
         let want = 3 + round * 5;
-        let mut acked_here = 0;
+        let mut here = 0;
         for line in lines.by_ref() {
-            if let Some(s) = line.unwrap().strip_prefix("ack ") {
-                max_acked = max_acked.max(Some(s.parse().unwrap()));
-                acked_here += 1;
-                if acked_here >= want {
+            if let Some(a) = parse(&line.unwrap()) {
+                acked.push(a);
+                here += 1;
+                if here >= want {
                     break;
                 }
             }
         }
-        k.kill().unwrap();
-        for line in lines.map_while(Result::ok) {
-            if let Some(s) = line.strip_prefix("ack ") {
-                max_acked = max_acked.max(Some(s.parse().unwrap()));
-            }
-        }
+        k.kill().unwrap(); // SIGKILL, somewhere in the next append
+        acked.extend(lines.map_while(Result::ok).filter_map(|l| parse(&l)));
         k.wait().unwrap();
+
         let store = CapsuleStore::open(dir.path().join("capsules.db")).unwrap();
         let r = store
             .verify(Level::Signatures, Some(&key.public_hex()))
             .unwrap();
         assert!(r.valid, "round {round}: {:?}", r.errors);
-        assert!(
-            r.total_capsules > max_acked.unwrap(),
-            "round {round}: acknowledged record lost"
-        );
         let (events, bad) = read_log(&dir.path().join("audit.log"), &LogFilter::default()).unwrap();
-        assert!(events.len() as u64 > max_acked.unwrap());
+        for (seq, msg) in &acked {
+            assert!(
+                *seq < r.total_capsules,
+                "round {round}: sealed event {seq} lost"
+            );
+            assert!(
+                events.iter().any(|e| e.message() == msg),
+                "round {round}: logged event {msg:?} lost"
+            );
+        }
         // a line cut by the kill is reported, never fatal; at most one per round
-        assert!(bad.len() as u64 <= round + 1);
+        assert!(bad.len() <= round + 1);
     }
+    assert!(acked.len() >= (0..8).map(|r| 3 + r * 5).sum::<usize>());
+}
+
+#[tokio::test]
+async fn a_torn_last_line_never_swallows_the_next_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let good = event("setup", 0).to_line();
+    // a writer killed mid-line
+    std::fs::write(&path, format!("{good}\n{{\"timestamp\":\"2026-0")).unwrap();
+    let sink = JsonlSink::open(&path, JsonlOptions::default()).unwrap();
+    sink.append(event("after_crash", 1)).await.unwrap();
+    let (events, bad) = read_log(&path, &LogFilter::default()).unwrap();
+    assert_eq!(
+        events.iter().map(AuditEvent::action).collect::<Vec<_>>(),
+        ["setup", "after_crash"]
+    );
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].line, 2);
 }

@@ -162,3 +162,27 @@ fn state_is_private() {
         serde_json::json!({"version": 2, "revision": 0, "services": []})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_between_two_of_ours_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = conduit_registry::FileOptions::default();
+    opts.follow = false; // nothing refreshes `a` behind its back
+    let a = FileRegistry::open_with(dir.path(), opts.clone()).unwrap();
+    let b = FileRegistry::open_with(dir.path(), opts).unwrap();
+    a.register(rec("one", "10.0.0.1:1")).await.unwrap();
+    b.register(rec("two", "10.0.0.2:1")).await.unwrap();
+    a.register(rec("three", "10.0.0.3:1")).await.unwrap();
+    let names: Vec<String> = FileRegistry::open(dir.path())
+        .unwrap()
+        .list(ListFilter::All)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    assert_eq!(names, ["one", "two", "three"]);
+    // `a` learned of `two` while writing `three`
+    assert_eq!(a.revision().await.unwrap(), Revision(3));
+    assert!(a.get(&"two".parse().unwrap()).await.unwrap().is_some());
+}
