@@ -95,7 +95,7 @@ pub(crate) fn write_object(
 
 fn write_number(n: &Number, out: &mut String, path: &str) -> Result<(), CanonicalError> {
     if let Some(i) = n.as_i64() {
-        out.push_str(itoa_i64(i).as_str());
+        out.push_str(&i.to_string());
     } else if let Some(u) = n.as_u64() {
         out.push_str(&u.to_string());
     } else if let Some(f) = n.as_f64() {
@@ -107,10 +107,6 @@ fn write_number(n: &Number, out: &mut String, path: &str) -> Result<(), Canonica
         push_python_float(f, out);
     }
     Ok(())
-}
-
-fn itoa_i64(i: i64) -> String {
-    i.to_string()
 }
 
 /// Appends `s` as a JSON string: `\"`, `\\`, the five short escapes, `\u00xx` (lower-case

@@ -174,6 +174,18 @@ pub(crate) fn z_to_offset(ts: &str) -> String {
     }
 }
 
+/// Python `datetime.isoformat()` of the current UTC time (`…+00:00`, with `.ffffff` only
+/// when the microseconds are not zero), as the reference writes `signed_at` and `created_at`.
+pub(crate) fn isoformat_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let base = now.format(&fmt).unwrap_or_default();
+    match now.microsecond() {
+        0 => format!("{base}+00:00"),
+        us => format!("{base}.{us:06}+00:00"),
+    }
+}
+
 /// SHA3-256 of the canonical text, lower-case hex.
 ///
 /// # Errors

@@ -93,17 +93,6 @@ fn db_err(path: &Path, e: rusqlite::Error) -> AuditError {
     }
 }
 
-/// Python `datetime.isoformat()` of the current UTC time, microseconds when non-zero.
-fn signed_at_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-    let base = now.format(&fmt).unwrap_or_default();
-    match now.microsecond() {
-        0 => format!("{base}+00:00"),
-        us => format!("{base}.{us:06}+00:00"),
-    }
-}
-
 impl CapsuleStore {
     /// Opens (creating with mode 0600 if needed) the chain at `path`.
     ///
@@ -185,7 +174,7 @@ impl CapsuleStore {
                 )
                 .map_err(|e| db_err(&path, e))?;
             let signed_by = key.fingerprint();
-            let signed_at = signed_at_now(); // one instant per transaction
+            let signed_at = crate::capsule::isoformat_now(); // one instant per transaction
             // Content and hashes in chain order (each links to the one before) …
             let mut sealed = Vec::with_capacity(events.len());
             for ev in events {
@@ -494,7 +483,7 @@ impl CapsuleStore {
             let mut c = Checkpoint {
                 sequence: u64::try_from(seq).unwrap_or(0),
                 head_hash: hash,
-                created_at: signed_at_now(),
+                created_at: crate::capsule::isoformat_now(),
                 public_key: key.public_hex(),
                 signature: String::new(),
             };

@@ -64,11 +64,7 @@ impl SealKey {
                         "algorithm": "ed25519",
                         "public_key_hex": key.public_hex(),
                         "fingerprint": key.fingerprint(),
-                        "created_at": crate::capsule::z_to_offset(
-                            &crate::AuditEvent::new("x", crate::Outcome::Success, "", "x", Default::default())
-                                .map(|e| e.timestamp().to_owned())
-                                .unwrap_or_default(),
-                        ),
+                        "created_at": crate::capsule::isoformat_now(),
                         "rotated_at": null,
                         "status": "active",
                     }],
