@@ -12,6 +12,12 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# Real TLS clients for the CA tests.
+need=()
+for c in curl openssl; do command -v "$c" >/dev/null 2>&1 || need+=("$c"); done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 # The Capsule reference verifier (greenlet: SQLAlchemy 2.1 no longer pulls it, and every
 # `capsule verify --db` fails without it).
 if ! command -v capsule >/dev/null 2>&1; then

@@ -1,36 +1,58 @@
 //! # conduit-ca
 //!
-//! Conduit's internal certificate authority: a name-constrained root, a short-lived
-//! intermediate and short-lived leaves for every registered service.
+//! Conduit's internal certificate authority: a name-constrained root → a short-lived
+//! intermediate → short-lived leaves for every registered service, and a rustls
+//! [`CertResolver`] that serves them by SNI and swaps them without a restart.
 //!
-//! This crate currently defines the [`CertIssuer`] trait; the rcgen-backed CA is the subject
-//! of its own issue.
+//! * [`CertIssuer`]: the trait (issue; revoke defaulted), implemented by [`LocalCa`].
+//! * [`LocalCa`] (feature `rcgen`): ECDSA P-256 by default (what browsers accept), Ed25519
+//!   per CA or per leaf for service-to-service TLS; name constraints limited to the
+//!   configured zones and IP ranges, and requests outside them refused.
+//! * [`CertResolver`]: `rustls::server::ResolvesServerCert` over an atomically replaced map.
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use conduit_ca::{CaError, CertIssuer, IssueRequest, IssuedCert};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use conduit_ca::*;
+//! let ca = LocalCa::generate(CaConfig::default(), time::OffsetDateTime::now_utc())?;
+//! let mut req = IssueRequest::default();
+//! req.dns_names = vec!["grafana.internal".into()];
+//! req.ip_addresses = vec!["10.8.0.2".parse()?];
+//! let leaf = ca.issue(&req).await?;
+//! assert_eq!(leaf.chain_pem.matches("BEGIN CERTIFICATE").count(), 2); // leaf + intermediate
 //!
-//! #[derive(Debug)]
-//! struct Refuser;
-//! #[async_trait::async_trait]
-//! impl CertIssuer for Refuser {
-//!     async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, CaError> {
-//!         Err(CaError::OutsideConstraints { name: req.dns_names[0].clone() })
-//!     }
-//! }
-//! let req = IssueRequest { dns_names: vec!["example.com".into()], ip_addresses: vec![] };
-//! assert!(matches!(Refuser.issue(&req).await, Err(CaError::OutsideConstraints { .. })));
-//! assert!(matches!(Refuser.revoke("01").await, Err(CaError::Unsupported("revoke"))));
-//! # }
+//! let resolver = CertResolver::new();
+//! resolver.install(&req.dns_names, certified_key(&leaf)?);
+//! assert!(resolver.lookup("Grafana.Internal").is_some());
+//!
+//! req.dns_names = vec!["example.com".into()];
+//! assert!(matches!(ca.issue(&req).await, Err(CaError::OutsideConstraints { .. })));
+//! # Ok(()) }
 //! ```
+//!
+//! # Feature flags
+//!
+//! - `rcgen` (default): [`LocalCa`], [`CertResolver`] (rcgen, rustls with aws-lc-rs,
+//!   x509-parser). Without it only the trait and its types remain.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 use std::fmt;
 use std::net::IpAddr;
 
+#[cfg(feature = "rcgen")]
+mod local;
+#[cfg(feature = "rcgen")]
+mod resolver;
+
+#[cfg(feature = "rcgen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
+pub use local::{CaConfig, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME};
+#[cfg(feature = "rcgen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
+pub use resolver::{CertResolver, certified_key};
+
 /// What to put in a leaf certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IssueRequest {
     /// DNS subject alternative names.
     pub dns_names: Vec<String>,
@@ -61,11 +83,64 @@ impl fmt::Debug for IssuedCert {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaError {
-    /// The requested name is outside the CA's name constraints.
-    #[error("{name} is outside the zones this CA may certify")]
+    /// A requested name is outside the zones and IP ranges this CA may certify.
+    #[error("{name} is outside the zones and IP ranges this CA may certify")]
     OutsideConstraints {
+        /// The refused name or address.
+        name: String,
+    },
+    /// A requested DNS name is malformed.
+    #[error("{name:?} is not a valid DNS name: {reason}")]
+    InvalidName {
         /// The refused name.
         name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A configured zone is malformed.
+    #[error("zone {zone:?} is not a valid DNS name: {reason}")]
+    InvalidZone {
+        /// The zone.
+        zone: String,
+        /// Why.
+        reason: String,
+    },
+    /// A request with neither a DNS name nor an IP address.
+    #[error("a certificate needs at least one DNS name or IP address")]
+    NoNames,
+    /// The requested lifetime is longer than allowed.
+    #[error("leaf lifetime {requested:?} is longer than {limit}")]
+    LifetimeTooLong {
+        /// What was asked for.
+        requested: std::time::Duration,
+        /// The limit, in words.
+        limit: String,
+    },
+    /// The intermediate has expired: nothing can be issued until it is renewed.
+    #[error("the intermediate CA expired at {not_after}; renew it before issuing")]
+    IssuerExpired {
+        /// When it expired.
+        not_after: String,
+    },
+    /// PEM data could not be read.
+    #[error("cannot read the {what}: {reason}")]
+    Pem {
+        /// What was being read.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The system's random source failed.
+    #[error("the random number generator failed")]
+    Random,
+    /// The certificate library failed.
+    #[error("cannot {what}: {source}")]
+    Backend {
+        /// What was being done.
+        what: &'static str,
+        /// The library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The issuer does not implement this optional operation.
     #[error("this issuer does not support {0}")]
@@ -87,5 +162,13 @@ pub trait CertIssuer: Send + Sync + fmt::Debug {
     /// [`CaError::Unsupported`] unless the issuer implements it.
     async fn revoke(&self, _serial_hex: &str) -> Result<(), CaError> {
         Err(CaError::Unsupported("revoke"))
+    }
+}
+
+#[cfg(feature = "rcgen")]
+#[async_trait::async_trait]
+impl CertIssuer for LocalCa {
+    async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, CaError> {
+        self.issue_at(req, None, None, false, time::OffsetDateTime::now_utc())
     }
 }

@@ -1,0 +1,442 @@
+//! [`LocalCa`]: a name-constrained root → a short-lived intermediate → short-lived leaves,
+//! on rcgen.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints, SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+
+use crate::{CaError, IssueRequest, IssuedCert};
+
+/// The key type of a certificate.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// ECDSA on P-256 with SHA-256: what every browser accepts (the default).
+    #[default]
+    EcdsaP256,
+    /// Ed25519: for service-to-service TLS only (browsers reject Ed25519 server certificates).
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    fn rcgen(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::Ed25519 => &rcgen::PKCS_ED25519,
+        }
+    }
+}
+
+/// Longest leaf lifetime accepted.
+pub const MAX_LEAF_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Settings of a [`LocalCa`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CaConfig {
+    /// Zones the CA may certify (name constraints): default `internal`.
+    pub zones: Vec<String>,
+    /// IP ranges the CA may certify (name constraints), as (network, prefix length).
+    pub ip_ranges: Vec<(IpAddr, u8)>,
+    /// Organisation written into the CA subjects.
+    pub organization: String,
+    /// Root lifetime (default 10 years).
+    pub root_lifetime: Duration,
+    /// Intermediate lifetime (default 7 days; renewed automatically).
+    pub intermediate_lifetime: Duration,
+    /// Default leaf lifetime (default 7 days, at most a year).
+    pub leaf_lifetime: Duration,
+    /// Key type of the CA certificates and default key type of leaves.
+    pub key_algorithm: KeyAlgorithm,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        Self {
+            zones: vec!["internal".to_owned()],
+            ip_ranges: vec![
+                (IpAddr::from([10, 0, 0, 0]), 8),
+                (IpAddr::from([172, 16, 0, 0]), 12),
+                (IpAddr::from([192, 168, 0, 0]), 16),
+                (IpAddr::from([127, 0, 0, 0]), 8),
+                (IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 0]), 8),
+                (IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]), 128),
+            ],
+            organization: "Conduit".to_owned(),
+            root_lifetime: Duration::from_secs(10 * 365 * 24 * 3600),
+            intermediate_lifetime: Duration::from_secs(7 * 24 * 3600),
+            leaf_lifetime: Duration::from_secs(7 * 24 * 3600),
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+        }
+    }
+}
+
+/// A CA certificate with its key.
+struct Authority {
+    params: CertificateParams,
+    key: KeyPair,
+    der: Vec<u8>,
+    pem: String,
+    not_after: OffsetDateTime,
+}
+
+impl Authority {
+    fn issuer(&self) -> Issuer<'_, &KeyPair> {
+        Issuer::new(self.params.clone(), &self.key)
+    }
+}
+
+/// A local certificate authority: root → intermediate → leaf, name-constrained to its zones.
+///
+/// Leaves are signed by the intermediate and carry SANs (DNS and IP), EKU serverAuth (and
+/// clientAuth on request), KU digitalSignature, basicConstraints CA:false, SKI and AKI, a
+/// random 128-bit serial, and a validity backdated by one minute.
+pub struct LocalCa {
+    config: CaConfig,
+    root: Authority,
+    intermediate: Authority,
+}
+
+impl fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalCa")
+            .field("zones", &self.config.zones)
+            .field("root_not_after", &self.root.not_after)
+            .field("intermediate_not_after", &self.intermediate.not_after)
+            .field("keys", &"<redacted>")
+            .finish()
+    }
+}
+
+fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> CaError {
+    move |e| CaError::Backend {
+        what,
+        source: Box::new(e),
+    }
+}
+
+fn random_serial() -> Result<SerialNumber, CaError> {
+    let mut b = [0u8; 16];
+    rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut b)
+        .map_err(|_| CaError::Random)?;
+    b[0] &= 0x7f; // positive
+    b[0] |= 0x01; // and a full 128 bits, never shortened by a leading zero
+    Ok(SerialNumber::from_slice(&b))
+}
+
+fn to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+impl LocalCa {
+    /// A new root and intermediate, valid from `now`.
+    ///
+    /// # Errors
+    /// [`CaError::InvalidZone`] for a zone that is not a DNS name, [`CaError::Backend`].
+    pub fn generate(config: CaConfig, now: OffsetDateTime) -> Result<Self, CaError> {
+        for z in &config.zones {
+            check_dns_name(z).map_err(|reason| CaError::InvalidZone {
+                zone: z.clone(),
+                reason,
+            })?;
+        }
+        let constraints = NameConstraints {
+            permitted_subtrees: config
+                .zones
+                .iter()
+                .map(|z| GeneralSubtree::DnsName(z.clone()))
+                .chain(config.ip_ranges.iter().map(|(ip, len)| {
+                    GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, *len))
+                }))
+                .collect(),
+            excluded_subtrees: Vec::new(),
+        };
+        let ca_params =
+            |cn: &str, lifetime: Duration, path_len: u8| -> Result<CertificateParams, CaError> {
+                let mut p = CertificateParams::default();
+                let mut dn = DistinguishedName::new();
+                dn.push(DnType::OrganizationName, config.organization.clone());
+                dn.push(DnType::CommonName, cn);
+                p.distinguished_name = dn;
+                p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+                p.key_usages = vec![
+                    KeyUsagePurpose::KeyCertSign,
+                    KeyUsagePurpose::CrlSign,
+                    KeyUsagePurpose::DigitalSignature,
+                ];
+                p.name_constraints = Some(constraints.clone());
+                p.not_before = now - time::Duration::minutes(1);
+                p.not_after = now + to_time(lifetime);
+                p.serial_number = Some(random_serial()?);
+                p.use_authority_key_identifier_extension = true;
+                Ok(p)
+            };
+        let alg = config.key_algorithm.rcgen();
+        let root_key = KeyPair::generate_for(alg).map_err(rcgen_err("generate the root key"))?;
+        let root_params = ca_params(
+            &format!("{} Root CA", config.organization),
+            config.root_lifetime,
+            1,
+        )?;
+        let root_cert = root_params
+            .self_signed(&root_key)
+            .map_err(rcgen_err("sign the root"))?;
+        let root = Authority {
+            not_after: root_params.not_after,
+            der: root_cert.der().to_vec(),
+            pem: root_cert.pem(),
+            params: root_params,
+            key: root_key,
+        };
+        let intermediate = Self::make_intermediate(&config, &root, ca_params)?;
+        Ok(Self {
+            config,
+            root,
+            intermediate,
+        })
+    }
+
+    fn make_intermediate(
+        config: &CaConfig,
+        root: &Authority,
+        ca_params: impl Fn(&str, Duration, u8) -> Result<CertificateParams, CaError>,
+    ) -> Result<Authority, CaError> {
+        let key = KeyPair::generate_for(config.key_algorithm.rcgen())
+            .map_err(rcgen_err("generate the intermediate key"))?;
+        let mut params = ca_params(
+            &format!("{} Intermediate CA", config.organization),
+            config.intermediate_lifetime,
+            0,
+        )?;
+        params.not_after = params.not_after.min(root.not_after);
+        let cert = params
+            .signed_by(&key, &root.issuer())
+            .map_err(rcgen_err("sign the intermediate"))?;
+        Ok(Authority {
+            not_after: params.not_after,
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            params,
+            key,
+        })
+    }
+
+    /// The root certificate, PEM (what clients trust).
+    pub fn root_pem(&self) -> &str {
+        &self.root.pem
+    }
+
+    /// The root certificate, DER.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root.der
+    }
+
+    /// The intermediate certificate, PEM.
+    pub fn intermediate_pem(&self) -> &str {
+        &self.intermediate.pem
+    }
+
+    /// When the intermediate expires.
+    pub fn intermediate_not_after(&self) -> OffsetDateTime {
+        self.intermediate.not_after
+    }
+
+    /// Checks a request against the CA's zones and IP ranges.
+    ///
+    /// # Errors
+    /// [`CaError::InvalidName`], [`CaError::OutsideConstraints`], [`CaError::NoNames`].
+    pub fn check_request(&self, req: &IssueRequest) -> Result<(), CaError> {
+        if req.dns_names.is_empty() && req.ip_addresses.is_empty() {
+            return Err(CaError::NoNames);
+        }
+        for n in &req.dns_names {
+            let bare = n.strip_prefix("*.").unwrap_or(n);
+            check_dns_name(bare).map_err(|reason| CaError::InvalidName {
+                name: n.clone(),
+                reason,
+            })?;
+            let inside = self
+                .config
+                .zones
+                .iter()
+                .any(|z| bare == z || bare.ends_with(&format!(".{z}")));
+            if !inside {
+                return Err(CaError::OutsideConstraints { name: n.clone() });
+            }
+        }
+        for ip in &req.ip_addresses {
+            let inside = self
+                .config
+                .ip_ranges
+                .iter()
+                .any(|(net, len)| in_range(*ip, *net, *len));
+            if !inside {
+                return Err(CaError::OutsideConstraints {
+                    name: ip.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Issues a leaf valid from `now` (backdated one minute) for `lifetime` (when `None`, the
+    /// configured default, cut to the intermediate's expiry), with a key of `key` (the CA's
+    /// default when `None`).
+    ///
+    /// # Errors
+    /// As [`LocalCa::check_request`], [`CaError::LifetimeTooLong`] when the leaf would outlive
+    /// a year or its intermediate, [`CaError::Backend`].
+    pub fn issue_at(
+        &self,
+        req: &IssueRequest,
+        lifetime: Option<Duration>,
+        key: Option<KeyAlgorithm>,
+        client_auth: bool,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCert, CaError> {
+        self.check_request(req)?;
+        // An explicit lifetime must fit under a year and the intermediate; the default one is
+        // clamped to the intermediate's expiry (the leaf is renewed long before either ends).
+        let not_after = match lifetime {
+            Some(l) => {
+                let not_after = now + to_time(l);
+                if l > MAX_LEAF_LIFETIME || not_after > self.intermediate.not_after {
+                    return Err(CaError::LifetimeTooLong {
+                        requested: l,
+                        limit: format!(
+                            "one year and the intermediate's expiry ({})",
+                            self.intermediate.not_after
+                        ),
+                    });
+                }
+                not_after
+            }
+            None => (now + to_time(self.config.leaf_lifetime)).min(self.intermediate.not_after),
+        };
+        if not_after <= now {
+            return Err(CaError::IssuerExpired {
+                not_after: self.intermediate.not_after.to_string(),
+            });
+        }
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            req.dns_names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| req.ip_addresses[0].to_string()),
+        );
+        p.distinguished_name = dn;
+        for n in &req.dns_names {
+            p.subject_alt_names.push(SanType::DnsName(
+                n.clone()
+                    .try_into()
+                    .map_err(rcgen_err("encode a DNS name"))?,
+            ));
+        }
+        for ip in &req.ip_addresses {
+            p.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if client_auth {
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        p.not_before = now - time::Duration::minutes(1);
+        p.not_after = not_after;
+        p.serial_number = Some(random_serial()?);
+        p.use_authority_key_identifier_extension = true;
+        let alg = key.unwrap_or(self.config.key_algorithm);
+        let leaf_key =
+            KeyPair::generate_for(alg.rcgen()).map_err(rcgen_err("generate a leaf key"))?;
+        let cert = p
+            .signed_by(&leaf_key, &self.intermediate.issuer())
+            .map_err(rcgen_err("sign a leaf"))?;
+        Ok(IssuedCert {
+            chain_pem: format!("{}{}", cert.pem(), self.intermediate.pem),
+            key_pem: leaf_key.serialize_pem(),
+        })
+    }
+
+    /// Signs an arbitrary leaf with the **root**, bypassing every check. Only for tests that
+    /// show clients enforce name constraints.
+    #[doc(hidden)]
+    pub fn forge_unchecked_for_tests(&self, dns_name: &str) -> Result<IssuedCert, CaError> {
+        let mut p =
+            CertificateParams::new(vec![dns_name.to_owned()]).map_err(rcgen_err("params"))?;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.use_authority_key_identifier_extension = true;
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("key"))?;
+        let cert = p
+            .signed_by(&key, &self.root.issuer())
+            .map_err(rcgen_err("sign"))?;
+        Ok(IssuedCert {
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+fn in_range(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// DNS-name rules for SANs and zones: lower-case labels of `[a-z0-9-]`, 1-63 characters, no
+/// leading or trailing `-`, at most 253 characters.
+fn check_dns_name(n: &str) -> Result<(), String> {
+    if n.is_empty() || n.len() > 253 {
+        return Err(format!("length {} is not 1-253", n.len()));
+    }
+    for label in n.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("label {label:?} is not 1-63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(format!(
+                "character {c:?} is not allowed (lower-case a-z, 0-9, '-')"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
+}

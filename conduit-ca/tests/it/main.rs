@@ -1,0 +1,11 @@
+//! Integration tests of conduit-ca: real TLS clients against a rustls server that takes its
+//! certificates from `CertResolver`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "test code"
+)]
+
+mod tls;

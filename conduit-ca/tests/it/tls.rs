@@ -1,0 +1,425 @@
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conduit_ca::{
+    CaConfig, CaError, CertResolver, IssueRequest, KeyAlgorithm, LocalCa, certified_key,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use time::OffsetDateTime;
+
+fn req(names: &[&str], ips: &[&str]) -> IssueRequest {
+    IssueRequest {
+        dns_names: names.iter().map(|s| (*s).to_owned()).collect(),
+        ip_addresses: ips.iter().map(|s| s.parse::<IpAddr>().unwrap()).collect(),
+    }
+}
+
+/// A TLS server on 127.0.0.1:0 answering `HTTP/1.1 200` with `hello` to every connection,
+/// certificates from `resolver`. Runs until the test process ends.
+fn serve(resolver: Arc<CertResolver>) -> u16 {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let config = Arc::clone(&config);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+/// A rustls client trusting `root_pem`: the leaf it was served, or the handshake error.
+fn rustls_get(root_pem: &str, port: u16, sni: &str) -> Result<CertificateDer<'static>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port)).unwrap());
+    tls.write_all(format!("GET / HTTP/1.1\r\nHost: {sni}\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    let _ = tls.read_to_string(&mut body);
+    if !body.ends_with("hello") {
+        return Err(format!("no body: {body:?}"));
+    }
+    Ok(tls.conn.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned())
+}
+
+fn first_cert(pem: &str) -> CertificateDer<'static> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+}
+
+fn have(cmd: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "CI must install {cmd}");
+        eprintln!("skipping the {cmd} check: not installed");
+    }
+    found
+}
+
+fn curl(root: &Path, port: u16, host: &str) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(root)
+        .args([
+            "--resolve",
+            &format!("{host}:{port}:127.0.0.1"),
+            &format!("https://{host}:{port}/"),
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn python(root: &Path, port: u16, host: &str) -> (bool, String) {
+    let script = format!(
+        "import socket, ssl\nctx = ssl.create_default_context(cafile={root:?})\n\
+         with socket.create_connection(('127.0.0.1', {port}), timeout=10) as s:\n\
+         \x20   with ctx.wrap_socket(s, server_hostname={host:?}) as t:\n\
+         \x20       t.sendall(b'GET / HTTP/1.1\\r\\nHost: {host}\\r\\n\\r\\n')\n\
+         \x20       data = b''\n\
+         \x20       while True:\n\
+         \x20           chunk = t.recv(4096)\n\
+         \x20           if not chunk: break\n\
+         \x20           data += chunk\n\
+         print(data.decode().split('\\r\\n\\r\\n', 1)[1])\n",
+        root = root.to_str().unwrap()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn openssl(root: &Path, port: u16, host: &str) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            host,
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success() && text.contains("Verify return code: 0 (ok)"),
+        text,
+    )
+}
+
+#[test]
+fn every_client_accepts_a_p256_leaf_and_the_resolver_hot_swaps() {
+    let now = OffsetDateTime::now_utc();
+    let ca = LocalCa::generate(CaConfig::default(), now).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, ca.root_pem()).unwrap();
+    let resolver = Arc::new(CertResolver::new());
+    let leaf = ca
+        .issue_at(
+            &req(&["grafana.internal"], &["127.0.0.1"]),
+            None,
+            None,
+            false,
+            now,
+        )
+        .unwrap();
+    resolver.install(
+        &["grafana.internal".to_owned()],
+        certified_key(&leaf).unwrap(),
+    );
+    let port = serve(Arc::clone(&resolver));
+
+    assert_eq!(
+        rustls_get(ca.root_pem(), port, "grafana.internal").unwrap(),
+        first_cert(&leaf.chain_pem)
+    );
+    assert_eq!(
+        rustls_get(ca.root_pem(), port, "GRAFANA.internal").unwrap(),
+        first_cert(&leaf.chain_pem)
+    );
+    if have("curl") {
+        let (ok, out) = curl(&root, port, "grafana.internal");
+        assert!(ok && out.ends_with("hello"), "curl: {out}");
+    }
+    if have("python3") {
+        let (ok, out) = python(&root, port, "grafana.internal");
+        assert!(ok && out.trim_end().ends_with("hello"), "python: {out}");
+    }
+    if have("openssl") {
+        let (ok, out) = openssl(&root, port, "grafana.internal");
+        assert!(ok, "openssl: {out}");
+    }
+
+    // rotation: a new key and leaf are served from the next handshake, no restart
+    let rotated = ca
+        .issue_at(&req(&["grafana.internal"], &[]), None, None, false, now)
+        .unwrap();
+    assert_ne!(first_cert(&rotated.chain_pem), first_cert(&leaf.chain_pem));
+    resolver.install(
+        &["grafana.internal".to_owned()],
+        certified_key(&rotated).unwrap(),
+    );
+    assert_eq!(
+        rustls_get(ca.root_pem(), port, "grafana.internal").unwrap(),
+        first_cert(&rotated.chain_pem)
+    );
+    // removal: no certificate, the handshake fails
+    resolver.remove("grafana.internal");
+    let err = rustls_get(ca.root_pem(), port, "grafana.internal").unwrap_err();
+    assert!(
+        err.contains("alert"),
+        "the server has no certificate for it any more: {err}"
+    );
+}
+
+#[test]
+fn ed25519_leaves_work_for_service_to_service_tls() {
+    let now = OffsetDateTime::now_utc();
+    let mut cfg = CaConfig::default();
+    cfg.key_algorithm = KeyAlgorithm::Ed25519;
+    let ca = LocalCa::generate(cfg, now).unwrap();
+    let resolver = Arc::new(CertResolver::new());
+    let leaf = ca
+        .issue_at(&req(&["api.internal"], &[]), None, None, true, now)
+        .unwrap();
+    resolver.install(&["api.internal".to_owned()], certified_key(&leaf).unwrap());
+    let port = serve(resolver);
+    assert_eq!(
+        rustls_get(ca.root_pem(), port, "api.internal").unwrap(),
+        first_cert(&leaf.chain_pem)
+    );
+}
+
+#[test]
+fn a_certificate_forged_outside_the_name_constraints_is_rejected_by_clients() {
+    let now = OffsetDateTime::now_utc();
+    let ca = LocalCa::generate(CaConfig::default(), now).unwrap();
+    // the API refuses it …
+    let err = ca
+        .issue_at(&req(&["example.com"], &[]), None, None, false, now)
+        .unwrap_err();
+    assert!(
+        matches!(&err, CaError::OutsideConstraints { name } if name == "example.com"),
+        "{err}"
+    );
+    // … and a leaf forged under the root, bypassing the API, is refused by clients that
+    // enforce name constraints (rustls/webpki and OpenSSL, hence curl and Python, all do).
+    let forged = ca.forge_unchecked_for_tests("example.com").unwrap();
+    let resolver = Arc::new(CertResolver::new());
+    resolver.install(&["example.com".to_owned()], certified_key(&forged).unwrap());
+    let port = serve(resolver);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, ca.root_pem()).unwrap();
+    let err = rustls_get(ca.root_pem(), port, "example.com").unwrap_err();
+    assert!(
+        err.contains("NameConstraint")
+            || err.contains("name constraint")
+            || err.contains("NotValidForName"),
+        "rustls: {err}"
+    );
+    if have("curl") {
+        let (ok, out) = curl(&root, port, "example.com");
+        assert!(!ok, "curl accepted a name-constraint violation: {out}");
+    }
+    if have("python3") {
+        let (ok, out) = python(&root, port, "example.com");
+        assert!(
+            !ok && out.contains("CERTIFICATE_VERIFY_FAILED"),
+            "python: {out}"
+        );
+    }
+    if have("openssl") {
+        let (ok, out) = openssl(&root, port, "example.com");
+        assert!(
+            !ok && out.contains("permitted subtree violation"),
+            "openssl: {out}"
+        );
+    }
+}
+
+#[test]
+fn an_expired_leaf_is_rejected() {
+    let now = OffsetDateTime::now_utc();
+    let mut cfg = CaConfig::default();
+    cfg.intermediate_lifetime = Duration::from_secs(90 * 24 * 3600);
+    let ca = LocalCa::generate(cfg, now - time::Duration::days(60)).unwrap();
+    let leaf = ca
+        .issue_at(
+            &req(&["old.internal"], &[]),
+            Some(Duration::from_secs(7 * 24 * 3600)),
+            None,
+            false,
+            now - time::Duration::days(30),
+        )
+        .unwrap();
+    let resolver = Arc::new(CertResolver::new());
+    resolver.install(&["old.internal".to_owned()], certified_key(&leaf).unwrap());
+    let port = serve(resolver);
+    let err = rustls_get(ca.root_pem(), port, "old.internal").unwrap_err();
+    assert!(err.contains("certificate expired"), "rustls: {err}");
+    if have("curl") {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root.pem");
+        std::fs::write(&root, ca.root_pem()).unwrap();
+        let (ok, out) = curl(&root, port, "old.internal");
+        assert!(!ok && out.contains("expired"), "curl: {out}");
+    }
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let now = OffsetDateTime::now_utc();
+    let ca = LocalCa::generate(CaConfig::default(), now).unwrap();
+    let e = ca
+        .issue_at(&req(&["Bad_Name.internal"], &[]), None, None, false, now)
+        .unwrap_err();
+    assert!(matches!(e, CaError::InvalidName { .. }), "{e}");
+    let e = ca
+        .issue_at(&req(&[], &[]), None, None, false, now)
+        .unwrap_err();
+    assert!(matches!(e, CaError::NoNames), "{e}");
+    let e = ca
+        .issue_at(&req(&[], &["8.8.8.8"]), None, None, false, now)
+        .unwrap_err();
+    assert!(
+        matches!(&e, CaError::OutsideConstraints { name } if name == "8.8.8.8"),
+        "{e}"
+    );
+    let e = ca
+        .issue_at(
+            &req(&["a.internal"], &[]),
+            Some(Duration::from_secs(30 * 24 * 3600)),
+            None,
+            false,
+            now,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, CaError::LifetimeTooLong { .. }),
+        "longer than the 7-day intermediate: {e}"
+    );
+    let e = ca
+        .issue_at(
+            &req(&["a.internal"], &[]),
+            Some(Duration::from_secs(400 * 24 * 3600)),
+            None,
+            false,
+            now,
+        )
+        .unwrap_err();
+    assert!(matches!(e, CaError::LifetimeTooLong { .. }), "{e}");
+    // the default lifetime is cut to the intermediate's expiry, never refused
+    let later = now + time::Duration::days(3);
+    let leaf = ca
+        .issue_at(&req(&["b.internal"], &[]), None, None, false, later)
+        .unwrap();
+    assert!(leaf.chain_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    // an expired intermediate issues nothing, and says why
+    let e = ca
+        .issue_at(
+            &req(&["b.internal"], &[]),
+            None,
+            None,
+            false,
+            now + time::Duration::days(8),
+        )
+        .unwrap_err();
+    assert!(matches!(e, CaError::IssuerExpired { .. }), "{e}");
+    // a wildcard one label below the zone and tunnel IPs are fine
+    let leaf = ca
+        .issue_at(
+            &req(&["*.lab.internal"], &["10.8.0.2", "fd00::2"]),
+            None,
+            None,
+            false,
+            now,
+        )
+        .unwrap();
+    assert!(
+        leaf.chain_pem.matches("BEGIN CERTIFICATE").count() == 2,
+        "leaf + intermediate"
+    );
+    let mut bad = CaConfig::default();
+    bad.zones = vec!["Not A Zone".into()];
+    assert!(matches!(
+        LocalCa::generate(bad, now),
+        Err(CaError::InvalidZone { .. })
+    ));
+}
