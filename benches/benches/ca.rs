@@ -32,6 +32,7 @@ fn benches(c: &mut Criterion) {
     let resolver = CertResolver::new();
     let key = certified_key(&ca.issue_at(&req, None, None, false, now).unwrap()).unwrap();
     let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i}.internal")).collect();
+    let mut entries = Vec::with_capacity(names.len());
     for chunk in names.chunks(1000) {
         let leaf = ca.issue_at(
             &IssueRequest {
@@ -46,10 +47,9 @@ fn benches(c: &mut Criterion) {
         let k = leaf
             .map(|l| certified_key(&l).unwrap())
             .unwrap_or_else(|_| key.clone());
-        for n in chunk {
-            resolver.install(std::slice::from_ref(n), k.clone());
-        }
+        entries.extend(chunk.iter().map(|n| (n.clone(), k.clone())));
     }
+    resolver.replace_all(entries);
     assert_eq!(resolver.len(), 10_000);
     let mut i = 0usize;
     g.bench_function("resolver_lookup_10k", |b| {

@@ -40,10 +40,15 @@ use std::fmt;
 use std::net::IpAddr;
 
 #[cfg(feature = "rcgen")]
+mod inspect;
+#[cfg(feature = "rcgen")]
 mod local;
 #[cfg(feature = "rcgen")]
 mod resolver;
 
+#[cfg(feature = "rcgen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
+pub use inspect::{CertInfo, CertStatus, inspect_der, inspect_pem};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
 pub use local::{CaConfig, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME};

@@ -87,6 +87,16 @@ impl CertResolver {
         });
     }
 
+    /// Replaces everything served in one step (start-up, or a full reload): one map build for
+    /// any number of names, where `install` per name would copy the map each time.
+    pub fn replace_all(&self, entries: impl IntoIterator<Item = (String, Arc<CertifiedKey>)>) {
+        let next: Map = entries
+            .into_iter()
+            .map(|(n, k)| (n.to_ascii_lowercase(), k))
+            .collect();
+        *self.map.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+    }
+
     /// Stops serving `name`.
     pub fn remove(&self, name: &str) {
         self.update(|m| {

@@ -423,3 +423,61 @@ fn bad_requests_are_typed_errors() {
         Err(CaError::InvalidZone { .. })
     ));
 }
+
+#[test]
+fn inspect_reports_the_profile_and_the_status() {
+    use std::collections::HashSet;
+    let now = OffsetDateTime::now_utc();
+    let ca = LocalCa::generate(CaConfig::default(), now).unwrap();
+    let leaf = ca
+        .issue_at(
+            &req(&["grafana.internal"], &["10.8.0.2"]),
+            Some(Duration::from_secs(3 * 24 * 3600)),
+            None,
+            false,
+            now,
+        )
+        .unwrap();
+    let none = HashSet::new();
+    let info = conduit_ca::inspect_pem(&leaf.chain_pem, now, &none).unwrap();
+    assert_eq!(info.dns_names, ["grafana.internal"]);
+    assert_eq!(info.ip_addresses, ["10.8.0.2".parse::<IpAddr>().unwrap()]);
+    assert_eq!(info.key_algorithm, "ECDSA P-256");
+    assert_eq!(info.serial.len(), 32, "128-bit serial: {}", info.serial);
+    assert_eq!(info.issuer, "O=Conduit, CN=Conduit Intermediate CA");
+    assert_eq!(info.sha256_fingerprint.len(), 64);
+    assert!(!info.is_ca);
+    assert_eq!(info.status, conduit_ca::CertStatus::Valid);
+    // 2/3 of the way through its life it is due for renewal; past the end it is expired
+    let at = |d: i64| {
+        conduit_ca::inspect_pem(&leaf.chain_pem, now + time::Duration::hours(d), &none)
+            .unwrap()
+            .status
+    };
+    assert_eq!(at(49), conduit_ca::CertStatus::Expiring);
+    assert_eq!(at(73), conduit_ca::CertStatus::Expired);
+    let revoked: HashSet<String> = [info.serial.clone()].into();
+    assert_eq!(
+        conduit_ca::inspect_pem(&leaf.chain_pem, now, &revoked)
+            .unwrap()
+            .status,
+        conduit_ca::CertStatus::Revoked
+    );
+    let root = conduit_ca::inspect_pem(ca.root_pem(), now, &none).unwrap();
+    assert!(root.is_ca);
+    assert_eq!(root.subject, "O=Conduit, CN=Conduit Root CA");
+    let err = conduit_ca::inspect_pem(
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        now,
+        &none,
+    )
+    .unwrap_err();
+    assert!(matches!(err, CaError::Pem { .. }), "{err}");
+
+    // replace_all swaps the whole map at once
+    let resolver = CertResolver::new();
+    let key = certified_key(&leaf).unwrap();
+    resolver.replace_all((0..1000).map(|i| (format!("s{i}.internal"), key.clone())));
+    assert_eq!(resolver.len(), 1000);
+    assert!(resolver.lookup("S999.internal").is_some());
+}
