@@ -127,6 +127,12 @@ pub enum CaError {
         /// When it expired.
         not_after: String,
     },
+    /// A serial number that is not 1-20 bytes of hex.
+    #[error("serial {serial:?} is not 1-20 bytes of hex")]
+    InvalidSerial {
+        /// The refused serial.
+        serial: String,
+    },
     /// PEM data could not be read.
     #[error("cannot read the {what}: {reason}")]
     Pem {
@@ -175,5 +181,9 @@ pub trait CertIssuer: Send + Sync + fmt::Debug {
 impl CertIssuer for LocalCa {
     async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, CaError> {
         self.issue_at(req, None, None, false, time::OffsetDateTime::now_utc())
+    }
+
+    async fn revoke(&self, serial_hex: &str) -> Result<(), CaError> {
+        self.revoke_at(serial_hex, time::OffsetDateTime::now_utc())
     }
 }

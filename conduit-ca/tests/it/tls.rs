@@ -481,3 +481,90 @@ fn inspect_reports_the_profile_and_the_status() {
     assert_eq!(resolver.len(), 1000);
     assert!(resolver.lookup("S999.internal").is_some());
 }
+
+#[test]
+fn a_revoked_serial_is_in_the_crl_and_openssl_rejects_the_leaf() {
+    let now = OffsetDateTime::now_utc();
+    let mut cfg = CaConfig::default();
+    cfg.crl_url = Some("http://ca.internal/crl".to_owned());
+    let ca = LocalCa::generate(cfg, now).unwrap();
+    let leaf = ca
+        .issue_at(&req(&["grafana.internal"], &[]), None, None, false, now)
+        .unwrap();
+    let none = std::collections::HashSet::new();
+    let serial = conduit_ca::inspect_pem(&leaf.chain_pem, now, &none)
+        .unwrap()
+        .serial;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n);
+    let mut parts = leaf
+        .chain_pem
+        .split_inclusive("-----END CERTIFICATE-----\n");
+    std::fs::write(path("leaf.pem"), parts.next().unwrap()).unwrap();
+    std::fs::write(path("inter.pem"), ca.intermediate_pem()).unwrap();
+    std::fs::write(path("root.pem"), ca.root_pem()).unwrap();
+    let verify = |crl: &str| {
+        std::fs::write(path("crl.pem"), crl).unwrap();
+        let out = Command::new("openssl")
+            .args(["verify", "-crl_check", "-CAfile"])
+            .arg(path("root.pem"))
+            .arg("-untrusted")
+            .arg(path("inter.pem"))
+            .arg("-CRLfile")
+            .arg(path("crl.pem"))
+            .arg(path("leaf.pem"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (der, pem) = ca.crl_at(now, Duration::from_secs(24 * 3600)).unwrap();
+    assert!(!der.is_empty() && pem.starts_with("-----BEGIN X509 CRL-----"));
+    if !have("openssl") {
+        return;
+    }
+    let (ok, out) = verify(&pem);
+    assert!(ok, "not revoked yet: {out}");
+    // the leaf names where its CRL lives
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(path("leaf.pem"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("URI:http://ca.internal/crl"));
+
+    ca.revoke_at(&serial, now).unwrap();
+    assert!(ca.revoked_serials().contains(&serial));
+    assert_eq!(
+        conduit_ca::inspect_pem(&leaf.chain_pem, now, &ca.revoked_serials())
+            .unwrap()
+            .status,
+        conduit_ca::CertStatus::Revoked
+    );
+    let (_, pem) = ca.crl_at(now, Duration::from_secs(24 * 3600)).unwrap();
+    std::fs::write(path("crl.pem"), &pem).unwrap();
+    let out = Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(path("crl.pem"))
+        .output()
+        .unwrap();
+    let crl_text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        crl_text.contains(&serial.to_uppercase()),
+        "openssl crl lists the serial: {crl_text}"
+    );
+    assert!(crl_text.contains("X509v3 CRL Number"), "{crl_text}");
+    let (ok, out) = verify(&pem);
+    assert!(
+        !ok && out.contains("certificate revoked"),
+        "openssl verify -crl_check: {out}"
+    );
+    let e = ca.revoke_at("not-hex", now).unwrap_err();
+    assert!(matches!(e, CaError::InvalidSerial { .. }), "{e}");
+}
