@@ -45,6 +45,8 @@ mod inspect;
 mod local;
 #[cfg(feature = "rcgen")]
 mod resolver;
+#[cfg(feature = "rcgen")]
+mod store;
 
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
@@ -121,11 +123,50 @@ pub enum CaError {
         /// The limit, in words.
         limit: String,
     },
-    /// The intermediate has expired: nothing can be issued until it is renewed.
-    #[error("the intermediate CA expired at {not_after}; renew it before issuing")]
+    /// The intermediate has expired: nothing can be issued until it is renewed (and a stored
+    /// CA with an expired intermediate refuses to start).
+    #[error(
+        "the intermediate CA expired at {not_after}; renew it (LocalCa::renew_intermediate) before issuing"
+    )]
     IssuerExpired {
         /// When it expired.
         not_after: String,
+    },
+    /// The root has expired: the CA refuses to start (a root rollover is needed, see
+    /// `docs/ca.md`).
+    #[error("the root CA expired at {not_after}; roll over to a new root (docs/ca.md)")]
+    RootExpired {
+        /// When it expired.
+        not_after: String,
+    },
+    /// A stored CA file cannot be used; it was left untouched.
+    #[error("tls/{file}: {reason}; it was not modified, restore it from a backup")]
+    Corrupt {
+        /// The file, relative to the CA directory.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// Some CA files exist but not all: the CA is not regenerated over them.
+    #[error(
+        "{dir}: {missing} is missing while other CA files exist; restore it or move the directory away"
+    )]
+    Incomplete {
+        /// The CA directory.
+        dir: String,
+        /// The first missing file.
+        missing: &'static str,
+    },
+    /// A file operation failed.
+    #[error("{path}: cannot {op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
     },
     /// A serial number that is not 1-20 bytes of hex.
     #[error("serial {serial:?} is not 1-20 bytes of hex")]

@@ -87,17 +87,105 @@ impl Default for CaConfig {
 
 /// A CA certificate with its key.
 struct Authority {
-    params: CertificateParams,
-    key: KeyPair,
+    issuer: Issuer<'static, KeyPair>,
+    /// The key, PKCS#8 PEM, for saving (never printed).
+    key_pem: String,
     der: Vec<u8>,
     pem: String,
+    not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 }
 
 impl Authority {
-    fn issuer(&self) -> Issuer<'_, &KeyPair> {
-        Issuer::new(self.params.clone(), &self.key)
+    fn new(params: CertificateParams, key: KeyPair, cert: &rcgen::Certificate) -> Self {
+        Self {
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            not_before: params.not_before,
+            not_after: params.not_after,
+            issuer: Issuer::new(params, key),
+        }
     }
+
+    /// Rebuilds an authority from its stored certificate and key; `file` names the
+    /// certificate in errors.
+    fn load(file: &str, cert_pem: &str, key_pem: &str) -> Result<Self, CaError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad = |reason: String| CaError::Corrupt {
+            file: file.to_owned(),
+            reason,
+        };
+        let der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let (_, x509) =
+            x509_parser::parse_x509_certificate(&der).map_err(|e| bad(e.to_string()))?;
+        let ts = |t: i64| OffsetDateTime::from_unix_timestamp(t).map_err(|e| bad(e.to_string()));
+        let not_before = ts(x509.validity().not_before.timestamp())?;
+        let not_after = ts(x509.validity().not_after.timestamp())?;
+        if !x509.is_ca() {
+            return Err(bad("not a CA certificate".to_owned()));
+        }
+        let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::Corrupt {
+            file: file.replace(".pem", ".key"),
+            reason: e.to_string(),
+        })?;
+        if key.public_key_raw() != x509.public_key().subject_public_key.data.as_ref() {
+            return Err(bad(
+                "the key file does not belong to this certificate".to_owned()
+            ));
+        }
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            issuer,
+            key_pem: key_pem.to_owned(),
+            der: der.to_vec(),
+            pem: cert_pem.to_owned(),
+            not_before,
+            not_after,
+        })
+    }
+}
+
+fn name_constraints(config: &CaConfig) -> NameConstraints {
+    NameConstraints {
+        permitted_subtrees: config
+            .zones
+            .iter()
+            .map(|z| GeneralSubtree::DnsName(z.clone()))
+            .chain(config.ip_ranges.iter().map(|(ip, len)| {
+                GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, *len))
+            }))
+            .collect(),
+        excluded_subtrees: Vec::new(),
+    }
+}
+
+fn ca_params(
+    config: &CaConfig,
+    cn: &str,
+    lifetime: Duration,
+    path_len: u8,
+    now: OffsetDateTime,
+) -> Result<CertificateParams, CaError> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, config.organization.clone());
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.name_constraints = Some(name_constraints(config));
+    p.not_before = now - time::Duration::minutes(1);
+    p.not_after = now + to_time(lifetime);
+    p.serial_number = Some(random_serial()?);
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
 }
 
 /// A local certificate authority: root → intermediate → leaf, name-constrained to its zones.
@@ -159,87 +247,158 @@ impl LocalCa {
                 reason,
             })?;
         }
-        let constraints = NameConstraints {
-            permitted_subtrees: config
-                .zones
-                .iter()
-                .map(|z| GeneralSubtree::DnsName(z.clone()))
-                .chain(config.ip_ranges.iter().map(|(ip, len)| {
-                    GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, *len))
-                }))
-                .collect(),
-            excluded_subtrees: Vec::new(),
-        };
-        let ca_params =
-            |cn: &str, lifetime: Duration, path_len: u8| -> Result<CertificateParams, CaError> {
-                let mut p = CertificateParams::default();
-                let mut dn = DistinguishedName::new();
-                dn.push(DnType::OrganizationName, config.organization.clone());
-                dn.push(DnType::CommonName, cn);
-                p.distinguished_name = dn;
-                p.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
-                p.key_usages = vec![
-                    KeyUsagePurpose::KeyCertSign,
-                    KeyUsagePurpose::CrlSign,
-                    KeyUsagePurpose::DigitalSignature,
-                ];
-                p.name_constraints = Some(constraints.clone());
-                p.not_before = now - time::Duration::minutes(1);
-                p.not_after = now + to_time(lifetime);
-                p.serial_number = Some(random_serial()?);
-                p.use_authority_key_identifier_extension = true;
-                Ok(p)
-            };
-        let alg = config.key_algorithm.rcgen();
-        let root_key = KeyPair::generate_for(alg).map_err(rcgen_err("generate the root key"))?;
-        let root_params = ca_params(
+        let key = KeyPair::generate_for(config.key_algorithm.rcgen())
+            .map_err(rcgen_err("generate the root key"))?;
+        let params = ca_params(
+            &config,
             &format!("{} Root CA", config.organization),
             config.root_lifetime,
             1,
+            now,
         )?;
-        let root_cert = root_params
-            .self_signed(&root_key)
+        let cert = params
+            .self_signed(&key)
             .map_err(rcgen_err("sign the root"))?;
-        let root = Authority {
-            not_after: root_params.not_after,
-            der: root_cert.der().to_vec(),
-            pem: root_cert.pem(),
-            params: root_params,
-            key: root_key,
-        };
-        let intermediate = Self::make_intermediate(&config, &root, ca_params)?;
-        Ok(Self {
+        let root = Authority::new(params, key, &cert);
+        let intermediate = Self::make_intermediate(&config, &root, now)?;
+        Ok(Self::assemble(config, root, intermediate))
+    }
+
+    fn assemble(config: CaConfig, root: Authority, intermediate: Authority) -> Self {
+        Self {
             config,
             root,
             intermediate,
             revoked: std::sync::Mutex::default(),
             crl_number: std::sync::atomic::AtomicU64::new(0),
-        })
+        }
     }
 
     fn make_intermediate(
         config: &CaConfig,
         root: &Authority,
-        ca_params: impl Fn(&str, Duration, u8) -> Result<CertificateParams, CaError>,
+        now: OffsetDateTime,
     ) -> Result<Authority, CaError> {
         let key = KeyPair::generate_for(config.key_algorithm.rcgen())
             .map_err(rcgen_err("generate the intermediate key"))?;
         let mut params = ca_params(
+            config,
             &format!("{} Intermediate CA", config.organization),
             config.intermediate_lifetime,
             0,
+            now,
         )?;
         params.not_after = params.not_after.min(root.not_after);
         let cert = params
-            .signed_by(&key, &root.issuer())
+            .signed_by(&key, &root.issuer)
             .map_err(rcgen_err("sign the intermediate"))?;
-        Ok(Authority {
-            not_after: params.not_after,
-            der: cert.der().to_vec(),
-            pem: cert.pem(),
-            params,
-            key,
-        })
+        Ok(Authority::new(params, key, &cert))
+    }
+
+    /// Whether the intermediate has less than a third of its life left (or is expired): the
+    /// point where [`LocalCa::renew_intermediate`] should run.
+    pub fn intermediate_due(&self, now: OffsetDateTime) -> bool {
+        let life = self.intermediate.not_after - self.intermediate.not_before;
+        (self.intermediate.not_after - now) * 3 < life
+    }
+
+    /// Replaces the intermediate with a new key and certificate signed by the root, valid
+    /// from `now`. Leaves issued before stay valid (their issuer's certificate is still
+    /// served in their chains until they are renewed).
+    ///
+    /// # Errors
+    /// [`CaError::RootExpired`], [`CaError::Backend`].
+    pub fn renew_intermediate(&mut self, now: OffsetDateTime) -> Result<(), CaError> {
+        if now >= self.root.not_after {
+            return Err(CaError::RootExpired {
+                not_after: self.root.not_after.to_string(),
+            });
+        }
+        self.intermediate = Self::make_intermediate(&self.config, &self.root, now)?;
+        tracing::info!(not_after = %self.intermediate.not_after, "intermediate CA renewed");
+        Ok(())
+    }
+
+    /// Loads the CA from `dir` (`root.pem`, `root.key`, `intermediate.pem`,
+    /// `intermediate.key`), or creates one there when the directory holds none of them.
+    /// Renews a valid intermediate that is due, and saves it.
+    ///
+    /// # Errors
+    /// [`CaError::Corrupt`] naming the unreadable file (nothing is overwritten),
+    /// [`CaError::Incomplete`] when only some of the files exist, [`CaError::RootExpired`] and
+    /// [`CaError::IssuerExpired`] for an expired root or intermediate (the CA refuses to start
+    /// and says why), [`CaError::Io`].
+    pub fn load_or_create(
+        dir: &std::path::Path,
+        config: CaConfig,
+        now: OffsetDateTime,
+    ) -> Result<Self, CaError> {
+        let files = [
+            "root.pem",
+            "root.key",
+            "intermediate.pem",
+            "intermediate.key",
+        ];
+        let present: Vec<bool> = files.iter().map(|f| dir.join(f).exists()).collect();
+        if present.iter().all(|p| !p) {
+            let ca = Self::generate(config, now)?;
+            ca.save(dir)?;
+            tracing::info!(dir = %dir.display(), "created a new CA");
+            return Ok(ca);
+        }
+        if let Some(i) = present.iter().position(|p| !p) {
+            return Err(CaError::Incomplete {
+                dir: dir.display().to_string(),
+                missing: files[i],
+            });
+        }
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f)).map_err(|e| CaError::Io {
+                op: "read",
+                path: dir.join(f).display().to_string(),
+                source: e,
+            })
+        };
+        let root = Authority::load("root.pem", &read("root.pem")?, &read("root.key")?)?;
+        let intermediate = Authority::load(
+            "intermediate.pem",
+            &read("intermediate.pem")?,
+            &read("intermediate.key")?,
+        )?;
+        if now >= root.not_after {
+            return Err(CaError::RootExpired {
+                not_after: root.not_after.to_string(),
+            });
+        }
+        if now >= intermediate.not_after {
+            return Err(CaError::IssuerExpired {
+                not_after: intermediate.not_after.to_string(),
+            });
+        }
+        let mut ca = Self::assemble(config, root, intermediate);
+        if ca.intermediate_due(now) {
+            ca.renew_intermediate(now)?;
+            ca.save(dir)?;
+        }
+        Ok(ca)
+    }
+
+    /// Writes the CA to `dir` (created 0700): keys and certificates 0600, each file written to
+    /// a temporary name, fsynced and renamed.
+    ///
+    /// # Errors
+    /// [`CaError::Io`].
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), CaError> {
+        crate::store::create_private_dir(dir)?;
+        for (name, text) in [
+            ("root.key", &self.root.key_pem),
+            ("intermediate.key", &self.intermediate.key_pem),
+            ("root.pem", &self.root.pem),
+            ("intermediate.pem", &self.intermediate.pem),
+        ] {
+            crate::store::write_private(&dir.join(name), text.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// The root certificate, PEM (what clients trust).
@@ -379,7 +538,7 @@ impl LocalCa {
         let leaf_key =
             KeyPair::generate_for(alg.rcgen()).map_err(rcgen_err("generate a leaf key"))?;
         let cert = p
-            .signed_by(&leaf_key, &self.intermediate.issuer())
+            .signed_by(&leaf_key, &self.intermediate.issuer)
             .map_err(rcgen_err("sign a leaf"))?;
         Ok(IssuedCert {
             chain_pem: format!("{}{}", cert.pem(), self.intermediate.pem),
@@ -462,7 +621,7 @@ impl LocalCa {
             key_identifier_method: rcgen::KeyIdMethod::Sha256,
         };
         let crl = params
-            .signed_by(&self.intermediate.issuer())
+            .signed_by(&self.intermediate.issuer)
             .map_err(rcgen_err("sign the CRL"))?;
         let pem = crl.pem().map_err(rcgen_err("encode the CRL"))?;
         Ok((crl.der().to_vec(), pem))
@@ -480,7 +639,7 @@ impl LocalCa {
         let key =
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("key"))?;
         let cert = p
-            .signed_by(&key, &self.root.issuer())
+            .signed_by(&key, &self.root.issuer)
             .map_err(rcgen_err("sign"))?;
         Ok(IssuedCert {
             chain_pem: cert.pem(),

@@ -568,3 +568,140 @@ fn a_revoked_serial_is_in_the_crl_and_openssl_rejects_the_leaf() {
     let e = ca.revoke_at("not-hex", now).unwrap_err();
     assert!(matches!(e, CaError::InvalidSerial { .. }), "{e}");
 }
+
+#[test]
+fn the_ca_is_stored_privately_reloaded_and_never_overwritten() {
+    let now = OffsetDateTime::now_utc();
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("tls");
+    let ca = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in [
+            "root.key",
+            "intermediate.key",
+            "root.pem",
+            "intermediate.pem",
+        ] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+    }
+    assert!(
+        !format!("{ca:?}").contains("PRIVATE KEY"),
+        "keys never reach Debug"
+    );
+
+    // reloaded: same root, and a leaf from the reloaded CA verifies against the first root
+    let again = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    assert_eq!(again.root_pem(), ca.root_pem());
+    assert_eq!(again.intermediate_pem(), ca.intermediate_pem());
+    let leaf = again
+        .issue_at(&req(&["reloaded.internal"], &[]), None, None, false, now)
+        .unwrap();
+    let resolver = Arc::new(CertResolver::new());
+    resolver.install(
+        &["reloaded.internal".to_owned()],
+        certified_key(&leaf).unwrap(),
+    );
+    let port = serve(resolver);
+    assert_eq!(
+        rustls_get(ca.root_pem(), port, "reloaded.internal").unwrap(),
+        first_cert(&leaf.chain_pem)
+    );
+
+    // a corrupt file is a typed error naming it, and stays as it was
+    let root_pem = dir.join("root.pem");
+    let good = std::fs::read(&root_pem).unwrap();
+    std::fs::write(
+        &root_pem,
+        b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap_err();
+    assert!(
+        matches!(&e, CaError::Corrupt { file, .. } if file == "root.pem"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&root_pem).unwrap(),
+        b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"
+    );
+    std::fs::write(&root_pem, &good).unwrap();
+
+    // a key that does not belong to its certificate
+    let inter_key = dir.join("intermediate.key");
+    let inter_good = std::fs::read(&inter_key).unwrap();
+    std::fs::copy(dir.join("root.key"), &inter_key).unwrap();
+    let e = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap_err();
+    assert!(
+        matches!(&e, CaError::Corrupt { file, .. } if file == "intermediate.pem"),
+        "{e}"
+    );
+    std::fs::write(&inter_key, &inter_good).unwrap();
+
+    // a missing file is never papered over by a new CA
+    std::fs::remove_file(dir.join("intermediate.pem")).unwrap();
+    let e = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CaError::Incomplete {
+                missing: "intermediate.pem",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&root_pem).unwrap(), good);
+}
+
+#[test]
+fn expired_cas_refuse_to_start_and_a_due_intermediate_is_renewed() {
+    let now = OffsetDateTime::now_utc();
+    let base = tempfile::tempdir().unwrap();
+
+    let dir = base.path().join("expired-root");
+    let mut cfg = CaConfig::default();
+    cfg.root_lifetime = Duration::from_secs(24 * 3600);
+    LocalCa::load_or_create(&dir, cfg.clone(), now - time::Duration::days(2)).unwrap();
+    let e = LocalCa::load_or_create(&dir, cfg, now).unwrap_err();
+    assert!(matches!(e, CaError::RootExpired { .. }), "{e}");
+    assert!(e.to_string().contains("roll over"), "{e}");
+
+    let dir = base.path().join("expired-intermediate");
+    LocalCa::load_or_create(&dir, CaConfig::default(), now - time::Duration::days(8)).unwrap();
+    let e = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap_err();
+    assert!(matches!(e, CaError::IssuerExpired { .. }), "{e}");
+
+    // 5 of 7 days gone: renewed on load, saved, and the root is unchanged
+    let dir = base.path().join("due");
+    let old =
+        LocalCa::load_or_create(&dir, CaConfig::default(), now - time::Duration::days(5)).unwrap();
+    assert!(old.intermediate_due(now));
+    assert!(!old.intermediate_due(now - time::Duration::days(5)));
+    let renewed = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    assert_eq!(renewed.root_pem(), old.root_pem());
+    assert_ne!(renewed.intermediate_pem(), old.intermediate_pem());
+    assert!(renewed.intermediate_not_after() > old.intermediate_not_after());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("intermediate.pem")).unwrap(),
+        renewed.intermediate_pem()
+    );
+    // and its leaves chain to the same root
+    let leaf = renewed
+        .issue_at(&req(&["after.internal"], &[]), None, None, false, now)
+        .unwrap();
+    let resolver = Arc::new(CertResolver::new());
+    resolver.install(
+        &["after.internal".to_owned()],
+        certified_key(&leaf).unwrap(),
+    );
+    let port = serve(resolver);
+    assert_eq!(
+        rustls_get(old.root_pem(), port, "after.internal").unwrap(),
+        first_cert(&leaf.chain_pem)
+    );
+}
