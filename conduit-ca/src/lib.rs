@@ -47,6 +47,8 @@ mod local;
 mod resolver;
 #[cfg(feature = "rcgen")]
 mod store;
+#[cfg(feature = "rcgen")]
+mod trust;
 
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
@@ -57,6 +59,9 @@ pub use local::{CaConfig, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
 pub use resolver::{CertResolver, certified_key};
+#[cfg(feature = "rcgen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
+pub use trust::{LinuxTrustStore, TrustStep, mobileconfig, trust_instructions};
 
 /// What to put in a leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -167,6 +172,14 @@ pub enum CaError {
         /// The operating system's error.
         #[source]
         source: std::io::Error,
+    },
+    /// The trust store's refresh command failed.
+    #[error("`{command}` failed: {output}")]
+    TrustInstall {
+        /// The command.
+        command: String,
+        /// What it printed.
+        output: String,
     },
     /// A serial number that is not 1-20 bytes of hex.
     #[error("serial {serial:?} is not 1-20 bytes of hex")]

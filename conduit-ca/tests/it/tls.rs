@@ -705,3 +705,71 @@ fn expired_cas_refuse_to_start_and_a_due_intermediate_is_renewed() {
         first_cert(&leaf.chain_pem)
     );
 }
+
+#[test]
+fn trust_distribution_instructions_profile_and_store() {
+    let now = OffsetDateTime::now_utc();
+    let ca = LocalCa::generate(CaConfig::default(), now).unwrap();
+    let steps =
+        conduit_ca::trust_instructions(Path::new("/etc/conduit/root.pem"), "Conduit Root CA");
+    let platforms: Vec<&str> = steps.iter().map(|s| s.platform).collect();
+    assert_eq!(
+        platforms,
+        [
+            "Debian/Ubuntu",
+            "RHEL/Fedora",
+            "macOS",
+            "Windows",
+            "Firefox (NSS)",
+            "iOS"
+        ]
+    );
+    assert_eq!(
+        steps[0].commands,
+        [
+            "sudo cp /etc/conduit/root.pem /usr/local/share/ca-certificates/conduit-root-ca.crt",
+            "sudo update-ca-certificates"
+        ]
+    );
+    assert!(steps[3].commands[0].starts_with("certutil -addstore -f Root"));
+
+    // the profile is a valid property list carrying exactly the root's DER
+    let profile =
+        conduit_ca::mobileconfig(ca.root_der(), "Conduit Root CA", "internal.conduit").unwrap();
+    if have("python3") {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, d) = (
+            dir.path().join("root.mobileconfig"),
+            dir.path().join("root.der"),
+        );
+        std::fs::write(&p, &profile).unwrap();
+        std::fs::write(&d, ca.root_der()).unwrap();
+        let script = format!(
+            "import plistlib\npl = plistlib.load(open({p:?}, 'rb'))\nc = pl['PayloadContent'][0]\n\
+             assert c['PayloadType'] == 'com.apple.security.root'\nassert c['PayloadContent'] == open({d:?}, 'rb').read()\n\
+             assert pl['PayloadType'] == 'Configuration' and pl['PayloadUUID'] != c['PayloadUUID']\nprint('ok')",
+            p = p.to_str().unwrap(),
+            d = d.to_str().unwrap()
+        );
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // installing into a store (a temporary one here; the real one needs root)
+    let dir = tempfile::tempdir().unwrap();
+    let store = conduit_ca::LinuxTrustStore::new(dir.path(), "crt", vec!["true".into()]);
+    let target = store.install(ca.root_pem(), "conduit-root").unwrap();
+    assert_eq!(target, dir.path().join("conduit-root.crt"));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), ca.root_pem());
+    let failing = conduit_ca::LinuxTrustStore::new(dir.path(), "crt", vec!["false".into()]);
+    let e = failing.install(ca.root_pem(), "conduit-root").unwrap_err();
+    assert!(matches!(e, CaError::TrustInstall { .. }), "{e}");
+}
