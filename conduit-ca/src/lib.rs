@@ -228,6 +228,15 @@ pub trait CertIssuer: Send + Sync + fmt::Debug {
     async fn revoke(&self, _serial_hex: &str) -> Result<(), CaError> {
         Err(CaError::Unsupported("revoke"))
     }
+
+    /// Issues a fresh leaf for the same names (a new key), for renewal at 2/3 of life and for
+    /// rotation. The default simply issues again.
+    ///
+    /// # Errors
+    /// As [`CertIssuer::issue`].
+    async fn renew(&self, req: &IssueRequest) -> Result<IssuedCert, CaError> {
+        self.issue(req).await
+    }
 }
 
 #[cfg(feature = "rcgen")]

@@ -303,9 +303,13 @@ proptest! {
         let conn = rusqlite::Connection::open(&db).unwrap();
         let text: String = conn.query_row(&format!("SELECT {column} FROM capsules WHERE sequence = ?1"), [row], |r| r.get(0)).unwrap();
         let mut bytes = text.into_bytes();
-        let at = byte_pick.index(bytes.len());
-        // flip one low bit of an ASCII byte (keeps the text valid UTF-8)
-        if bytes[at] < 0x80 { bytes[at] ^= 1 << bit; } else { bytes[at] = b'#'; }
+        // flip one low bit of an ASCII byte (keeps the text valid UTF-8): step back from a
+        // byte inside a multi-byte character to the ASCII byte before it
+        let mut at = byte_pick.index(bytes.len());
+        while bytes[at] >= 0x80 {
+            at -= 1;
+        }
+        bytes[at] ^= 1 << bit;
         let changed = String::from_utf8(bytes).unwrap();
         conn.execute(&format!("UPDATE capsules SET {column} = ?1 WHERE sequence = ?2"), rusqlite::params![changed, row]).unwrap();
         let r = store.verify(Level::Signatures, Some(&key.public_hex())).unwrap();
