@@ -40,6 +40,9 @@ done
 step "tests"
 cargo nextest run --workspace --all-features --locked --no-fail-fast
 
+step "headless Chromium trusts our root through NSS (and refuses the page without it)"
+./scripts/chromium-trust-check.sh
+
 step "doctests"
 cargo test --workspace --all-features --locked --doc
 
