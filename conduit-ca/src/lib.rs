@@ -44,6 +44,8 @@ mod inspect;
 #[cfg(feature = "rcgen")]
 mod local;
 #[cfg(feature = "rcgen")]
+mod manager;
+#[cfg(feature = "rcgen")]
 mod resolver;
 #[cfg(feature = "rcgen")]
 mod store;
@@ -56,6 +58,9 @@ pub use inspect::{CertInfo, CertStatus, inspect_der, inspect_pem};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
 pub use local::{CaConfig, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME};
+#[cfg(feature = "rcgen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
+pub use manager::{CertManager, Clock};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
 pub use resolver::{CertResolver, certified_key};
@@ -73,7 +78,7 @@ pub struct IssueRequest {
 }
 
 /// A leaf certificate and its key, in PEM.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IssuedCert {
     /// The leaf followed by its issuers, PEM.
@@ -180,6 +185,12 @@ pub enum CaError {
         command: String,
         /// What it printed.
         output: String,
+    },
+    /// No certificate is managed under this name.
+    #[error("no certificate is managed for {name}")]
+    Unknown {
+        /// The name.
+        name: String,
     },
     /// A serial number that is not 1-20 bytes of hex.
     #[error("serial {serial:?} is not 1-20 bytes of hex")]

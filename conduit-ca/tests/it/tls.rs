@@ -773,3 +773,68 @@ fn trust_distribution_instructions_profile_and_store() {
     let e = failing.install(ca.root_pem(), "conduit-root").unwrap_err();
     assert!(matches!(e, CaError::TrustInstall { .. }), "{e}");
 }
+
+#[test]
+fn renewal_at_two_thirds_is_served_without_a_restart() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // The simulated timeline starts five days ago, so that "five days in" is the real present
+    // and the real TLS clients accept every certificate's validity.
+    let start = OffsetDateTime::now_utc() - time::Duration::days(5);
+    let offset = Arc::new(AtomicI64::new(0));
+    let o = Arc::clone(&offset);
+    let clock: conduit_ca::Clock =
+        Arc::new(move || start + time::Duration::seconds(o.load(Ordering::SeqCst)));
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("tls");
+    let ca = LocalCa::load_or_create(&dir, CaConfig::default(), start).unwrap();
+    let root = ca.root_pem().to_owned();
+    let first_intermediate = ca.intermediate_pem().to_owned();
+    let resolver = Arc::new(CertResolver::new());
+    let manager = conduit_ca::CertManager::new(ca, Some(dir.clone()), Arc::clone(&resolver), clock);
+    let leaf = manager
+        .ensure("grafana", req(&["grafana.internal"], &[]))
+        .unwrap();
+    let port = serve(Arc::clone(&resolver));
+    assert_eq!(
+        rustls_get(&root, port, "grafana.internal").unwrap(),
+        first_cert(&leaf.chain_pem)
+    );
+
+    // four days in: nothing is due (less than 2/3 of seven days)
+    offset.store(4 * 86_400, Ordering::SeqCst);
+    assert_eq!(manager.renew_due().unwrap(), 0);
+    assert_eq!(manager.current("grafana").unwrap(), leaf);
+
+    // five days in: the intermediate and the leaf are renewed; the next handshake (same
+    // server, no restart) gets the new leaf, which still chains to the same root
+    offset.store(5 * 86_400, Ordering::SeqCst);
+    assert_eq!(manager.renew_due().unwrap(), 1);
+    let renewed = manager.current("grafana").unwrap();
+    assert_ne!(first_cert(&renewed.chain_pem), first_cert(&leaf.chain_pem));
+    assert!(
+        !renewed.chain_pem.contains(&first_intermediate),
+        "issued by the new intermediate"
+    );
+    assert_ne!(
+        std::fs::read_to_string(dir.join("intermediate.pem")).unwrap(),
+        first_intermediate,
+        "saved"
+    );
+    assert_eq!(
+        rustls_get(&root, port, "grafana.internal").unwrap(),
+        first_cert(&renewed.chain_pem)
+    );
+
+    // rotation and removal
+    let rotated = manager.rotate("grafana").unwrap();
+    assert_eq!(
+        rustls_get(&root, port, "grafana.internal").unwrap(),
+        first_cert(&rotated.chain_pem)
+    );
+    assert!(matches!(
+        manager.rotate("nope"),
+        Err(CaError::Unknown { .. })
+    ));
+    manager.remove("grafana");
+    assert!(resolver.lookup("grafana.internal").is_none());
+}
