@@ -376,6 +376,7 @@ impl LocalCa {
             });
         }
         let mut ca = Self::assemble(config, root, intermediate);
+        ca.load_revocations(dir)?;
         if ca.intermediate_due(now) {
             ca.renew_intermediate(now)?;
             ca.save(dir)?;
@@ -567,6 +568,77 @@ impl LocalCa {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(s)
             .or_insert(now);
+        Ok(())
+    }
+
+    /// Writes the revoked serials and the CRL number to `dir/revoked.json` (0600, atomic).
+    ///
+    /// # Errors
+    /// [`CaError::Io`].
+    pub fn save_revocations(&self, dir: &std::path::Path) -> Result<(), CaError> {
+        let revoked = self
+            .revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let entries: serde_json::Map<String, serde_json::Value> = revoked
+            .into_iter()
+            .map(|(serial, at)| {
+                let at = at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                (serial, serde_json::Value::String(at))
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "crl_number": self.crl_number.load(std::sync::atomic::Ordering::Relaxed),
+            "revoked": entries,
+        });
+        let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        text.push('\n');
+        crate::store::create_private_dir(dir)?;
+        crate::store::write_private(&dir.join("revoked.json"), text.as_bytes())
+    }
+
+    fn load_revocations(&mut self, dir: &std::path::Path) -> Result<(), CaError> {
+        let path = dir.join("revoked.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(CaError::Io {
+                    op: "read",
+                    path: path.display().to_string(),
+                    source: e,
+                });
+            }
+        };
+        let bad = |reason: String| CaError::Corrupt {
+            file: "revoked.json".to_owned(),
+            reason,
+        };
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let number = doc["crl_number"]
+            .as_u64()
+            .ok_or_else(|| bad("crl_number is not a number".to_owned()))?;
+        let entries = doc["revoked"]
+            .as_object()
+            .ok_or_else(|| bad("revoked is not an object".to_owned()))?;
+        let mut revoked = std::collections::BTreeMap::new();
+        for (serial, at) in entries {
+            let at = at
+                .as_str()
+                .and_then(|a| {
+                    OffsetDateTime::parse(a, &time::format_description::well_known::Rfc3339).ok()
+                })
+                .ok_or_else(|| bad(format!("revocation time of {serial} is not RFC 3339")))?;
+            revoked.insert(serial.clone(), at);
+        }
+        *self
+            .revoked
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = revoked;
+        *self.crl_number.get_mut() = number;
         Ok(())
     }
 

@@ -121,6 +121,23 @@ impl CertManager {
         self.issue_and_install(name, req)
     }
 
+    /// Revokes a serial and saves the revocation list at once (a revocation survives a
+    /// restart); returns the new CRL (DER, PEM), valid for a day.
+    ///
+    /// # Errors
+    /// As [`LocalCa::revoke_at`], [`LocalCa::save_revocations`], [`LocalCa::crl_at`].
+    pub fn revoke(&self, serial_hex: &str) -> Result<(Vec<u8>, String), CaError> {
+        let now = (self.clock)();
+        let ca = self.ca.read().unwrap_or_else(PoisonError::into_inner);
+        ca.revoke_at(serial_hex, now)?;
+        // Sign first: it bumps the CRL number, which must never repeat after a restart.
+        let crl = ca.crl_at(now, Duration::from_secs(24 * 3600))?;
+        if let Some(dir) = &self.dir {
+            ca.save_revocations(dir)?;
+        }
+        Ok(crl)
+    }
+
     /// Stops serving and renewing `name`.
     pub fn remove(&self, name: &str) {
         if let Some(m) = self

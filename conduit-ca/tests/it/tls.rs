@@ -838,3 +838,40 @@ fn renewal_at_two_thirds_is_served_without_a_restart() {
     manager.remove("grafana");
     assert!(resolver.lookup("grafana.internal").is_none());
 }
+
+#[test]
+fn a_revocation_survives_a_restart() {
+    let now = OffsetDateTime::now_utc();
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("tls");
+    let clock: conduit_ca::Clock = Arc::new(OffsetDateTime::now_utc);
+    let ca = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    let manager =
+        conduit_ca::CertManager::new(ca, Some(dir.clone()), Arc::new(CertResolver::new()), clock);
+    let leaf = manager
+        .ensure("grafana", req(&["grafana.internal"], &[]))
+        .unwrap();
+    let serial = conduit_ca::inspect_pem(&leaf.chain_pem, now, &Default::default())
+        .unwrap()
+        .serial;
+    let (_, crl) = manager.revoke(&serial).unwrap();
+    assert!(crl.starts_with("-----BEGIN X509 CRL-----"));
+    // restart: load the CA again from disk
+    let again = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    assert!(again.revoked_serials().contains(&serial));
+    let status = conduit_ca::inspect_pem(&leaf.chain_pem, now, &again.revoked_serials())
+        .unwrap()
+        .status;
+    assert_eq!(status, conduit_ca::CertStatus::Revoked);
+    // a corrupt revocation list is an error naming it, never silently emptied
+    std::fs::write(dir.join("revoked.json"), "{").unwrap();
+    let e = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap_err();
+    assert!(
+        matches!(&e, CaError::Corrupt { file, .. } if file == "revoked.json"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("revoked.json")).unwrap(),
+        "{"
+    );
+}
