@@ -88,8 +88,8 @@ impl Default for CaConfig {
 /// A CA certificate with its key.
 struct Authority {
     issuer: Issuer<'static, KeyPair>,
-    /// The key, PKCS#8 PEM, for saving (never printed).
-    key_pem: String,
+    /// The key, PKCS#8 PEM, for saving (never printed, wiped from memory on drop).
+    key_pem: zeroize::Zeroizing<String>,
     der: Vec<u8>,
     pem: String,
     not_before: OffsetDateTime,
@@ -99,7 +99,7 @@ struct Authority {
 impl Authority {
     fn new(params: CertificateParams, key: KeyPair, cert: &rcgen::Certificate) -> Self {
         Self {
-            key_pem: key.serialize_pem(),
+            key_pem: zeroize::Zeroizing::new(key.serialize_pem()),
             der: cert.der().to_vec(),
             pem: cert.pem(),
             not_before: params.not_before,
@@ -139,7 +139,7 @@ impl Authority {
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             issuer,
-            key_pem: key_pem.to_owned(),
+            key_pem: zeroize::Zeroizing::new(key_pem.to_owned()),
             der: der.to_vec(),
             pem: cert_pem.to_owned(),
             not_before,
@@ -392,10 +392,10 @@ impl LocalCa {
     pub fn save(&self, dir: &std::path::Path) -> Result<(), CaError> {
         crate::store::create_private_dir(dir)?;
         for (name, text) in [
-            ("root.key", &self.root.key_pem),
-            ("intermediate.key", &self.intermediate.key_pem),
-            ("root.pem", &self.root.pem),
-            ("intermediate.pem", &self.intermediate.pem),
+            ("root.key", self.root.key_pem.as_str()),
+            ("intermediate.key", self.intermediate.key_pem.as_str()),
+            ("root.pem", self.root.pem.as_str()),
+            ("intermediate.pem", self.intermediate.pem.as_str()),
         ] {
             crate::store::write_private(&dir.join(name), text.as_bytes())?;
         }
