@@ -21,8 +21,9 @@
 //! assert_eq!(leaf.chain_pem.matches("BEGIN CERTIFICATE").count(), 2); // leaf + intermediate
 //!
 //! let resolver = CertResolver::new();
-//! resolver.install(&req.dns_names, certified_key(&leaf)?);
-//! assert!(resolver.lookup("Grafana.Internal").is_some());
+//! let key = certified_key(&leaf)?;
+//! resolver.install(&req.dns_names, key.clone());
+//! assert!(std::sync::Arc::ptr_eq(&resolver.lookup("Grafana.Internal").unwrap(), &key));
 //!
 //! req.dns_names = vec!["example.com".into()];
 //! assert!(matches!(ca.issue(&req).await, Err(CaError::OutsideConstraints { .. })));

@@ -118,7 +118,7 @@ fn push_label(
 /// use conduit_registry::ServiceName;
 /// let name: ServiceName = "Grafana".parse()?;
 /// assert_eq!(name.as_str(), "grafana");
-/// assert!("my_service".parse::<ServiceName>().is_err());
+/// assert!(matches!("my_service".parse::<ServiceName>(), Err(conduit_registry::NameError::BadChar { ch: '_', .. })));
 /// # Ok::<(), conduit_registry::NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

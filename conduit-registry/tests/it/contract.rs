@@ -114,7 +114,7 @@ pub(crate) async fn registry_contract(reg: &dyn Registry) {
         .unwrap();
     let d = reg.deregister(&name("grafana")).await.unwrap();
     assert_eq!((d.status(), d.revision()), (Status::Inactive, Revision(5)));
-    assert!(d.deregistered_at().is_some());
+    assert_eq!(d.deregistered_at(), Some(d.updated_at()));
     let err = reg.deregister(&name("grafana")).await.unwrap_err();
     assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
     let active: Vec<String> = reg
@@ -178,11 +178,11 @@ pub(crate) async fn registry_contract(reg: &dyn Registry) {
             (6, Registered, "grafana".into()),
         ]
     );
-    assert!(all.try_next().is_none());
+    assert_eq!(all.try_next(), None);
 
     // a watcher from "now" sees only later changes; one from zero replays current state
     let mut later = reg.watch(reg.revision().await.unwrap());
-    assert!(later.try_next().is_none());
+    assert_eq!(later.try_next(), None);
     reg.deregister(&name("ollama")).await.unwrap();
     let ev = tokio::time::timeout(Duration::from_secs(5), later.next())
         .await

@@ -184,5 +184,11 @@ async fn a_write_between_two_of_ours_is_kept() {
     assert_eq!(names, ["one", "two", "three"]);
     // `a` learned of `two` while writing `three`
     assert_eq!(a.revision().await.unwrap(), Revision(3));
-    assert!(a.get(&"two".parse().unwrap()).await.unwrap().is_some());
+    assert_eq!(
+        a.get(&"two".parse().unwrap())
+            .await
+            .unwrap()
+            .map(|r| r.revision()),
+        Some(Revision(2))
+    );
 }
