@@ -220,12 +220,18 @@ fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> CaError {
     }
 }
 
-fn random_serial() -> Result<SerialNumber, CaError> {
+/// 16 bytes from the crypto provider's secure random source.
+pub(crate) fn random_bytes() -> Result<[u8; 16], CaError> {
     let mut b = [0u8; 16];
     rustls::crypto::aws_lc_rs::default_provider()
         .secure_random
         .fill(&mut b)
         .map_err(|_| CaError::Random)?;
+    Ok(b)
+}
+
+fn random_serial() -> Result<SerialNumber, CaError> {
+    let mut b = random_bytes()?;
     b[0] &= 0x7f; // positive
     b[0] |= 0x01; // and a full 128 bits, never shortened by a leading zero
     Ok(SerialNumber::from_slice(&b))

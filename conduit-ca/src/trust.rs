@@ -98,11 +98,7 @@ fn base64(data: &[u8]) -> String {
 }
 
 fn uuid() -> Result<String, CaError> {
-    let mut b = [0u8; 16];
-    rustls::crypto::aws_lc_rs::default_provider()
-        .secure_random
-        .fill(&mut b)
-        .map_err(|_| CaError::Random)?;
+    let mut b = crate::local::random_bytes()?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02X}")).collect();

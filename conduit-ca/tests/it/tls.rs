@@ -107,25 +107,26 @@ fn have(cmd: &str) -> bool {
     found
 }
 
+/// Runs `cmd`: whether it succeeded, and its stdout then stderr.
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 fn curl(root: &Path, port: u16, host: &str) -> (bool, String) {
-    let out = Command::new("curl")
+    run(Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert"])
         .arg(root)
         .args([
             "--resolve",
             &format!("{host}:{port}:127.0.0.1"),
             &format!("https://{host}:{port}/"),
-        ])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+        ]))
 }
 
 fn python(root: &Path, port: u16, host: &str) -> (bool, String) {
@@ -142,22 +143,11 @@ fn python(root: &Path, port: u16, host: &str) -> (bool, String) {
          print(data.decode().split('\\r\\n\\r\\n', 1)[1])\n",
         root = root.to_str().unwrap()
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    run(Command::new("python3").args(["-c", &script]))
 }
 
 fn openssl(root: &Path, port: u16, host: &str) -> (bool, String) {
-    let out = Command::new("openssl")
+    let (ok, text) = run(Command::new("openssl")
         .args([
             "s_client",
             "-connect",
@@ -168,18 +158,8 @@ fn openssl(root: &Path, port: u16, host: &str) -> (bool, String) {
             "-CAfile",
         ])
         .arg(root)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        out.status.success() && text.contains("Verify return code: 0 (ok)"),
-        text,
-    )
+        .stdin(std::process::Stdio::null()));
+    (ok && text.contains("Verify return code: 0 (ok)"), text)
 }
 
 #[test]
@@ -508,24 +488,14 @@ fn a_revoked_serial_is_in_the_crl_and_openssl_rejects_the_leaf() {
     std::fs::write(path("root.pem"), ca.root_pem()).unwrap();
     let verify = |crl: &str| {
         std::fs::write(path("crl.pem"), crl).unwrap();
-        let out = Command::new("openssl")
+        run(Command::new("openssl")
             .args(["verify", "-crl_check", "-CAfile"])
             .arg(path("root.pem"))
             .arg("-untrusted")
             .arg(path("inter.pem"))
             .arg("-CRLfile")
             .arg(path("crl.pem"))
-            .arg(path("leaf.pem"))
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+            .arg(path("leaf.pem")))
     };
     let (der, pem) = ca.crl_at(now, Duration::from_secs(24 * 3600)).unwrap();
     assert!(!der.is_empty() && pem.starts_with("-----BEGIN X509 CRL-----"));
