@@ -607,21 +607,16 @@ fn spawn_follower(inner: &Arc<Inner>) -> Result<(), RegistryError> {
         start_notifier_none(tx)
     };
     let poll = inner.options.poll_interval;
-    let first = stamp(&inner.paths.file);
     std::thread::Builder::new()
         .name("conduit-registry-follow".to_owned())
-        .spawn(move || follow(weak, rx, poll, first, notifier))
+        .spawn(move || follow(weak, rx, poll, notifier))
         .map(drop)
         .map_err(|e| RegistryError::io("start follower thread for", &inner.paths.file, e))
 }
 
-fn follow(
-    weak: Weak<Inner>,
-    rx: mpsc::Receiver<()>,
-    poll: Duration,
-    mut last: Option<Stamp>,
-    _notifier: Notifier,
-) {
+/// Reloads on every notification or poll tick; `Inner::reload` itself skips a file whose
+/// identity matches the version in memory, so an unchanged file costs one `stat`.
+fn follow(weak: Weak<Inner>, rx: mpsc::Receiver<()>, poll: Duration, _notifier: Notifier) {
     let mut warned: Option<Stamp> = None;
     loop {
         match rx.recv_timeout(poll) {
@@ -633,20 +628,16 @@ fn follow(
             }
         }
         let Some(inner) = weak.upgrade() else { return };
-        let now = stamp(&inner.paths.file);
-        if now == last {
-            continue;
-        }
         match inner.reload() {
-            Ok(_) => {
-                last = now;
-                warned = None;
+            Ok(_) => warned = None,
+            Err(error) => {
+                // Warn once per bad version of the file, not on every tick.
+                let now = stamp(&inner.paths.file);
+                if warned != now {
+                    tracing::warn!(%error, "ignoring an unreadable registry file; keeping the last good state");
+                    warned = now;
+                }
             }
-            Err(error) if warned != now => {
-                tracing::warn!(%error, "ignoring an unreadable registry file; keeping the last good state");
-                warned = now;
-            }
-            Err(_) => {}
         }
     }
 }
