@@ -2,29 +2,52 @@
 //!
 //! Conduit's authoritative internal DNS: every active service in the registry answers at its
 //! FQDN (`grafana.internal`), with the gateway's address for proxied services and the
-//! upstream's own address for direct ones.
+//! upstream's own address for direct ones (`--no-proxy`), live: a registration is answered
+//! as soon as the zone is rebuilt (milliseconds), with a higher SOA serial.
 //!
-//! This crate currently defines the [`Resolver`] trait, the contract between the registry
-//! and a DNS server; the server itself is the subject of its own issue.
+//! - [`DnsServer`]: UDP (batched `recvmmsg`/`sendmmsg`) and TCP on any number of addresses,
+//!   built with [`DnsServer::builder`] and run with [`DnsServer::run`] until a shutdown
+//!   future completes.
+//! - [`Authority`]: the packet path on its own, bytes in, bytes out, for embedding and fuzzing.
+//! - [`ZoneConfig`]: zones (default `internal`), reverse zones, advertised addresses, TTLs.
+//! - [`Resolver`]: what a name answers, without the wire format.
+//!
+//! Semantics (as NSD and Knot answer): authoritative (AA) in the configured zones; NXDOMAIN
+//! for names that do not exist, NODATA (NOERROR, no answer, the SOA in the authority section)
+//! for a name without the asked type, empty non-terminals included; negative TTL from the SOA
+//! minimum; SOA and NS at each apex; SRV `_https._tcp.<name>` with the proxy's port; PTR in
+//! configured reverse zones; case-insensitive matching with the question's case echoed;
+//! EDNS(0) (payload capped at 1,232 bytes, DO echoed, BADVERS for versions above 0); TC when
+//! a UDP answer does not fit; FORMERR for malformed queries, NOTIMP for other opcodes;
+//! REFUSED outside the zones unless forwarders are configured. Zone transfers are refused.
 //!
 //! ```
 //! use std::net::{IpAddr, Ipv4Addr};
-//! use conduit_dns::{Answer, QueryType, Resolver};
-//! use conduit_registry::DomainName;
+//! use std::sync::Arc;
+//! use conduit_dns::{Answer, Authority, Disposition, QueryType, Resolver, Transport, ZoneConfig};
+//! use conduit_registry::{DomainName, Endpoint, ServiceName, ServiceRecord};
 //!
-//! #[derive(Debug)]
-//! struct Fixed;
-//! impl Resolver for Fixed {
-//!     fn resolve(&self, name: &DomainName, qtype: QueryType) -> Answer {
-//!         match (name.as_str(), qtype) {
-//!             ("grafana.internal", QueryType::A) => Answer::Addresses(vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]),
-//!             ("grafana.internal", _) => Answer::NoData,
-//!             _ => Answer::NxDomain,
-//!         }
-//!     }
-//! }
-//! let name: DomainName = "grafana.internal".parse().unwrap();
-//! assert_eq!(Fixed.resolve(&name, QueryType::Aaaa), Answer::NoData);
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let gateway = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+//! let config = ZoneConfig::default().with_advertise(vec![gateway]);
+//! let grafana = ServiceRecord::new(ServiceName::new("grafana")?, "10.0.1.50:3000".parse::<Endpoint>()?)
+//!     .in_zone(&DomainName::internal())?;
+//! let authority = Authority::build(&config, &[Arc::new(grafana)], 1, false)?;
+//!
+//! let name: DomainName = "grafana.internal".parse()?;
+//! assert_eq!(authority.resolve(&name, QueryType::A), Answer::Addresses(vec![gateway]));
+//! assert_eq!(authority.resolve(&name, QueryType::Aaaa), Answer::NoData);
+//!
+//! // The same on the wire: a query for GRAFANA.internal A.
+//! let mut query = vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+//! query.extend_from_slice(b"\x07GRAFANA\x08internal\x00\x00\x01\x00\x01");
+//! let mut out = Vec::new();
+//! assert_eq!(authority.respond(&query, Transport::Udp, &mut out), Disposition::Reply);
+//! assert_eq!(&out[..2], &[0x12, 0x34]); // the ID
+//! assert_eq!(out[2] & 0x04, 0x04); // authoritative
+//! assert_eq!(&out[13..20], b"GRAFANA"); // the question's case, echoed
+//! assert_eq!(&out[out.len() - 4..], &[10, 0, 0, 1]); // the gateway's address
+//! # Ok(()) }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -32,7 +55,17 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use conduit_registry::DomainName;
+use conduit_registry::{DomainName, RegistryError};
+
+mod authority;
+mod forward;
+mod server;
+mod zone;
+
+pub use authority::{Authority, Disposition, Transport};
+pub use forward::Forwarder;
+pub use server::{DnsHandle, DnsServer, DnsServerBuilder, DnsStats};
+pub use zone::ZoneConfig;
 
 /// The record types a registry-driven zone answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,4 +110,13 @@ pub enum DnsError {
         #[source]
         source: std::io::Error,
     },
+    /// A UDP serving thread could not be started.
+    #[error("cannot start a DNS thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The configuration is invalid; the message names the problem.
+    #[error("invalid DNS configuration: {0}")]
+    Config(String),
+    /// The registry could not be read.
+    #[error("cannot read the registry: {0}")]
+    Registry(#[source] RegistryError),
 }

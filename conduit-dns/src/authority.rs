@@ -1,0 +1,724 @@
+//! The packet path: a query's bytes in, the response's bytes out.
+//!
+//! [`Authority::respond`] is the one place DNS semantics live. Answers for the names and
+//! types that exist are computed once per registry change by that same code and kept as
+//! wire bytes ([`Authority`] patches the ID, the RD/CD bits, the question's case and the DO
+//! bit into a copy); a name that does not exist gets a negative answer assembled from a
+//! per-zone template. Everything else (other types, EDNS edge cases, truncation, errors)
+//! goes through hickory-proto's message model.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use conduit_registry::{DomainName, ServiceRecord};
+use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use crate::zone::{Records, ZoneApex, ZoneConfig};
+use crate::{Answer, DnsError, QueryType, Resolver};
+
+/// How a query arrived; decides the response size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: 512 bytes, or the EDNS payload size (capped at [`Authority::MAX_UDP_PAYLOAD`]).
+    Udp,
+    /// TCP: up to 65,535 bytes.
+    Tcp,
+}
+
+/// What the caller should do with a packet after [`Authority::respond`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Send the bytes written to `out`.
+    Reply,
+    /// Send nothing (not a query, or too short to answer).
+    Drop,
+    /// The name is outside every zone and forwarding is on: forward the query as is.
+    Forward,
+}
+
+const TYPE_OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+const QR: u8 = 0x80;
+const AA: u8 = 0x04;
+const TC: u8 = 0x02;
+const RD: u8 = 0x01;
+const CD: u8 = 0x10;
+
+/// The question of a query, read straight from the packet.
+#[derive(Debug)]
+struct Question<'a> {
+    id: [u8; 2],
+    flags: [u8; 2],
+    /// The name as sent (case preserved).
+    qname: &'a [u8],
+    /// Lower-case name followed by the type, big-endian: the fast-path key.
+    key: [u8; 257],
+    qtype: u16,
+    qclass: u16,
+    /// Offset just past the question.
+    end: usize,
+}
+
+impl Question<'_> {
+    fn key(&self) -> &[u8] {
+        &self.key[..self.qname.len() + 2]
+    }
+    fn lower(&self) -> &[u8] {
+        &self.key[..self.qname.len()]
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ClientEdns {
+    payload: u16,
+    version: u8,
+    dnssec_ok: bool,
+}
+
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one packet; boxing would allocate per query"
+)]
+enum Parsed<'a> {
+    Ok(Question<'a>),
+    Drop,
+    /// The header is readable; answer with this code and no question.
+    Error(ResponseCode),
+}
+
+fn parse_question(p: &[u8]) -> Parsed<'_> {
+    if p.len() < 12 || p[2] & QR != 0 {
+        return Parsed::Drop;
+    }
+    let opcode = (p[2] >> 3) & 0x0f;
+    if opcode != 0 {
+        return Parsed::Error(ResponseCode::NotImp);
+    }
+    if u16::from_be_bytes([p[4], p[5]]) != 1 {
+        return Parsed::Error(ResponseCode::FormErr);
+    }
+    let mut key = [0u8; 257];
+    let mut i = 12;
+    loop {
+        let Some(&len) = p.get(i) else {
+            return Parsed::Error(ResponseCode::FormErr);
+        };
+        // No compression in a question (there is nothing before it to point to) and no
+        // extended label types.
+        if len & 0xc0 != 0 || i - 12 + 1 + usize::from(len) > 255 {
+            return Parsed::Error(ResponseCode::FormErr);
+        }
+        let Some(label) = p.get(i + 1..i + 1 + usize::from(len)) else {
+            return Parsed::Error(ResponseCode::FormErr);
+        };
+        key[i - 12] = len;
+        for (k, b) in key[i - 12 + 1..].iter_mut().zip(label) {
+            *k = b.to_ascii_lowercase();
+        }
+        i += 1 + usize::from(len);
+        if len == 0 {
+            break;
+        }
+    }
+    let qname = &p[12..i];
+    let Some(tail) = p.get(i..i + 4) else {
+        return Parsed::Error(ResponseCode::FormErr);
+    };
+    key[qname.len()] = tail[0];
+    key[qname.len() + 1] = tail[1];
+    Parsed::Ok(Question {
+        id: [p[0], p[1]],
+        flags: [p[2], p[3]],
+        qname,
+        key,
+        qtype: u16::from_be_bytes([tail[0], tail[1]]),
+        qclass: u16::from_be_bytes([tail[2], tail[3]]),
+        end: i + 4,
+    })
+}
+
+enum EdnsParse {
+    Simple(Option<ClientEdns>),
+    FormErr,
+}
+
+/// Reads the EDNS OPT record of a query: inline for the usual shape (no answer or authority
+/// records, the OPT record alone in the additional section), through hickory otherwise.
+fn parse_edns(p: &[u8], q: &Question<'_>) -> EdnsParse {
+    let counts = |at: usize| u16::from_be_bytes([p[at], p[at + 1]]);
+    let (an, ns, ar) = (counts(6), counts(8), counts(10));
+    if an == 0 && ns == 0 {
+        if ar == 0 {
+            return if q.end == p.len() {
+                EdnsParse::Simple(None)
+            } else {
+                // Trailing bytes after the question: harmless, but read the message properly.
+                parse_edns_hickory(p)
+            };
+        }
+        if ar == 1
+            && let Some(rr) = p.get(q.end..q.end + 11)
+            && rr[0] == 0
+            && u16::from_be_bytes([rr[1], rr[2]]) == TYPE_OPT
+        {
+            let rdlen = usize::from(u16::from_be_bytes([rr[9], rr[10]]));
+            if q.end + 11 + rdlen == p.len() {
+                return EdnsParse::Simple(Some(ClientEdns {
+                    payload: u16::from_be_bytes([rr[3], rr[4]]),
+                    version: rr[6],
+                    dnssec_ok: rr[7] & 0x80 != 0,
+                }));
+            }
+        }
+    }
+    parse_edns_hickory(p)
+}
+
+fn parse_edns_hickory(p: &[u8]) -> EdnsParse {
+    match Message::from_vec(p) {
+        Ok(message) => {
+            let opts = message
+                .additionals
+                .iter()
+                .filter(|r| r.record_type() == RecordType::OPT)
+                .count();
+            if opts > 0 {
+                // hickory keeps the OPT record out of `additionals`; any left is a second one.
+                return EdnsParse::FormErr;
+            }
+            EdnsParse::Simple(message.edns.as_ref().map(|e| ClientEdns {
+                payload: e.max_payload(),
+                version: e.version(),
+                dnssec_ok: e.flags().dnssec_ok,
+            }))
+        }
+        Err(_) => EdnsParse::FormErr,
+    }
+}
+
+/// A header-only error response: the query's ID and opcode, the code, nothing else.
+fn error_header(p: &[u8], code: ResponseCode, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&p[..2]);
+    out.push(QR | (p[2] & 0x78) | (p[2] & RD));
+    out.push(code.low());
+    out.extend_from_slice(&[0; 8]);
+}
+
+/// The zones' data and every precomputed answer: one immutable value per registry state.
+///
+/// Build one with [`Authority::build`]; the server swaps in a new one on every registry
+/// change. [`Authority::respond`] is the whole packet path and never panics on input.
+#[derive(Debug)]
+pub struct Authority {
+    records: Records,
+    /// Lower-case qname + qtype → `[without EDNS, with EDNS]` responses.
+    fast: HashMap<Box<[u8]>, [Box<[u8]>; 2]>,
+    /// Lower-case wire form of every owner name, for the negative-answer check.
+    names: HashSet<Box<[u8]>>,
+    forwarding: bool,
+}
+
+impl Authority {
+    /// Largest UDP response we send, whatever the client offers (the DNS flag day 2020
+    /// value, which avoids IP fragmentation).
+    pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+    /// Builds the zones from the active `services` and precomputes their answers.
+    /// `serial` is the SOA serial; `forwarding` says whether names outside the zones are
+    /// forwarded ([`Disposition::Forward`]) or refused.
+    pub fn build(
+        config: &ZoneConfig,
+        services: &[Arc<ServiceRecord>],
+        serial: u32,
+        forwarding: bool,
+    ) -> Result<Self, DnsError> {
+        config.validate()?;
+        let records = Records::build(config, services, serial)?;
+        let mut authority = Self {
+            records,
+            fast: HashMap::new(),
+            names: HashSet::new(),
+            forwarding,
+        };
+        authority.precompute();
+        Ok(authority)
+    }
+
+    /// The SOA serial of this state.
+    pub fn serial(&self) -> u32 {
+        self.records.serial
+    }
+
+    /// Number of names (owner names, including empty non-terminals) in the zones.
+    pub fn name_count(&self) -> usize {
+        self.records.nodes.len()
+    }
+
+    /// Every record, in presentation format, sorted (for listings and diagnostics).
+    pub fn records(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .records
+            .nodes
+            .values()
+            .flatten()
+            .map(ToString::to_string)
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn precompute(&mut self) {
+        let mut fast = HashMap::new();
+        self.names = self
+            .records
+            .nodes
+            .keys()
+            .map(|n| crate::zone::name_wire(n).into_boxed_slice())
+            .collect();
+        let mut query = Vec::with_capacity(300);
+        let mut out = Vec::with_capacity(512);
+        for (name, records) in &self.records.nodes {
+            let mut types: Vec<RecordType> = records.iter().map(Record::record_type).collect();
+            types.extend([RecordType::A, RecordType::AAAA]);
+            types.sort_unstable();
+            types.dedup();
+            let wire = crate::zone::name_wire(name);
+            for qtype in types {
+                let mut variants: [Box<[u8]>; 2] = Default::default();
+                let mut complete = true;
+                for (slot, with_edns) in variants.iter_mut().zip([false, true]) {
+                    query.clear();
+                    query.extend_from_slice(&[
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        1,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        u8::from(with_edns),
+                    ]);
+                    query.extend_from_slice(&wire);
+                    query.extend_from_slice(&u16::from(qtype).to_be_bytes());
+                    query.extend_from_slice(&CLASS_IN.to_be_bytes());
+                    if with_edns {
+                        query.extend_from_slice(&[0, 0, 41]);
+                        query.extend_from_slice(&Self::MAX_UDP_PAYLOAD.to_be_bytes());
+                        query.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+                    }
+                    let disposition = self.respond_slow(&query, Transport::Udp, &mut out);
+                    let usable = disposition == Disposition::Reply
+                        && out.len() > 12
+                        && out[2] & TC == 0
+                        && (!with_edns
+                            || (out.len() >= 23
+                                && out[out.len() - 11] == 0
+                                && out[out.len() - 10..out.len() - 8] == [0, 41]
+                                && out[out.len() - 2..] == [0, 0]));
+                    if !usable {
+                        complete = false;
+                        break;
+                    }
+                    *slot = out.as_slice().into();
+                }
+                if complete {
+                    let mut key = wire.clone();
+                    key.extend_from_slice(&u16::from(qtype).to_be_bytes());
+                    fast.insert(key.into_boxed_slice(), variants);
+                }
+            }
+        }
+        self.fast = fast;
+    }
+
+    /// Answers one query packet: writes the response into `out` (cleared first) and says
+    /// what to do with it.
+    pub fn respond(&self, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Disposition {
+        out.clear();
+        let q = match parse_question(packet) {
+            Parsed::Ok(q) => q,
+            Parsed::Drop => return Disposition::Drop,
+            Parsed::Error(code) => {
+                error_header(packet, code, out);
+                return Disposition::Reply;
+            }
+        };
+        let edns = match parse_edns(packet, &q) {
+            EdnsParse::Simple(e) => e,
+            EdnsParse::FormErr => {
+                error_header(packet, ResponseCode::FormErr, out);
+                return Disposition::Reply;
+            }
+        };
+        let limit = limit(transport, edns);
+        if q.qclass == CLASS_IN
+            && edns.is_none_or(|e| e.version == 0)
+            && let Some(variants) = self.fast.get(q.key())
+        {
+            let bytes = &variants[usize::from(edns.is_some())];
+            if bytes.len() <= limit {
+                out.extend_from_slice(bytes);
+                patch(out, &q, edns);
+                return Disposition::Reply;
+            }
+        }
+        self.respond_parsed(packet, &q, edns, limit, out)
+    }
+
+    /// The same as [`respond`](Self::respond) without the precomputed answers: the
+    /// reference the fast path is tested against.
+    #[doc(hidden)]
+    pub fn respond_slow(
+        &self,
+        packet: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Disposition {
+        out.clear();
+        let q = match parse_question(packet) {
+            Parsed::Ok(q) => q,
+            Parsed::Drop => return Disposition::Drop,
+            Parsed::Error(code) => {
+                error_header(packet, code, out);
+                return Disposition::Reply;
+            }
+        };
+        let edns = match parse_edns(packet, &q) {
+            EdnsParse::Simple(e) => e,
+            EdnsParse::FormErr => {
+                error_header(packet, ResponseCode::FormErr, out);
+                return Disposition::Reply;
+            }
+        };
+        let limit = limit(transport, edns);
+        self.build_response(&q, edns, limit, out)
+    }
+
+    fn respond_parsed(
+        &self,
+        packet: &[u8],
+        q: &Question<'_>,
+        edns: Option<ClientEdns>,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Disposition {
+        // A name that does not exist in a zone: the negative answer from the zone's template.
+        if q.qclass == CLASS_IN
+            && edns.is_none_or(|e| e.version == 0)
+            && q.qtype != TYPE_OPT
+            && !matches!(q.qtype, 251 | 252)
+            && let Some((zone, offset)) = self.zone_of(q.lower())
+            && !self.names.contains(q.lower())
+        {
+            let soa = &zone.negative_soa_tail;
+            let total = q.end + 2 + soa.len() + if edns.is_some() { 11 } else { 0 };
+            if total <= limit {
+                out.extend_from_slice(&q.id);
+                out.push(QR | AA | (q.flags[0] & RD));
+                out.push((q.flags[1] & CD) | ResponseCode::NXDomain.low());
+                out.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, u8::from(edns.is_some())]);
+                out.extend_from_slice(&packet[12..q.end]);
+                out.extend_from_slice(&(0xc000 | (12 + offset as u16)).to_be_bytes());
+                out.extend_from_slice(soa);
+                if let Some(e) = edns {
+                    out.extend_from_slice(&[0, 0, 41]);
+                    out.extend_from_slice(&Self::MAX_UDP_PAYLOAD.to_be_bytes());
+                    out.extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+                }
+                return Disposition::Reply;
+            }
+        }
+        self.build_response(q, edns, limit, out)
+    }
+
+    /// The closest enclosing zone of a lower-case wire name, with the offset of the zone's
+    /// apex inside the name.
+    fn zone_of(&self, lower: &[u8]) -> Option<(&ZoneApex, usize)> {
+        self.records.zones.iter().find_map(|zone| {
+            let offset = lower.len().checked_sub(zone.wire.len())?;
+            if lower[offset..] != zone.wire[..] {
+                return None;
+            }
+            // The suffix must start on a label boundary.
+            let mut i = 0;
+            while i < offset {
+                i += 1 + usize::from(lower[i]);
+            }
+            (i == offset).then_some((zone, offset))
+        })
+    }
+
+    /// The general path: hickory-proto's message model.
+    fn build_response(
+        &self,
+        q: &Question<'_>,
+        edns: Option<ClientEdns>,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Disposition {
+        out.clear();
+        let qtype = RecordType::from(q.qtype);
+        let qname = name_from_wire(q.lower());
+        let mut message = Message::response(u16::from_be_bytes(q.id), OpCode::Query);
+        message.metadata.recursion_desired = q.flags[0] & RD != 0;
+        message.metadata.checking_disabled = q.flags[1] & CD != 0;
+        let mut query = Query::query(qname.clone(), qtype);
+        query.set_query_class(DNSClass::from(q.qclass));
+        message.add_query(query);
+        if let Some(e) = edns {
+            let mut ours = Edns::new();
+            ours.set_max_payload(Self::MAX_UDP_PAYLOAD);
+            ours.set_version(0);
+            ours.set_dnssec_ok(e.dnssec_ok);
+            message.set_edns(ours);
+        }
+
+        if edns.is_some_and(|e| e.version > 0) {
+            message.metadata.response_code = ResponseCode::BADVERS;
+        } else if q.qtype == TYPE_OPT {
+            message.metadata.response_code = ResponseCode::FormErr;
+        } else if q.qclass != CLASS_IN {
+            message.metadata.response_code = ResponseCode::Refused;
+        } else {
+            match self.zone_of(q.lower()) {
+                None if self.forwarding => return Disposition::Forward,
+                None => message.metadata.response_code = ResponseCode::Refused,
+                Some(_) if matches!(qtype, RecordType::AXFR | RecordType::IXFR) => {
+                    // Zone transfers are not offered.
+                    message.metadata.response_code = ResponseCode::Refused;
+                }
+                Some((zone, _)) => {
+                    message.metadata.authoritative = true;
+                    self.answer(&qname, qtype, zone, &mut message);
+                }
+            }
+        }
+
+        let Ok(mut bytes) = message.to_vec() else {
+            error_header(
+                &[q.id[0], q.id[1], q.flags[0], q.flags[1]],
+                ResponseCode::ServFail,
+                out,
+            );
+            return Disposition::Reply;
+        };
+        if bytes.len() > limit {
+            message.answers.clear();
+            message.authorities.clear();
+            message.additionals.clear();
+            message.metadata.truncation = true;
+            match message.to_vec() {
+                Ok(b) => bytes = b,
+                Err(_) => {
+                    error_header(
+                        &[q.id[0], q.id[1], q.flags[0], q.flags[1]],
+                        ResponseCode::ServFail,
+                        out,
+                    );
+                    return Disposition::Reply;
+                }
+            }
+        }
+        out.extend_from_slice(&bytes);
+        // Echo the question's case: the answer names point at it.
+        if out.len() >= 12 + q.qname.len() {
+            out[12..12 + q.qname.len()].copy_from_slice(q.qname);
+        }
+        Disposition::Reply
+    }
+
+    /// Fills the sections for a name inside `zone`.
+    fn answer(&self, qname: &Name, qtype: RecordType, zone: &ZoneApex, message: &mut Message) {
+        let Some(records) = self.records.nodes.get(qname) else {
+            message.metadata.response_code = ResponseCode::NXDomain;
+            message.add_authority(zone.negative_soa.clone());
+            return;
+        };
+        let cname = records
+            .iter()
+            .find(|r| r.record_type() == RecordType::CNAME);
+        if let Some(cname) = cname
+            && !matches!(qtype, RecordType::CNAME | RecordType::ANY)
+        {
+            message.add_answer(cname.clone());
+            if let RData::CNAME(target) = &cname.data
+                && let Some(target_records) = self.records.nodes.get(&target.0)
+            {
+                message.add_answers(
+                    target_records
+                        .iter()
+                        .filter(|r| r.record_type() == qtype)
+                        .cloned(),
+                );
+            }
+            return;
+        }
+        // ANY gets one RRset (RFC 8482, as NSD answers): no amplification, and the
+        // client still learns the name exists.
+        let qtype = match (qtype, records.first()) {
+            (RecordType::ANY, Some(first)) => first.record_type(),
+            _ => qtype,
+        };
+        let matching: Vec<Record> = records
+            .iter()
+            .filter(|r| r.record_type() == qtype)
+            .cloned()
+            .collect();
+        if matching.is_empty() {
+            message.add_authority(zone.negative_soa.clone());
+            return;
+        }
+        // Addresses of the targets of SRV and NS records, when we have them.
+        let mut extra = Vec::new();
+        for record in &matching {
+            let target = match &record.data {
+                RData::SRV(srv) => Some(&srv.target),
+                RData::NS(ns) => Some(&ns.0),
+                _ => None,
+            };
+            if let Some(target) = target
+                && let Some(target_records) = self.records.nodes.get(target)
+            {
+                extra.extend(
+                    target_records
+                        .iter()
+                        .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+                        .filter(|r| !extra.contains(*r))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        message.add_answers(matching);
+        message.add_additionals(extra);
+    }
+
+    fn lookup(&self, name: &DomainName) -> Option<&[Record]> {
+        let mut qname = Name::from_ascii(name.as_str()).ok()?.to_lowercase();
+        qname.set_fqdn(true);
+        self.records.nodes.get(&qname).map(Vec::as_slice)
+    }
+
+    fn in_zone(&self, name: &DomainName) -> bool {
+        let Ok(mut qname) = Name::from_ascii(name.as_str()) else {
+            return false;
+        };
+        qname.set_fqdn(true);
+        self.zone_of(&crate::zone::name_wire(&qname)).is_some()
+    }
+}
+
+fn limit(transport: Transport, edns: Option<ClientEdns>) -> usize {
+    match transport {
+        Transport::Tcp => usize::from(u16::MAX),
+        Transport::Udp => {
+            usize::from(edns.map_or(512, |e| e.payload.clamp(512, Authority::MAX_UDP_PAYLOAD)))
+        }
+    }
+}
+
+/// Copies what differs between queries into a precomputed response: the ID, the RD and CD
+/// bits, the question's case and the DO bit.
+fn patch(out: &mut [u8], q: &Question<'_>, edns: Option<ClientEdns>) {
+    out[0] = q.id[0];
+    out[1] = q.id[1];
+    out[2] = (out[2] & !RD) | (q.flags[0] & RD);
+    out[3] = (out[3] & !CD) | (q.flags[1] & CD);
+    out[12..12 + q.qname.len()].copy_from_slice(q.qname);
+    if edns.is_some_and(|e| e.dnssec_ok) {
+        let at = out.len() - 4;
+        out[at] |= 0x80;
+    }
+}
+
+/// A name from a lower-case wire name that [`parse_question`] has checked.
+fn name_from_wire(wire: &[u8]) -> Name {
+    let mut labels = Vec::new();
+    let mut i = 0;
+    while let Some(&len) = wire.get(i) {
+        if len == 0 {
+            break;
+        }
+        labels.push(
+            wire.get(i + 1..i + 1 + usize::from(len))
+                .unwrap_or_default(),
+        );
+        i += 1 + usize::from(len);
+    }
+    let mut name = Name::from_labels(labels).unwrap_or_default();
+    name.set_fqdn(true);
+    name
+}
+
+impl Resolver for Authority {
+    fn resolve(&self, name: &DomainName, qtype: QueryType) -> Answer {
+        if !self.in_zone(name) {
+            return Answer::Refused;
+        }
+        let Some(records) = self.lookup(name) else {
+            return Answer::NxDomain;
+        };
+        let addrs: Vec<IpAddr> = records
+            .iter()
+            .filter_map(|r| match (&r.data, qtype) {
+                (RData::A(a), QueryType::A) => Some(IpAddr::V4(a.0)),
+                (RData::AAAA(a), QueryType::Aaaa) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect();
+        if addrs.is_empty() {
+            Answer::NoData
+        } else {
+            Answer::Addresses(addrs)
+        }
+    }
+}
+
+/// The UDP size limit a query's sender accepts (512, or its EDNS payload size capped at
+/// [`Authority::MAX_UDP_PAYLOAD`]).
+pub(crate) fn udp_limit_of(query: &[u8]) -> usize {
+    match parse_question(query) {
+        Parsed::Ok(q) => match parse_edns(query, &q) {
+            EdnsParse::Simple(edns) => limit(Transport::Udp, edns),
+            EdnsParse::FormErr => 512,
+        },
+        _ => 512,
+    }
+}
+
+/// `response` cut down to its header and question, with TC set: the client retries over TCP.
+pub(crate) fn truncated_copy(query: &[u8], response: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let end = match parse_question(query) {
+        Parsed::Ok(q) => q.end,
+        _ => 12,
+    };
+    if response.len() < end {
+        servfail(query, out);
+        return;
+    }
+    out.extend_from_slice(&response[..end]);
+    out[2] |= TC;
+    out[6..12].fill(0);
+}
+
+/// A SERVFAIL answer to `query`, with its question when it has a readable one.
+pub(crate) fn servfail(query: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    if query.len() < 12 {
+        return;
+    }
+    error_header(query, ResponseCode::ServFail, out);
+    if let Parsed::Ok(q) = parse_question(query) {
+        out[3] |= q.flags[1] & CD;
+        out[5] = 1;
+        out.extend_from_slice(&query[12..q.end]);
+    }
+}

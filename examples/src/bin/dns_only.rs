@@ -1,0 +1,195 @@
+//! `dns_only`: the DNS server alone, embedded. Serves the registry in `--dir` (followed
+//! live: `registry --dir DIR register …` is answered at once), or the names of a hosts file
+//! (`--hosts FILE`, lines `IP NAME`, served as direct services) for benchmarks.
+//!
+//! ```text
+//! dns_only [--dir DIR | --hosts FILE] [--listen ADDR:PORT]… [--zone Z]… [--advertise IP]…
+//!          [--reverse-zone Z]… [--forward ADDR:PORT]… [--ttl SECONDS] [--https-port PORT]
+//! ```
+//! Defaults: `--listen 127.0.0.1:5353`, zone `internal`, the registry in the default config
+//! directory. Prints `listening on udp ADDR, tcp ADDR` per address; runs on one thread;
+//! stops on Ctrl-C or SIGTERM. Example code: errors end the program with a message.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program"
+)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use conduit_dns::{DnsServer, ZoneConfig};
+use conduit_registry::{
+    DomainName, Endpoint, FileRegistry, Host, InMemoryRegistry, Registry, Routing, ServiceName,
+    ServiceRecord, default_config_dir,
+};
+
+const USAGE: &str = "usage: dns_only [--dir DIR | --hosts FILE] [--listen ADDR:PORT]… [--zone Z]… \
+[--advertise IP]… [--reverse-zone Z]… [--forward ADDR:PORT]… [--ttl SECONDS] [--https-port PORT]";
+
+#[derive(Default)]
+struct Options {
+    dir: Option<PathBuf>,
+    hosts: Option<PathBuf>,
+    listen: Vec<SocketAddr>,
+    zones: Vec<DomainName>,
+    reverse: Vec<DomainName>,
+    advertise: Vec<IpAddr>,
+    forward: Vec<SocketAddr>,
+    ttl: Option<u32>,
+    https_port: Option<u16>,
+}
+
+fn parse() -> anyhow::Result<Options> {
+    let mut o = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if a.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--dir" => o.dir = Some(value()?.into()),
+            "--hosts" => o.hosts = Some(value()?.into()),
+            "--listen" => o.listen.push(value()?.parse().context("--listen")?),
+            "--zone" => o.zones.push(value()?.parse().context("--zone")?),
+            "--reverse-zone" => o.reverse.push(value()?.parse().context("--reverse-zone")?),
+            "--advertise" => o.advertise.push(value()?.parse().context("--advertise")?),
+            "--forward" => o.forward.push(value()?.parse().context("--forward")?),
+            "--ttl" => o.ttl = Some(value()?.parse().context("--ttl")?),
+            "--https-port" => o.https_port = Some(value()?.parse().context("--https-port")?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    anyhow::ensure!(
+        o.dir.is_none() || o.hosts.is_none(),
+        "give --dir or --hosts, not both"
+    );
+    Ok(o)
+}
+
+/// Direct services from `IP NAME` lines (`#` comments and blank lines skipped).
+fn hosts_services(text: &str) -> anyhow::Result<Vec<ServiceRecord>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(ip), Some(fqdn)) = (fields.next(), fields.next()) else {
+            anyhow::bail!("hosts line {}: expected `IP NAME`", n + 1);
+        };
+        let ip: IpAddr = ip
+            .parse()
+            .with_context(|| format!("hosts line {}", n + 1))?;
+        let domain: DomainName = fqdn
+            .parse()
+            .with_context(|| format!("hosts line {}", n + 1))?;
+        let label = domain.labels().next().unwrap_or_default();
+        let name = ServiceName::new(label).with_context(|| format!("hosts line {}", n + 1))?;
+        let endpoint = Endpoint::new(conduit_registry::Scheme::Http, Host::Ip(ip), 80)?;
+        out.push(
+            ServiceRecord::new(name, endpoint)
+                .with_domain(domain)
+                .with_routing(Routing::Direct),
+        );
+    }
+    Ok(out)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let o = parse()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let registry: Arc<dyn Registry> = match &o.hosts {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let registry = InMemoryRegistry::new();
+            let services = hosts_services(&text)?;
+            runtime.block_on(async {
+                for s in services {
+                    registry.register(s).await?;
+                }
+                anyhow::Ok(())
+            })?;
+            Arc::new(registry)
+        }
+        None => {
+            let dir = match &o.dir {
+                Some(d) => d.clone(),
+                None => {
+                    default_config_dir().context("set CONDUIT_CONFIG_DIR or HOME, or pass --dir")?
+                }
+            };
+            Arc::new(FileRegistry::open(&dir)?)
+        }
+    };
+    let zones = if o.zones.is_empty() {
+        vec![DomainName::internal()]
+    } else {
+        o.zones
+    };
+    let mut config = ZoneConfig::new(zones)
+        .with_advertise(o.advertise)
+        .with_reverse_zones(o.reverse);
+    if let Some(ttl) = o.ttl {
+        config = config.with_ttl(ttl).with_negative_ttl(ttl);
+    }
+    if let Some(port) = o.https_port {
+        config = config.with_https_port(port);
+    }
+    let listen = if o.listen.is_empty() {
+        vec!["127.0.0.1:5353".parse()?]
+    } else {
+        o.listen
+    };
+    runtime.block_on(async {
+        let mut builder = DnsServer::builder()
+            .registry(registry)
+            .zones(config)
+            .forwarders(o.forward);
+        for addr in listen {
+            builder = builder.listen(addr);
+        }
+        let server = builder.bind().await?;
+        for (udp, tcp) in server.udp_addrs().iter().zip(server.tcp_addrs()) {
+            println!("listening on udp {udp}, tcp {tcp}");
+        }
+        server.run(shutdown()).await?;
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
