@@ -341,21 +341,9 @@ impl Authority {
     /// Answers one query packet: writes the response into `out` (cleared first) and says
     /// what to do with it.
     pub fn respond(&self, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Disposition {
-        out.clear();
-        let q = match parse_question(packet) {
-            Parsed::Ok(q) => q,
-            Parsed::Drop => return Disposition::Drop,
-            Parsed::Error(code) => {
-                error_header(packet, code, out);
-                return Disposition::Reply;
-            }
-        };
-        let edns = match parse_edns(packet, &q) {
-            EdnsParse::Simple(e) => e,
-            EdnsParse::FormErr => {
-                error_header(packet, ResponseCode::FormErr, out);
-                return Disposition::Reply;
-            }
+        let (q, edns) = match read_query(packet, out) {
+            Ok(read) => read,
+            Err(disposition) => return disposition,
         };
         let limit = limit(transport, edns);
         if q.qclass == CLASS_IN
@@ -381,21 +369,9 @@ impl Authority {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> Disposition {
-        out.clear();
-        let q = match parse_question(packet) {
-            Parsed::Ok(q) => q,
-            Parsed::Drop => return Disposition::Drop,
-            Parsed::Error(code) => {
-                error_header(packet, code, out);
-                return Disposition::Reply;
-            }
-        };
-        let edns = match parse_edns(packet, &q) {
-            EdnsParse::Simple(e) => e,
-            EdnsParse::FormErr => {
-                error_header(packet, ResponseCode::FormErr, out);
-                return Disposition::Reply;
-            }
+        let (q, edns) = match read_query(packet, out) {
+            Ok(read) => read,
+            Err(disposition) => return disposition,
         };
         let limit = limit(transport, edns);
         self.build_response(&q, edns, limit, out)
@@ -612,6 +588,30 @@ impl Authority {
         };
         qname.set_fqdn(true);
         self.zone_of(&crate::zone::name_wire(&qname)).is_some()
+    }
+}
+
+/// The question and EDNS of a query; or, for a query that cannot be answered normally, the
+/// error response already written to `out` (or nothing, to drop it).
+fn read_query<'a>(
+    packet: &'a [u8],
+    out: &mut Vec<u8>,
+) -> Result<(Question<'a>, Option<ClientEdns>), Disposition> {
+    out.clear();
+    let q = match parse_question(packet) {
+        Parsed::Ok(q) => q,
+        Parsed::Drop => return Err(Disposition::Drop),
+        Parsed::Error(code) => {
+            error_header(packet, code, out);
+            return Err(Disposition::Reply);
+        }
+    };
+    match parse_edns(packet, &q) {
+        EdnsParse::Simple(edns) => Ok((q, edns)),
+        EdnsParse::FormErr => {
+            error_header(packet, ResponseCode::FormErr, out);
+            Err(Disposition::Reply)
+        }
     }
 }
 
