@@ -21,8 +21,20 @@ for c in curl openssl; do command -v "$c" >/dev/null 2>&1 || need+=("$c"); done
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 command -v nsd >/dev/null 2>&1 || need+=(nsd)
+# podman (Docker-compatible API) with runc and a busybox image, and a loopback sshd, for the
+# monitor tests (../shared/notes/podman-docker-api.md, sshd-loopback.md).
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /bin/busybox ] || need+=(busybox-static)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# crun (podman's default) fails here; runc needs podman's default ulimits dropped.
+if [ ! -s /etc/containers/containers.conf ]; then
+    mkdir -p /etc/containers
+    printf '[containers]\ndefault_ulimits = []\n' > /etc/containers/containers.conf
 fi
 # The Capsule reference verifier (greenlet: SQLAlchemy 2.1 no longer pulls it, and every
 # `capsule verify --db` fails without it).

@@ -1,41 +1,67 @@
 //! # conduit-monitor
 //!
-//! Conduit's monitoring: hosts, GPUs, containers and remote servers as typed samples.
+//! GPUs, containers, hosts and remote servers as typed [`Sample`]s (JSON:
+//! `{"timestamp", "target", "type", "metrics"}`), Prometheus text ([`render::prometheus`]) and
+//! the original tool's human layout ([`render::human`]).
 //!
-//! This crate currently defines the [`MetricSource`] trait and [`Sample`]; the sources are the
-//! subject of their own issue.
+//! Sources implement [`MetricSource`]:
+//! - [`HostSource`]: this host from /proc and statvfs, no programs run;
+//! - `NvmlSource` (feature `nvml`): NVIDIA GPUs through NVML, with per-process memory joined
+//!   to containers through cgroups; no driver is a normal "unavailable" state;
+//! - `DockerSource` (feature `docker`): containers through the Docker API socket (podman's
+//!   compatible API works too);
+//! - `SshSource` (feature `ssh`): a remote server's host metrics and `nvidia-smi` GPUs over one
+//!   multiplexed SSH connection, host keys always checked.
+//!
+//! [`Poller`] samples every source on an interval, concurrently, each under its own timeout,
+//! and raises [`Alert`]s with hysteresis.
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use conduit_monitor::{MetricSource, MonitorError, Sample};
+//! use conduit_monitor::{AlertKind, AlertState, Sample, SampleKind, Thresholds, render};
 //!
-//! #[derive(Debug)]
-//! struct Constant;
-//! #[async_trait::async_trait]
-//! impl MetricSource for Constant {
-//!     fn name(&self) -> &str { "constant" }
-//!     async fn sample(&self) -> Result<Vec<Sample>, MonitorError> {
-//!         Ok(vec![Sample { target: "local".into(), kind: "host".into(), metrics: vec![("load1".into(), 0.5)] }])
-//!     }
-//! }
-//! assert_eq!(Constant.sample().await.unwrap()[0].metrics[0].1, 0.5);
-//! # }
+//! let gpu = Sample::new("local", SampleKind::Gpu)
+//!     .with("index", 0u32)
+//!     .with("name", "NVIDIA H200")
+//!     .with("uuid", "GPU-1234")
+//!     .with("utilization_ratio", 0.87)
+//!     .with("memory_used_bytes", 72.1e9)
+//!     .with("memory_total_bytes", 141.1e9)
+//!     .with("temperature_celsius", 88.0);
+//! assert!(render::human(&[gpu.clone()]).contains("GPU 0: NVIDIA H200 | Util: 87% | Mem: 72.1/141.1 GB | Temp: 88°C"));
+//! assert!(render::prometheus(&[gpu.clone()]).contains("conduit_gpu_temperature_celsius{target=\"local\",gpu=\"0\",uuid=\"GPU-1234\"} 88"));
+//!
+//! let mut alerts = AlertState::new(Thresholds::default());
+//! let raised = alerts.evaluate(&[gpu]);
+//! assert_eq!(raised[0].kind, AlertKind::GpuTemperature);
+//! assert!(raised[0].raised);
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 use std::fmt;
 
-/// One observation of one target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// What was sampled (`local`, `gpu-server`, a container name).
-    pub target: String,
-    /// The kind of sample (`host`, `gpu`, `container`).
-    pub kind: String,
-    /// Metric name and value pairs, in base units.
-    pub metrics: Vec<(String, f64)>,
-}
+#[cfg(feature = "docker")]
+mod docker;
+mod host;
+#[cfg(feature = "nvml")]
+mod nvml;
+mod poll;
+pub mod proc;
+pub mod render;
+mod sample;
+pub mod smi;
+#[cfg(feature = "ssh")]
+mod ssh;
+
+#[cfg(feature = "docker")]
+pub use docker::DockerSource;
+pub use host::HostSource;
+#[cfg(feature = "nvml")]
+pub use nvml::NvmlSource;
+pub use poll::{Alert, AlertKind, AlertState, Poller, RemoteTarget, Round, Thresholds};
+pub use sample::{Sample, SampleKind, Value};
+#[cfg(feature = "ssh")]
+pub use ssh::SshSource;
 
 /// Errors of the monitoring subsystem.
 #[derive(Debug, thiserror::Error)]
@@ -49,15 +75,19 @@ pub enum MonitorError {
         /// Why.
         reason: String,
     },
+    /// The configuration is invalid; the message names the problem.
+    #[error("invalid monitor configuration: {0}")]
+    Config(String),
 }
 
 /// A source of samples.
 #[async_trait::async_trait]
 pub trait MetricSource: Send + Sync + fmt::Debug {
-    /// A short name for logs and labels.
+    /// A short name for logs and errors (`host`, `docker`, `ssh:gpu-server`).
     fn name(&self) -> &str;
 
-    /// Takes one round of samples.
+    /// Takes one round of samples. A source that exists but has nothing (no GPU driver)
+    /// returns an empty list, not an error.
     ///
     /// # Errors
     /// [`MonitorError`] when the source cannot be read.
