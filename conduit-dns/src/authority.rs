@@ -681,6 +681,14 @@ impl Resolver for Authority {
     }
 }
 
+/// Offset just past the question of a well-formed query.
+pub(crate) fn question_end(query: &[u8]) -> Option<usize> {
+    match parse_question(query) {
+        Parsed::Ok(q) => Some(q.end),
+        _ => None,
+    }
+}
+
 /// The UDP size limit a query's sender accepts (512, or its EDNS payload size capped at
 /// [`Authority::MAX_UDP_PAYLOAD`]).
 pub(crate) fn udp_limit_of(query: &[u8]) -> usize {
@@ -696,10 +704,7 @@ pub(crate) fn udp_limit_of(query: &[u8]) -> usize {
 /// `response` cut down to its header and question, with TC set: the client retries over TCP.
 pub(crate) fn truncated_copy(query: &[u8], response: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    let end = match parse_question(query) {
-        Parsed::Ok(q) => q.end,
-        _ => 12,
-    };
+    let end = question_end(query).unwrap_or(12);
     if response.len() < end {
         servfail(query, out);
         return;

@@ -37,7 +37,7 @@ impl Forwarder {
     /// The response to `query` from the first resolver that answers in time, with the
     /// query's own ID; `None` when none did (answer SERVFAIL).
     pub async fn forward(&self, query: &[u8]) -> Option<Vec<u8>> {
-        let question_end = question_end(query)?;
+        let question_end = crate::authority::question_end(query)?;
         let n = self.upstreams.len();
         let first = self.preferred.load(Ordering::Relaxed);
         for i in 0..n {
@@ -56,21 +56,6 @@ impl Forwarder {
         }
         None
     }
-}
-
-fn question_end(p: &[u8]) -> Option<usize> {
-    let mut i = 12;
-    loop {
-        let len = usize::from(*p.get(i)?);
-        if len & 0xc0 != 0 {
-            return None;
-        }
-        i += 1 + len;
-        if len == 0 {
-            break;
-        }
-    }
-    (i + 4 <= p.len()).then_some(i + 4)
 }
 
 fn matches(query: &[u8], question_end: usize, id: [u8; 2], response: &[u8]) -> bool {

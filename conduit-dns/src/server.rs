@@ -93,28 +93,6 @@ impl Shared {
             Err(poisoned) => *poisoned.into_inner() = authority,
         }
     }
-
-    fn count(&self, response: &[u8], transport: Transport) {
-        let c = &self.counters;
-        match transport {
-            Transport::Udp => c.udp_queries.fetch_add(1, Ordering::Relaxed),
-            Transport::Tcp => c.tcp_queries.fetch_add(1, Ordering::Relaxed),
-        };
-        if response.len() < 4 {
-            return;
-        }
-        if response[2] & 0x02 != 0 {
-            c.truncated.fetch_add(1, Ordering::Relaxed);
-        }
-        let counter = match response[3] & 0x0f {
-            1 => &c.formerr,
-            2 => &c.servfail,
-            3 => &c.nxdomain,
-            5 => &c.refused,
-            _ => return,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// A cheap, cloneable view of a running (or built) server: its current answers and counters.
@@ -550,7 +528,7 @@ fn udp_loop(
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(512)).collect();
     let mut received: Vec<(usize, Option<SockaddrStorage>)> = Vec::with_capacity(BATCH);
     let mut replies: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
-    let mut counts = LocalCounts::default();
+    let mut counts = LocalCounts::new(Transport::Udp);
     while !stop.load(Ordering::Relaxed) {
         received.clear();
         {
@@ -623,9 +601,11 @@ fn udp_loop(
     }
 }
 
-/// Counters kept on the UDP thread and added to the shared ones once per batch.
-#[derive(Debug, Default)]
+/// Counters kept by one UDP thread or TCP connection and added to the shared ones in one
+/// go (per UDP batch, per TCP query).
+#[derive(Debug)]
 struct LocalCounts {
+    transport: Transport,
     queries: u64,
     nxdomain: u64,
     refused: u64,
@@ -636,6 +616,20 @@ struct LocalCounts {
 }
 
 impl LocalCounts {
+    fn new(transport: Transport) -> Self {
+        Self {
+            transport,
+            queries: 0,
+            nxdomain: 0,
+            refused: 0,
+            formerr: 0,
+            servfail: 0,
+            truncated: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Counts one query answered with `response` (its rcode and TC bit).
     fn add(&mut self, response: &[u8]) {
         self.queries += 1;
         if response.len() < 4 {
@@ -652,8 +646,12 @@ impl LocalCounts {
     }
 
     fn flush(&mut self, c: &Counters) {
+        let queries = match self.transport {
+            Transport::Udp => &c.udp_queries,
+            Transport::Tcp => &c.tcp_queries,
+        };
         let pairs = [
-            (&c.udp_queries, self.queries),
+            (queries, self.queries),
             (&c.nxdomain, self.nxdomain),
             (&c.refused, self.refused),
             (&c.formerr, self.formerr),
@@ -666,7 +664,7 @@ impl LocalCounts {
                 counter.fetch_add(n, Ordering::Relaxed);
             }
         }
-        *self = Self::default();
+        *self = Self::new(self.transport);
     }
 }
 
@@ -751,6 +749,7 @@ async fn tcp_connection(
     let _ = stream.set_nodelay(true);
     let mut query = Vec::new();
     let mut out = Vec::with_capacity(512);
+    let mut counts = LocalCounts::new(Transport::Tcp);
     loop {
         let len = match tokio::time::timeout(idle, stream.read_u16()).await {
             Ok(Ok(len)) => usize::from(len),
@@ -765,17 +764,17 @@ async fn tcp_connection(
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "query body timed out")
             })??;
         let authority = shared.authority();
-        let response: &[u8] = match authority.respond(&query, Transport::Tcp, &mut out) {
-            Disposition::Reply => {
-                shared.count(&out, Transport::Tcp);
-                &out
-            }
-            Disposition::Drop => {
-                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+        let disposition = authority.respond(&query, Transport::Tcp, &mut out);
+        match disposition {
+            Disposition::Reply => counts.add(&out),
+            Disposition::Drop => counts.dropped += 1,
+            Disposition::Forward => counts.queries += 1,
+        }
+        counts.flush(&shared.counters);
+        let response: &[u8] = match disposition {
+            Disposition::Reply => &out,
+            Disposition::Drop => continue,
             Disposition::Forward => {
-                shared.counters.tcp_queries.fetch_add(1, Ordering::Relaxed);
                 out = forward_or_servfail(shared, &query).await;
                 &out
             }

@@ -253,9 +253,9 @@ impl Records {
                 .prepend_label("hostmaster")
                 .map_err(|e| DnsError::Config(format!("hostmaster name: {e}")))?;
             let soa = SOA::new(ns_name.clone(), hostmaster, serial, 3600, 600, 86_400, neg);
+            let negative_soa_tail = soa_tail(&soa, ttl.min(neg));
             let soa_record = Record::from_rdata(apex.clone(), ttl, RData::SOA(soa.clone()));
             let negative_soa = Record::from_rdata(apex.clone(), ttl.min(neg), RData::SOA(soa));
-            let negative_soa_tail = soa_tail(&negative_soa);
             nodes.entry(apex.clone()).or_default().push(soa_record);
             add(&mut nodes, apex, RData::NS(NS(ns_name.clone())));
             if forward.iter().any(|z| z.zone_of(&ns_name)) {
@@ -388,16 +388,8 @@ impl Records {
     }
 }
 
-fn soa_record_rdata(record: &Record) -> SOA {
-    match &record.data {
-        RData::SOA(soa) => soa.clone(),
-        _ => SOA::new(Name::root(), Name::root(), 0, 0, 0, 0, 0),
-    }
-}
-
 /// TYPE, CLASS, TTL, RDLENGTH and RDATA of a SOA record, names written in full.
-fn soa_tail(record: &Record) -> Vec<u8> {
-    let soa = soa_record_rdata(record);
+fn soa_tail(soa: &SOA, ttl: u32) -> Vec<u8> {
     let mut rdata = name_wire(&soa.mname);
     rdata.extend(name_wire(&soa.rname));
     for v in [
@@ -412,7 +404,7 @@ fn soa_tail(record: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(rdata.len() + 10);
     out.extend(u16::from(RecordType::SOA).to_be_bytes());
     out.extend(1u16.to_be_bytes());
-    out.extend(record.ttl.to_be_bytes());
+    out.extend(ttl.to_be_bytes());
     out.extend((rdata.len() as u16).to_be_bytes());
     out.extend(rdata);
     out

@@ -140,20 +140,22 @@ impl Dig {
     }
 }
 
+/// `dig @addr -p port` with no retries, a 2 s timeout and no cookie.
+fn dig_command(addr: SocketAddr) -> Command {
+    let mut cmd = Command::new("dig");
+    cmd.arg(format!("@{}", addr.ip())).args([
+        "-p",
+        &addr.port().to_string(),
+        "+tries=1",
+        "+time=2",
+        "+nocookie",
+    ]);
+    cmd
+}
+
 /// Runs `dig @addr -p port ARGS…` (no retries, 2 s timeout) and parses its output.
 pub(crate) fn dig(addr: SocketAddr, args: &[&str]) -> Dig {
-    let out = Command::new("dig")
-        .arg(format!("@{}", addr.ip()))
-        .args([
-            "-p",
-            &addr.port().to_string(),
-            "+tries=1",
-            "+time=2",
-            "+nocookie",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
+    let out = dig_command(addr).args(args).output().unwrap();
     parse_dig(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -211,19 +213,7 @@ pub(crate) fn dig_batch(addr: SocketAddr, queries: &[Vec<&str>]) -> Vec<Dig> {
         .map(|q| format!("{}\n", q.join(" ")))
         .collect();
     std::fs::write(&file, text).unwrap();
-    let out = Command::new("dig")
-        .arg(format!("@{}", addr.ip()))
-        .args([
-            "-p",
-            &addr.port().to_string(),
-            "+tries=1",
-            "+time=2",
-            "+nocookie",
-            "-f",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = dig_command(addr).arg("-f").arg(&file).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let results: Vec<Dig> = stdout.split("; <<>> DiG").skip(1).map(parse_dig).collect();
     assert_eq!(results.len(), queries.len(), "{stdout}");
