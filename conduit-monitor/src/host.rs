@@ -1,10 +1,10 @@
 //! The local host, from /proc and statvfs (no programs run).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::proc::{
-    CpuTimes, DiskUse, parse_loadavg, parse_meminfo, parse_mounts, parse_net_dev, parse_stat,
+    CpuTracker, DiskUse, parse_loadavg, parse_meminfo, parse_mounts, parse_net_dev, parse_stat,
     parse_uptime,
 };
 use crate::{MetricSource, MonitorError, Sample, SampleKind};
@@ -20,7 +20,7 @@ pub struct HostSource {
 struct HostInner {
     target: String,
     proc_root: PathBuf,
-    previous: Mutex<Option<CpuTimes>>,
+    previous: CpuTracker,
 }
 
 impl Default for HostSource {
@@ -41,7 +41,7 @@ impl HostSource {
             inner: Arc::new(HostInner {
                 target: target.into(),
                 proc_root: PathBuf::from("/proc"),
-                previous: Mutex::new(None),
+                previous: CpuTracker::default(),
             }),
         }
     }
@@ -62,21 +62,7 @@ impl HostInner {
             source_name: "host".into(),
             reason: "/proc/stat has no cpu line".into(),
         })?;
-        let usage = {
-            let mut previous = self
-                .previous
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // No tick since the last sample: report the average since boot, and keep the
-            // older reference point so the next delta spans real time.
-            match times.usage_since(&previous.unwrap_or_default()) {
-                Some(usage) => {
-                    *previous = Some(times);
-                    Some(usage)
-                }
-                None => times.usage_since(&CpuTimes::default()),
-            }
-        };
+        let usage = self.previous.usage(times);
         let memory = parse_meminfo(&self.read("meminfo")?);
         let load = parse_loadavg(&self.read("loadavg").unwrap_or_default());
         let uptime = parse_uptime(&self.read("uptime").unwrap_or_default());

@@ -106,28 +106,21 @@ impl AlertState {
         what: &str,
         out: &mut Vec<Alert>,
     ) {
-        let key = (kind, target.to_owned(), subject.to_owned());
-        let active = self.active.get(&key).copied().unwrap_or(false);
+        let active = self.is_active(kind, target, subject);
         let now = if active {
             value > above - margin
         } else {
             value > above
         };
-        if now != active {
-            self.active.insert(key, now);
-            out.push(Alert {
-                kind,
-                raised: now,
-                target: target.to_owned(),
-                subject: subject.to_owned(),
-                value: Some(value),
-                message: if now {
+        out.extend(
+            self.transition(kind, target, subject, now, Some(value), |raised| {
+                if raised {
                     format!("{target} {subject}: {what} {value:.2} above {above:.2}")
                 } else {
                     format!("{target} {subject}: {what} back to {value:.2}")
-                },
-            });
-        }
+                }
+            }),
+        );
     }
 
     fn flag(
@@ -139,22 +132,39 @@ impl AlertState {
         what: &str,
         out: &mut Vec<Alert>,
     ) {
+        out.extend(self.transition(kind, target, subject, now, None, |raised| {
+            format!(
+                "{target} {subject}: {}{what}",
+                if raised { "" } else { "no longer " }
+            )
+        }));
+    }
+
+    fn is_active(&self, kind: AlertKind, target: &str, subject: &str) -> bool {
         let key = (kind, target.to_owned(), subject.to_owned());
-        let active = self.active.get(&key).copied().unwrap_or(false);
-        if now != active {
-            self.active.insert(key, now);
-            out.push(Alert {
-                kind,
-                raised: now,
-                target: target.to_owned(),
-                subject: subject.to_owned(),
-                value: None,
-                message: format!(
-                    "{target} {subject}: {}{what}",
-                    if now { "" } else { "no longer " }
-                ),
-            });
-        }
+        self.active.get(&key).copied().unwrap_or(false)
+    }
+
+    /// Records whether an alert is on now; the `Alert` when that changed.
+    fn transition(
+        &mut self,
+        kind: AlertKind,
+        target: &str,
+        subject: &str,
+        now: bool,
+        value: Option<f64>,
+        message: impl FnOnce(bool) -> String,
+    ) -> Option<Alert> {
+        let key = (kind, target.to_owned(), subject.to_owned());
+        let active = self.active.insert(key, now).unwrap_or(false);
+        (now != active).then(|| Alert {
+            kind,
+            raised: now,
+            target: target.to_owned(),
+            subject: subject.to_owned(),
+            value,
+            message: message(now),
+        })
     }
 
     /// The alerts this round of samples raises or clears.

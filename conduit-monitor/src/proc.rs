@@ -19,6 +19,29 @@ impl CpuTimes {
     }
 }
 
+/// CPU use between successive samples of one host.
+#[derive(Debug, Default)]
+pub(crate) struct CpuTracker(std::sync::Mutex<Option<CpuTimes>>);
+
+impl CpuTracker {
+    /// CPU use since the previous call; since boot on the first. With no tick since the
+    /// previous call, the average since boot, keeping the older reference point so the next
+    /// delta spans real time.
+    pub(crate) fn usage(&self, now: CpuTimes) -> Option<f64> {
+        let mut previous = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match now.usage_since(&previous.unwrap_or_default()) {
+            Some(usage) => {
+                *previous = Some(now);
+                Some(usage)
+            }
+            None => now.usage_since(&CpuTimes::default()),
+        }
+    }
+}
+
 /// Reads /proc/stat: aggregate times and the number of CPUs (`cpuN` lines).
 pub fn parse_stat(text: &str) -> Option<(CpuTimes, u32)> {
     let mut times = None;

@@ -105,7 +105,6 @@ const GB: f64 = 1e9;
 /// (`GPU 0: NVIDIA H200 | Util: 87% | Mem: 72.1/141.1 GB | Temp: 62°C`), disks, containers.
 pub fn human(samples: &[Sample]) -> String {
     let mut targets: Vec<&str> = samples.iter().map(|s| s.target.as_str()).collect();
-    targets.dedup();
     targets.sort_unstable();
     targets.dedup();
     let mut out = String::new();

@@ -1,7 +1,6 @@
 //! A remote server over one multiplexed SSH connection (the system `ssh`, ControlMaster).
 
 use std::path::PathBuf;
-use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder};
@@ -9,7 +8,7 @@ use tokio::sync::Mutex;
 
 use crate::host::{disk_sample, host_sample};
 use crate::proc::{
-    CpuTimes, parse_df, parse_loadavg, parse_meminfo, parse_net_dev, parse_stat, parse_uptime,
+    CpuTracker, parse_df, parse_loadavg, parse_meminfo, parse_net_dev, parse_stat, parse_uptime,
 };
 use crate::{MetricSource, MonitorError, RemoteTarget, Sample, smi};
 
@@ -50,7 +49,7 @@ pub struct SshSource {
     known_hosts: Option<PathBuf>,
     connect_timeout: Duration,
     session: Mutex<Option<Session>>,
-    previous: StdMutex<Option<CpuTimes>>,
+    previous: CpuTracker,
 }
 
 impl SshSource {
@@ -63,7 +62,7 @@ impl SshSource {
             known_hosts: None,
             connect_timeout: Duration::from_secs(5),
             session: Mutex::new(None),
-            previous: StdMutex::new(None),
+            previous: CpuTracker::default(),
         }
     }
 
@@ -161,20 +160,7 @@ impl SshSource {
             }
         }
         let (usage, cores) = match stat {
-            Some((times, cores)) => {
-                let mut previous = self
-                    .previous
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let usage = match times.usage_since(&previous.unwrap_or_default()) {
-                    Some(usage) => {
-                        *previous = Some(times);
-                        Some(usage)
-                    }
-                    None => times.usage_since(&CpuTimes::default()),
-                };
-                (usage, cores)
-            }
+            Some((times, cores)) => (self.previous.usage(times), cores),
             None => (None, 0),
         };
         let mut out = vec![host_sample(
