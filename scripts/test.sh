@@ -41,6 +41,10 @@ fi
 if ! command -v capsule >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'qp-capsule[storage]==1.5.4' greenlet
 fi
+# A real WebSocket peer (server and client) for the proxy's WebSocket test.
+if ! python3 -c 'import websockets' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check 'websockets==15.0.1'
+fi
 PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 export PATH
 

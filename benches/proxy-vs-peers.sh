@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# conduit-proxy against nginx, haproxy and Caddy (Debian packages), in one run, through the shared
+# harness (../../shared/tools/peer-bench/proxy.sh): TLS 1.3 with a P-256 leaf (and an Ed25519 leaf
+# for handshakes), each proxy pinned to one core, wrk / h2load and an nginx upstream on the other
+# core. Tests: HTTP/1.1 1 KiB keep-alive, HTTP/1.1 100 KiB, a new TLS handshake per request
+# (no resumption), HTTP/2 1 KiB. Prints the harness's table, then requests per proxy CPU-second,
+# p99 latency and the ratios of conduit to nginx, haproxy and Caddy.
+#
+# Usage: benches/proxy-vs-peers.sh   (knobs: DUR RUNS CONNS TESTS, see proxy.sh; SHARED=path)
+# Needs: apt-get install caddy nginx haproxy wrk nghttp2-client
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+BENCH=$SHARED/tools/peer-bench
+export OUT=${OUT:-$ROOT/target/bench/proxy}
+mkdir -p "$OUT"
+for c in caddy nginx haproxy wrk h2load taskset openssl curl; do
+  command -v "$c" >/dev/null || { echo "missing $c: apt-get install caddy nginx haproxy wrk nghttp2-client" >&2; exit 1; }
+done
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p conduit-examples --bin proxy_only
+PROXY=$ROOT/target/release/proxy_only
+# The contract: TLS on 127.0.0.1:$PORT with $CERT/$KEY, Host $VHOST → http://$UPSTREAM. The
+# upstream (nginx serving files) has no /health; its /1k is the health path, as for the peers.
+export CANDIDATES="conduit=$PROXY --listen 127.0.0.1:\$PORT --cert \$CERT --key \$KEY --route \$VHOST=\$UPSTREAM --health-path /1k"
+"$BENCH/proxy.sh" | tee "$OUT/table.md"
+
+echo
+echo "Median over runs of requests per proxy CPU-second (req/s ÷ proxy CPU share) and p99 latency (ms; h2load gives none)"
+echo "| test | conduit req/core | nginx | haproxy | Caddy | × nginx | × haproxy | × Caddy | p99 conduit | p99 nginx |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+awk -F'\t' '
+  function med(key,   n, i, j, t, a) { n = split(vals[key], a, " "); if (n == 0) return 0
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return a[int((n + 1) / 2)] }
+  { split($1, nm, "-"); name = nm[1]; leaf = nm[2]; if (name == "direct") next
+    key = name "|" $2 "|" leaf; if ($10 != "-" && $10 != "") vals[key] = vals[key] " " $10
+    if ($5 != "-" && $5 != "") p99[key] = p99[key] " " $5; tests[$2 "|" leaf] = 1 }
+  END { for (t in tests) { split(t, tl, "|"); c = med("conduit|" t); n = med("nginx|" t); h = med("haproxy|" t); y = med("caddy|" t)
+      vals["pc"] = p99["conduit|" t]; pc = med("pc"); vals["pn"] = p99["nginx|" t]; pn = med("pn")
+      printf "| %s (%s) | %d | %d | %d | %d | %.2f | %.2f | %.2f | %s | %s |\n", tl[1], tl[2], c, n, h, y,
+        (n ? c / n : 0), (h ? c / h : 0), (y ? c / y : 0), (pc ? pc : "-"), (pn ? pn : "-") } }' "$OUT/raw.tsv" | sort

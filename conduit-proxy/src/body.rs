@@ -1,0 +1,299 @@
+//! Request and response bodies: streamed frame by frame, never collected, with a byte limit
+//! on the way in and an idle timeout both ways.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::metrics::Counters;
+use crate::routes::InFlight;
+
+/// Any error inside a body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body was larger than the route allows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTooLarge(pub(crate) u64);
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "request body is larger than the limit of {} bytes",
+            self.0
+        )
+    }
+}
+impl std::error::Error for BodyTooLarge {}
+
+/// Nothing moved within the idle timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdleTimeout(pub(crate) Duration);
+
+impl fmt::Display for IdleTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no data for {:?} (idle timeout)", self.0)
+    }
+}
+impl std::error::Error for IdleTimeout {}
+
+/// An idle timer armed only while the inner body is pending.
+pub(crate) struct Idle {
+    after: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Idle {
+    fn new(after: Duration) -> Self {
+        Self { after, sleep: None }
+    }
+
+    /// Called when the inner body had nothing: `Ready` once the timeout has passed.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let after = self.after;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        sleep.as_mut().poll(cx)
+    }
+
+    /// Called when a frame arrived.
+    fn progress(&mut self) {
+        if let Some(s) = self.sleep.as_mut() {
+            s.as_mut().reset(Instant::now() + self.after);
+        }
+    }
+}
+
+use std::future::Future as _;
+
+fn poll_with_idle(
+    inner: &mut Incoming,
+    idle: &mut Idle,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    match Pin::new(inner).poll_frame(cx) {
+        Poll::Ready(f) => {
+            idle.progress();
+            Poll::Ready(f.map(|r| r.map_err(BoxError::from)))
+        }
+        Poll::Pending => {
+            ready!(idle.poll_expired(cx));
+            Poll::Ready(Some(Err(Box::new(IdleTimeout(idle.after)))))
+        }
+    }
+}
+
+/// Reads and discards what is left of a refused request body (at most 8 MiB, for at most
+/// 5 s) so that the client reads our answer instead of a connection reset: closing a socket
+/// with unread data makes the kernel send RST, which can destroy the response in flight.
+pub(crate) fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt as _;
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut left: usize = 8 << 20;
+            while let Some(Ok(f)) = body.frame().await {
+                left = left.saturating_sub(f.data_ref().map_or(0, Bytes::len));
+                if left == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+}
+
+/// What goes to the upstream: the client's body, streamed, with the route's limit.
+pub(crate) enum RequestBody {
+    /// No body (health checks, bodiless requests being retried).
+    Empty,
+    /// The client's body.
+    Stream {
+        inner: Option<Incoming>,
+        limit: Option<u64>,
+        seen: u64,
+        idle: Idle,
+    },
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("Empty"),
+            Self::Stream { seen, limit, .. } => f
+                .debug_struct("Stream")
+                .field("seen", seen)
+                .field("limit", limit)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl RequestBody {
+    pub(crate) fn stream(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
+        Self::Stream {
+            inner: Some(inner),
+            limit,
+            seen: 0,
+            idle: Idle::new(idle),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Stream {
+                inner,
+                limit,
+                seen,
+                idle,
+            } => {
+                let Some(body) = inner.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let frame = ready!(poll_with_idle(body, idle, cx));
+                if let (Some(Ok(f)), Some(max)) = (&frame, *limit)
+                    && let Some(d) = f.data_ref()
+                {
+                    *seen += d.len() as u64;
+                    if *seen > max {
+                        if let Some(rest) = inner.take() {
+                            drain(rest);
+                        }
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(max)))));
+                    }
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Stream { inner, .. } => inner.as_ref().is_none_or(Body::is_end_stream),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Stream { inner, .. } => inner
+                .as_ref()
+                .map_or(SizeHint::with_exact(0), Body::size_hint),
+        }
+    }
+}
+
+/// What goes to the client: a local answer, or the upstream's body passed through frame by
+/// frame (each chunk of an SSE or NDJSON stream is written as soon as it arrives).
+pub struct ResponseBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream {
+        inner: Incoming,
+        idle: Idle,
+        counters: Arc<Counters>,
+        _flight: Option<InFlight>,
+    },
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Full(b) => f
+                .debug_struct("ResponseBody")
+                .field("len", &b.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Upstream { .. } => f.write_str("ResponseBody(upstream stream)"),
+        }
+    }
+}
+
+impl ResponseBody {
+    /// A complete local body.
+    pub(crate) fn full(b: impl Into<Bytes>) -> Self {
+        let b = b.into();
+        Self {
+            kind: Kind::Full((!b.is_empty()).then_some(b)),
+        }
+    }
+
+    /// The upstream's body; the in-flight guard ends with it.
+    pub(crate) fn upstream(
+        inner: Incoming,
+        idle: Duration,
+        counters: Arc<Counters>,
+        flight: Option<InFlight>,
+    ) -> Self {
+        Self {
+            kind: Kind::Upstream {
+                inner,
+                idle: Idle::new(idle),
+                counters,
+                _flight: flight,
+            },
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream {
+                inner,
+                idle,
+                counters,
+                ..
+            } => {
+                let f = ready!(poll_with_idle(inner, idle, cx));
+                if let Some(Err(e)) = &f {
+                    if e.is::<IdleTimeout>() {
+                        counters.inc(|c| &c.idle_timeouts);
+                    }
+                    tracing::debug!(error = %e, "upstream response body ended with an error");
+                }
+                Poll::Ready(f)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.is_none(),
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Active health checks: one task per route, checking every upstream each interval.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Uri};
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::body::RequestBody;
+use crate::routes::{Backend, CheckSource, Route, RouteTable};
+use crate::service::{Shared, error_chain};
+
+/// The running check tasks, by domain.
+#[derive(Debug, Default)]
+pub(crate) struct Checkers {
+    tasks: HashMap<Box<str>, (Arc<Route>, AbortHandle)>,
+}
+
+impl Checkers {
+    /// Starts checks for new or changed routes and stops those of removed ones.
+    pub(crate) fn reconcile(&mut self, shared: &Arc<Shared>, table: &RouteTable) {
+        let mut next = HashMap::with_capacity(table.len());
+        for route in table.routes() {
+            let key: Box<str> = Box::from(route.domain.as_str());
+            match self.tasks.remove(&key) {
+                Some((old, handle)) if Arc::ptr_eq(&old, route) => {
+                    next.insert(key, (old, handle));
+                }
+                previous => {
+                    if let Some((_, handle)) = previous {
+                        handle.abort();
+                    }
+                    let task = tokio::spawn(check_route(Arc::clone(shared), Arc::clone(route)));
+                    next.insert(key, (Arc::clone(route), task.abort_handle()));
+                }
+            }
+        }
+        for (_, (_, handle)) in self.tasks.drain() {
+            handle.abort();
+        }
+        self.tasks = next;
+    }
+
+    /// Stops every check.
+    pub(crate) fn stop(&mut self) {
+        for (_, (_, handle)) in self.tasks.drain() {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for Checkers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn check_route(shared: Arc<Shared>, route: Arc<Route>) {
+    if route.backends.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(route.health.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let host = HeaderValue::from_str(route.domain.as_str()).ok();
+    loop {
+        tick.tick().await; // the first tick is immediate: a new upstream is checked at once
+        let mut set = JoinSet::new();
+        for backend in route.backends.iter() {
+            let (shared, route, backend, host) = (
+                Arc::clone(&shared),
+                Arc::clone(&route),
+                Arc::clone(backend),
+                host.clone(),
+            );
+            set.spawn(async move { check_one(&shared, &route, &backend, host).await });
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+async fn check_one(shared: &Shared, route: &Route, backend: &Backend, host: Option<HeaderValue>) {
+    let uri = Uri::builder()
+        .scheme(backend.scheme.clone())
+        .authority(backend.authority.clone())
+        .path_and_query(route.health.path.as_str())
+        .build();
+    let Ok(uri) = uri else {
+        tracing::warn!(path = %route.health.path, "health path is not a valid request target");
+        return;
+    };
+    let mut req = Request::new(RequestBody::Empty);
+    *req.uri_mut() = uri;
+    if let Some(h) = host {
+        req.headers_mut().insert(header::HOST, h);
+    }
+    req.headers_mut().insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("conduit-health/", env!("CARGO_PKG_VERSION"))),
+    );
+    let (ok, reason) =
+        match tokio::time::timeout(route.health.timeout, shared.client.request(req)).await {
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                // Read (a bounded part of) the body so the connection can be reused.
+                let mut body = resp.into_body();
+                let _ = tokio::time::timeout(route.health.timeout, async {
+                    use http_body_util::BodyExt as _;
+                    let mut n = 0usize;
+                    while let Some(Ok(f)) = body.frame().await {
+                        n += f.data_ref().map_or(0, bytes::Bytes::len);
+                        if n > 64 * 1024 {
+                            break;
+                        }
+                    }
+                })
+                .await;
+                (
+                    status.is_success() || status.is_redirection(),
+                    format!("{} answered {status}", route.health.path),
+                )
+            }
+            Ok(Err(e)) => (false, error_chain(&e)),
+            Err(_) => (
+                false,
+                format!("no answer within {:?}", route.health.timeout),
+            ),
+        };
+    tracing::trace!(upstream = %backend.endpoint, ok, %reason, "health check");
+    shared.record(route, backend, ok, CheckSource::Active, || reason);
+}

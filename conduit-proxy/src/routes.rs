@@ -1,0 +1,406 @@
+//! The route table: each proxied service's domain → its upstreams and their health.
+//!
+//! Built from the registry on every change and swapped atomically; a request loads the
+//! current table once and keeps it, so a swap never disturbs requests in flight.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use conduit_registry::{DomainName, Endpoint, HealthCheck, ServiceName, ServiceRecord};
+use http::uri::{Authority, Scheme};
+
+use crate::config::Balance;
+
+/// One upstream of one service, with its live state.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) scheme: Scheme,
+    pub(crate) authority: Authority,
+    healthy: AtomicBool,
+    /// Requests sent and not finished (the response body not yet ended).
+    outstanding: AtomicUsize,
+    /// Consecutive failures (active or passive).
+    failures: AtomicU32,
+    /// Consecutive successful active checks while down.
+    successes: AtomicU32,
+}
+
+/// Where a health verdict came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckSource {
+    /// The periodic check of the service's health path.
+    Active,
+    /// A real request: connect error, timeout or 5xx.
+    Passive,
+}
+
+/// An upstream went up or down. The façade audits each as `health_change`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthEvent {
+    /// When it happened.
+    pub at: SystemTime,
+    /// The service.
+    pub service: ServiceName,
+    /// Its domain.
+    pub domain: DomainName,
+    /// The upstream.
+    pub endpoint: Endpoint,
+    /// Whether it is now healthy.
+    pub healthy: bool,
+    /// What decided it.
+    pub source: CheckSource,
+    /// The last check's outcome (`"200 OK"`, `"connection refused"`, …).
+    pub reason: String,
+}
+
+impl Backend {
+    pub(crate) fn new(endpoint: Endpoint, healthy: bool) -> Option<Self> {
+        let scheme = match endpoint.scheme() {
+            conduit_registry::Scheme::Https => Scheme::HTTPS,
+            _ => Scheme::HTTP,
+        };
+        let authority = Authority::try_from(endpoint.authority()).ok()?;
+        Some(Self {
+            endpoint,
+            scheme,
+            authority,
+            healthy: AtomicBool::new(healthy),
+            outstanding: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            successes: AtomicU32::new(0),
+        })
+    }
+
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// Counts one outcome; returns the new state when it changed.
+    pub(crate) fn record(
+        &self,
+        ok: bool,
+        check: &HealthCheck,
+        source: CheckSource,
+    ) -> Option<bool> {
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+            if self.is_healthy() || source == CheckSource::Passive {
+                return None;
+            }
+            let n = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= check.healthy_threshold.get() {
+                self.successes.store(0, Ordering::Relaxed);
+                self.healthy.store(true, Ordering::Relaxed);
+                return Some(true);
+            }
+            None
+        } else {
+            self.successes.store(0, Ordering::Relaxed);
+            let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= check.unhealthy_threshold.get() && self.healthy.swap(false, Ordering::Relaxed) {
+                return Some(false);
+            }
+            None
+        }
+    }
+}
+
+/// A request in flight on a backend; dropping it ends the request.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Backend>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One proxied service.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) service: ServiceName,
+    pub(crate) domain: DomainName,
+    pub(crate) backends: Box<[Arc<Backend>]>,
+    pub(crate) health: HealthCheck,
+    pub(crate) body_limit: Option<u64>,
+    next: AtomicU64,
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl Route {
+    /// A healthy backend not in `skip`, or `None` when none is left.
+    pub(crate) fn pick(&self, balance: Balance, skip: &[usize]) -> Option<&Arc<Backend>> {
+        let n = self.backends.len();
+        let usable =
+            |b: &&Arc<Backend>| b.is_healthy() && !skip.contains(&(Arc::as_ptr(b) as usize));
+        if n == 1 {
+            return self.backends.first().filter(usable);
+        }
+        let tick = self.next.fetch_add(1, Ordering::Relaxed);
+        match balance {
+            Balance::RoundRobin => {
+                let start = (tick % n as u64) as usize;
+                (0..n).map(|i| &self.backends[(start + i) % n]).find(usable)
+            }
+            _ => {
+                let r = splitmix(tick ^ (self as *const Self as u64));
+                let a = (r % n as u64) as usize;
+                let b = ((r >> 32) % (n as u64 - 1)) as usize;
+                let b = if b >= a { b + 1 } else { b };
+                let (x, y) = (&self.backends[a], &self.backends[b]);
+                match (usable(&x), usable(&y)) {
+                    (true, true) => Some(if y.outstanding() < x.outstanding() {
+                        y
+                    } else {
+                        x
+                    }),
+                    (true, false) => Some(x),
+                    (false, true) => Some(y),
+                    (false, false) => self
+                        .backends
+                        .iter()
+                        .filter(usable)
+                        .min_by_key(|b| b.outstanding()),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn healthy_count(&self) -> usize {
+        self.backends.iter().filter(|b| b.is_healthy()).count()
+    }
+}
+
+/// The state of one upstream, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpstreamStatus {
+    /// The upstream.
+    pub endpoint: Endpoint,
+    /// Whether it gets traffic.
+    pub healthy: bool,
+    /// Requests in flight on it.
+    pub outstanding: usize,
+}
+
+/// Every route, by lower-case domain.
+#[derive(Debug, Default)]
+pub(crate) struct RouteTable {
+    routes: HashMap<Box<str>, Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Looks a host up (any case, no port, no trailing dot).
+    pub(crate) fn get(&self, host: &str) -> Option<&Arc<Route>> {
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.routes.get(host.to_ascii_lowercase().as_str())
+        } else {
+            self.routes.get(host)
+        }
+    }
+
+    pub(crate) fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.values()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// The table for `services`, keeping the live state of upstreams that were already
+    /// there (same service, same endpoint). `allow` filters endpoints (the SSRF guard).
+    pub(crate) fn build(
+        previous: &Self,
+        services: &[Arc<ServiceRecord>],
+        start_healthy: bool,
+        body_limit: impl Fn(&DomainName) -> Option<u64>,
+        allow: impl Fn(&ServiceRecord, &Endpoint) -> bool,
+    ) -> Self {
+        let mut routes = HashMap::with_capacity(services.len());
+        for rec in services {
+            if !rec.is_active() || rec.routing() != conduit_registry::Routing::Proxied {
+                continue;
+            }
+            let domain = rec.domain().clone();
+            let old = previous.routes.get(domain.as_str());
+            let limit = body_limit(&domain);
+            let endpoints: Vec<&Endpoint> =
+                rec.endpoints().iter().filter(|e| allow(rec, e)).collect();
+            if let Some(o) = old
+                && o.service == *rec.name()
+                && o.health == *rec.health()
+                && o.body_limit == limit
+                && o.backends.len() == endpoints.len()
+                && o.backends
+                    .iter()
+                    .zip(&endpoints)
+                    .all(|(b, e)| b.endpoint == **e)
+            {
+                // Unchanged: keep the route itself (and its running health check).
+                routes.insert(Box::from(domain.as_str()), Arc::clone(o));
+                continue;
+            }
+            let backends: Box<[Arc<Backend>]> = endpoints
+                .into_iter()
+                .filter_map(|e| {
+                    let kept = old
+                        .filter(|o| o.service == *rec.name())
+                        .and_then(|o| o.backends.iter().find(|b| b.endpoint == *e));
+                    match kept {
+                        Some(b) => Some(Arc::clone(b)),
+                        None => Backend::new(e.clone(), start_healthy).map(Arc::new),
+                    }
+                })
+                .collect();
+            let route = Route {
+                service: rec.name().clone(),
+                body_limit: limit,
+                domain: domain.clone(),
+                backends,
+                health: rec.health().clone(),
+                next: AtomicU64::new(0),
+            };
+            routes.insert(Box::from(domain.as_str()), Arc::new(route));
+        }
+        Self { routes }
+    }
+}
+
+/// Looks `host` up in a one-route table (fuzzing).
+pub(crate) fn fuzz_lookup(host: &str) -> bool {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<RouteTable> = OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let rec = ServiceRecord::new(
+            ServiceName::new("svc").unwrap_or_else(|_| unreachable!()),
+            Endpoint::from_socket_addr(([10, 0, 0, 1], 80).into())
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        RouteTable::build(
+            &RouteTable::default(),
+            &[Arc::new(rec)],
+            true,
+            |_| None,
+            |_, _| true,
+        )
+    });
+    t.get(host).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conduit_registry::ServiceRecord;
+
+    fn table(eps: &[&str], healthy: bool) -> RouteTable {
+        let rec = ServiceRecord::new("svc".parse().unwrap(), eps[0].parse().unwrap())
+            .with_endpoints(eps.iter().map(|e| e.parse().unwrap()).collect());
+        RouteTable::build(
+            &RouteTable::default(),
+            &[Arc::new(rec)],
+            healthy,
+            |_| None,
+            |_, _| true,
+        )
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        let t = table(&["10.0.0.1:80"], true);
+        assert!(t.get("svc.internal").is_some());
+        assert!(t.get("SVC.Internal").is_some());
+        assert!(t.get("other.internal").is_none());
+    }
+
+    #[test]
+    fn round_robin_and_p2c_skip_unhealthy() {
+        let t = table(&["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"], true);
+        let r = t.get("svc.internal").unwrap();
+        let check = HealthCheck::default();
+        // two failures mark the second one down
+        assert_eq!(
+            r.backends[1].record(false, &check, CheckSource::Passive),
+            None
+        );
+        assert_eq!(
+            r.backends[1].record(false, &check, CheckSource::Passive),
+            Some(false)
+        );
+        for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..100 {
+                let b = r.pick(balance, &[]).unwrap();
+                assert!(b.is_healthy());
+                seen.insert(b.endpoint.port() as usize + b.authority.as_str().len());
+                seen.insert(Arc::as_ptr(b) as usize);
+            }
+            assert!(seen.len() >= 2);
+        }
+        // a passive success does not bring it back; an active one does
+        assert_eq!(
+            r.backends[1].record(true, &check, CheckSource::Passive),
+            None
+        );
+        assert_eq!(
+            r.backends[1].record(true, &check, CheckSource::Active),
+            Some(true)
+        );
+        // skip list
+        let first = Arc::as_ptr(&r.backends[0]) as usize;
+        for _ in 0..20 {
+            assert_ne!(
+                Arc::as_ptr(r.pick(Balance::RoundRobin, &[first]).unwrap()) as usize,
+                first
+            );
+        }
+    }
+
+    #[test]
+    fn p2c_prefers_fewer_outstanding() {
+        let t = table(&["10.0.0.1:80", "10.0.0.2:80"], true);
+        let r = t.get("svc.internal").unwrap();
+        let _busy: Vec<_> = (0..5).map(|_| r.backends[0].begin()).collect();
+        for _ in 0..50 {
+            let b = r.pick(Balance::LeastOutstanding, &[]).unwrap();
+            assert!(Arc::ptr_eq(b, &r.backends[1]));
+        }
+    }
+
+    #[test]
+    fn rebuild_keeps_state() {
+        let t = table(&["10.0.0.1:80"], false);
+        let r = t.get("svc.internal").unwrap();
+        r.backends[0].record(true, &HealthCheck::default(), CheckSource::Active);
+        let rec = ServiceRecord::new("svc".parse().unwrap(), "10.0.0.1:80".parse().unwrap())
+            .with_endpoints(vec![
+                "10.0.0.1:80".parse().unwrap(),
+                "10.0.0.2:80".parse().unwrap(),
+            ]);
+        let t2 = RouteTable::build(&t, &[Arc::new(rec)], false, |_| None, |_, _| true);
+        let r2 = t2.get("svc.internal").unwrap();
+        assert!(Arc::ptr_eq(&r2.backends[0], &r.backends[0]));
+        assert!(r2.backends[0].is_healthy());
+        assert!(!r2.backends[1].is_healthy());
+        assert_eq!(r2.healthy_count(), 1);
+    }
+}

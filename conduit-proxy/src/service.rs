@@ -1,0 +1,749 @@
+//! The request path: host → route → upstream, as a `tower::Service`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::body::{BodyTooLarge, IdleTimeout, RequestBody, ResponseBody};
+use crate::config::ProxyConfig;
+use crate::metrics::Counters;
+use crate::routes::{Backend, CheckSource, HealthEvent, Route, RouteTable};
+use crate::ssrf::GuardedResolver;
+
+pub(crate) type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+pub(crate) type HttpClient = Client<Connector, RequestBody>;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// What every connection and task of one proxy shares.
+pub(crate) struct Shared {
+    pub(crate) routes: ArcSwap<RouteTable>,
+    pub(crate) client: HttpClient,
+    pub(crate) connector: Connector,
+    pub(crate) config: ProxyConfig,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) health_tx: broadcast::Sender<HealthEvent>,
+    pub(crate) tunnels: tokio::sync::watch::Sender<usize>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("routes", &self.routes.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Counts one outcome on `backend` and publishes a transition.
+    pub(crate) fn record(
+        &self,
+        route: &Route,
+        backend: &Backend,
+        ok: bool,
+        source: CheckSource,
+        reason: impl FnOnce() -> String,
+    ) {
+        if source == CheckSource::Passive && !self.config.health.passive {
+            return;
+        }
+        let Some(healthy) = backend.record(ok, &route.health, source) else {
+            return;
+        };
+        let reason = reason();
+        if healthy {
+            tracing::info!(service = %route.service, upstream = %backend.endpoint, %reason, "upstream is up");
+        } else {
+            tracing::warn!(service = %route.service, upstream = %backend.endpoint, ?source, %reason, "upstream is down");
+        }
+        let _ = self.health_tx.send(HealthEvent {
+            at: std::time::SystemTime::now(),
+            service: route.service.clone(),
+            domain: route.domain.clone(),
+            endpoint: backend.endpoint.clone(),
+            healthy,
+            source,
+            reason,
+        });
+    }
+}
+
+/// Facts about the client connection a request came on.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) client_ip: IpAddr,
+    pub(crate) client_ip_header: HeaderValue,
+    /// The SNI name of a TLS connection (lower case).
+    pub(crate) sni: Option<Box<str>>,
+    pub(crate) https: bool,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(client_ip: IpAddr, sni: Option<&str>, https: bool) -> Self {
+        let client_ip = match client_ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client_ip, IpAddr::V4),
+            v4 => v4,
+        };
+        Self {
+            client_ip,
+            client_ip_header: HeaderValue::from_str(&client_ip.to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            sni: sni.map(|s| s.to_ascii_lowercase().into_boxed_str()),
+            https,
+        }
+    }
+}
+
+/// The proxy as a `tower::Service`: one per client connection (it carries the connection's
+/// client address and SNI name). [`ProxyServer`](crate::ProxyServer) serves it; embedders can
+/// wrap it in their own layers.
+#[derive(Debug, Clone)]
+pub struct ProxyService {
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+}
+
+impl ProxyService {
+    pub(crate) fn new(shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Self {
+        Self { shared, conn }
+    }
+}
+
+impl tower_service::Service<Request<Incoming>> for ProxyService {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        let conn = Arc::clone(&self.conn);
+        Box::pin(async move { Ok(handle(shared, conn, req).await) })
+    }
+}
+
+/// A plain-text local answer.
+pub(crate) fn local(status: StatusCode, text: impl Into<String>) -> Response<ResponseBody> {
+    let mut text = text.into();
+    text.push('\n');
+    let mut r = Response::new(ResponseBody::full(Bytes::from(text)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The request's host: the URI's authority (HTTP/2, absolute form) or the Host header,
+/// without port or trailing dot.
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        rest.split_once(']')?.0
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
+    valid.then_some(host)
+}
+
+async fn handle(
+    s: Arc<Shared>,
+    c: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let start = Instant::now();
+    s.counters.inc(|c| &c.requests);
+    let log = tracing::enabled!(target: "conduit_proxy::access", tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().clone(), req.version()));
+    let (resp, upstream) = route(&s, &c, req).await;
+    let elapsed = start.elapsed();
+    s.counters.response(resp.status().as_u16(), elapsed);
+    if let Some((method, uri, version)) = log {
+        tracing::info!(
+            target: "conduit_proxy::access",
+            client = %c.client_ip,
+            %method,
+            host = uri.host().unwrap_or(""),
+            path = uri.path(),
+            ?version,
+            status = resp.status().as_u16(),
+            upstream = upstream.as_ref().map(|b| b.endpoint.to_string()).unwrap_or_default(),
+            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+    resp
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+async fn route(
+    s: &Arc<Shared>,
+    c: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
+    let Some(host) = request_host(&req) else {
+        return (
+            local(StatusCode::BAD_REQUEST, "missing or invalid Host"),
+            None,
+        );
+    };
+    if let Some(sni) = &c.sni
+        && !sni.eq_ignore_ascii_case(host)
+    {
+        s.counters.inc(|c| &c.no_route);
+        let msg = format!("this connection is for {sni}, not {host}; open a new connection");
+        return (local(StatusCode::MISDIRECTED_REQUEST, msg), None);
+    }
+    let table = s.routes.load();
+    let Some(route) = table.get(host) else {
+        s.counters.inc(|c| &c.no_route);
+        let msg = format!("no service is registered for {host}");
+        return (local(StatusCode::NOT_FOUND, msg), None);
+    };
+    let route = Arc::clone(route);
+    drop(table);
+    if let Some(max) = route.body_limit
+        && content_length(req.headers()).is_some_and(|n| n > max)
+    {
+        s.counters.inc(|c| &c.too_large);
+        crate::body::drain(req.into_body());
+        let msg = format!("request body is larger than the limit of {max} bytes");
+        return (local(StatusCode::PAYLOAD_TOO_LARGE, msg), None);
+    }
+    if is_upgrade(&req) {
+        return upgrade(s, c, &route, req).await;
+    }
+    forward(s, c, &route, req).await
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn no_upstream(s: &Shared, route: &Route) -> Response<ResponseBody> {
+    s.counters.inc(|c| &c.no_healthy);
+    let msg = if route.backends.is_empty() {
+        format!("{} has no usable upstream", route.domain)
+    } else {
+        format!(
+            "every upstream of {} is down ({} of {} healthy)",
+            route.domain,
+            route.healthy_count(),
+            route.backends.len()
+        )
+    };
+    let mut r = local(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(s.config.health.retry_after_secs),
+    );
+    r
+}
+
+/// Removes hop-by-hop headers: `Connection` and what it lists, and the fixed set.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(listed) = h.contains_key(header::CONNECTION).then(|| {
+        h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect::<Vec<_>>()
+    }) {
+        for name in listed {
+            h.remove(name);
+        }
+        h.remove(header::CONNECTION);
+    }
+    for name in [
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TRAILER,
+    ] {
+        h.remove(name);
+    }
+    if let Some(te) = h.get(header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        h.remove(header::TE);
+    }
+}
+
+/// The request head as the upstream sees it.
+fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, uri: &Uri) {
+    strip_hop_by_hop(h);
+    if !h.contains_key(header::HOST)
+        && let Some(a) = uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        h.insert(header::HOST, v);
+    }
+    let xff = match h.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + c.client_ip_header.len());
+            v.extend_from_slice(prev);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(c.client_ip_header.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| c.client_ip_header.clone())
+        }
+        _ => c.client_ip_header.clone(),
+    };
+    h.insert(X_FORWARDED_FOR, xff);
+    h.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if c.https { "https" } else { "http" }),
+    );
+    if let Some(host) = h.get(header::HOST).cloned() {
+        h.insert(X_FORWARDED_HOST, host);
+    }
+}
+
+/// The upstream's response as the client gets it: hop-by-hop headers removed, the body
+/// streamed with the idle timeout (and the in-flight count held until it ends).
+fn pass_through(
+    s: &Shared,
+    resp: Response<Incoming>,
+    flight: Option<crate::routes::InFlight>,
+) -> Response<ResponseBody> {
+    let (mut head, incoming) = resp.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    let body = ResponseBody::upstream(
+        incoming,
+        s.config.timeouts.idle,
+        Arc::clone(&s.counters),
+        flight,
+    );
+    Response::from_parts(head, body)
+}
+
+fn upstream_uri(backend: &Backend, uri: &Uri) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(backend.scheme.clone());
+    parts.authority = Some(backend.authority.clone());
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Walks an error's sources.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error and its causes on one line.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = err.source();
+    }
+    out
+}
+
+async fn forward(
+    s: &Arc<Shared>,
+    c: &ConnInfo,
+    route: &Arc<Route>,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
+    let (mut parts, body) = req.into_parts();
+    upstream_headers(&mut parts.headers, c, &parts.uri);
+    let bodiless = body.is_end_stream();
+    let retry = &s.config.retry;
+    let may_retry = retry.retries > 0
+        && route.backends.len() > 1
+        && bodiless
+        && (retry.non_idempotent || idempotent(&parts.method));
+    let mut body = Some(if bodiless {
+        RequestBody::Empty
+    } else {
+        RequestBody::stream(body, route.body_limit, s.config.timeouts.idle)
+    });
+    let mut tried: Vec<usize> = Vec::new();
+    loop {
+        let Some(backend) = route.pick(s.config.balance, &tried) else {
+            if tried.is_empty() {
+                return (no_upstream(s, route), None);
+            }
+            return (
+                local(
+                    StatusCode::BAD_GATEWAY,
+                    format!("no upstream of {} could be reached", route.domain),
+                ),
+                None,
+            );
+        };
+        let backend = Arc::clone(backend);
+        let again = may_retry && (tried.len() as u32) < retry.retries;
+        let mut up = Request::new(body.take().unwrap_or(RequestBody::Empty));
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = upstream_uri(&backend, &parts.uri);
+        *up.version_mut() = Version::HTTP_11;
+        *up.headers_mut() = if again {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+        let flight = backend.begin();
+        let sent =
+            tokio::time::timeout(s.config.timeouts.upstream_first_byte, s.client.request(up)).await;
+        match sent {
+            Ok(Ok(resp)) => {
+                let ok = !resp.status().is_server_error();
+                s.record(route, &backend, ok, CheckSource::Passive, || {
+                    format!("answered {}", resp.status())
+                });
+                return (pass_through(s, resp, Some(flight)), Some(backend));
+            }
+            Ok(Err(e)) => {
+                drop(flight);
+                if let Some(big) = find_cause::<BodyTooLarge>(&e) {
+                    s.counters.inc(|c| &c.too_large);
+                    return (
+                        local(StatusCode::PAYLOAD_TOO_LARGE, big.to_string()),
+                        Some(backend),
+                    );
+                }
+                if let Some(idle) = find_cause::<IdleTimeout>(&e) {
+                    s.counters.inc(|c| &c.idle_timeouts);
+                    return (
+                        local(StatusCode::REQUEST_TIMEOUT, format!("request body: {idle}")),
+                        Some(backend),
+                    );
+                }
+                let why = error_chain(&e);
+                s.record(route, &backend, false, CheckSource::Passive, || why.clone());
+                if e.is_connect() && again {
+                    tracing::debug!(upstream = %backend.endpoint, error = %why, "retrying on another upstream");
+                    s.counters.inc(|c| &c.retries);
+                    tried.push(Arc::as_ptr(&backend) as usize);
+                    continue;
+                }
+                s.counters.inc(|c| &c.upstream_errors);
+                tracing::warn!(service = %route.service, upstream = %backend.endpoint, error = %why, "upstream request failed");
+                let msg = format!(
+                    "upstream {} of {} failed: {why}",
+                    backend.endpoint, route.domain
+                );
+                return (local(StatusCode::BAD_GATEWAY, msg), Some(backend));
+            }
+            Err(_) => {
+                drop(flight);
+                s.counters.inc(|c| &c.upstream_timeouts);
+                let t = s.config.timeouts.upstream_first_byte;
+                s.record(route, &backend, false, CheckSource::Passive, || {
+                    format!("no response within {t:?}")
+                });
+                let msg = format!(
+                    "upstream {} of {} sent no response within {t:?}",
+                    backend.endpoint, route.domain
+                );
+                return (local(StatusCode::GATEWAY_TIMEOUT, msg), Some(backend));
+            }
+        }
+    }
+}
+
+/// WebSocket (or any HTTP/1.1 upgrade): the upgrade request goes to an upstream on a
+/// connection of its own; on `101` both sides are joined byte for byte.
+async fn upgrade(
+    s: &Arc<Shared>,
+    c: &ConnInfo,
+    route: &Arc<Route>,
+    mut req: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
+    let Some(backend) = route.pick(s.config.balance, &[]) else {
+        return (no_upstream(s, route), None);
+    };
+    let backend = Arc::clone(backend);
+    let client_side = hyper::upgrade::on(&mut req);
+    let (mut parts, _body) = req.into_parts();
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    upstream_headers(&mut parts.headers, c, &parts.uri);
+    if let Some(p) = protocol {
+        parts.headers.insert(header::UPGRADE, p);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let target = upstream_uri(&backend, &parts.uri);
+    let fail = |why: String| {
+        local(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "upstream {} of {} failed: {why}",
+                backend.endpoint, route.domain
+            ),
+        )
+    };
+    let mut connector = s.connector.clone();
+    let io = match tokio::time::timeout(s.config.timeouts.upstream_connect, async {
+        std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut connector, cx)).await?;
+        tower_service::Service::call(&mut connector, target.clone()).await
+    })
+    .await
+    {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => {
+            let why = error_chain(e.as_ref());
+            s.record(route, &backend, false, CheckSource::Passive, || why.clone());
+            s.counters.inc(|c| &c.upstream_errors);
+            return (fail(why), Some(backend));
+        }
+        Err(_) => {
+            s.record(route, &backend, false, CheckSource::Passive, || {
+                "connect timed out".to_owned()
+            });
+            s.counters.inc(|c| &c.upstream_timeouts);
+            return (fail("connect timed out".to_owned()), Some(backend));
+        }
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, RequestBody>(io).await
+    {
+        Ok(x) => x,
+        Err(e) => return (fail(error_chain(&e)), Some(backend)),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream upgrade connection ended");
+        }
+    });
+    let mut up = Request::new(RequestBody::Empty);
+    *up.method_mut() = parts.method;
+    *up.uri_mut() = target
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    *up.headers_mut() = parts.headers;
+    let resp = match tokio::time::timeout(
+        s.config.timeouts.upstream_first_byte,
+        sender.send_request(up),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let why = error_chain(&e);
+            s.record(route, &backend, false, CheckSource::Passive, || why.clone());
+            return (fail(why), Some(backend));
+        }
+        Err(_) => {
+            return (
+                fail("no upgrade response in time".to_owned()),
+                Some(backend),
+            );
+        }
+    };
+    let mut resp = resp;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return (pass_through(s, resp, None), Some(backend));
+    }
+    let upstream_side = hyper::upgrade::on(&mut resp);
+    let shared = Arc::clone(s);
+    let service = route.service.clone();
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        shared.counters.inc(|c| &c.tunnels);
+        shared.counters.inc(|c| &c.tunnels_open);
+        shared.tunnels.send_modify(|n| *n += 1);
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok((up, down)) => tracing::debug!(%service, up, down, "upgraded connection closed"),
+            Err(e) => tracing::debug!(%service, error = %e, "upgraded connection ended"),
+        }
+        shared.tunnels.send_modify(|n| *n = n.saturating_sub(1));
+        shared.counters.dec(|c| &c.tunnels_open);
+    });
+    let (head, _) = resp.into_parts();
+    (
+        Response::from_parts(head, ResponseBody::full(Bytes::new())),
+        Some(backend),
+    )
+}
+
+/// The plain-HTTP listener's answer: a permanent redirect to the same URL over HTTPS.
+pub(crate) fn redirect<B>(req: &Request<B>, https_port: u16) -> Response<ResponseBody> {
+    let Some(host) = request_host(req) else {
+        return local(StatusCode::BAD_REQUEST, "missing or invalid Host");
+    };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let location = if https_port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{https_port}{pq}")
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            let mut r = local(
+                StatusCode::PERMANENT_REDIRECT,
+                format!("moved to {location}"),
+            );
+            r.headers_mut().insert(header::LOCATION, v);
+            r
+        }
+        Err(_) => local(StatusCode::BAD_REQUEST, "invalid request target"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_forms() {
+        let r = |h: &str| Request::builder().header("host", h).body(()).unwrap();
+        assert_eq!(request_host(&r("svc.internal")), Some("svc.internal"));
+        assert_eq!(request_host(&r("svc.internal:8443")), Some("svc.internal"));
+        assert_eq!(request_host(&r("svc.internal.")), Some("svc.internal"));
+        assert_eq!(request_host(&r("[::1]:443")), Some("::1"));
+        assert_eq!(request_host(&r("svc:abc")), None);
+        assert_eq!(request_host(&r("")), None);
+        assert_eq!(request_host(&r("a b")), None);
+        assert_eq!(request_host(&r("a/b")), None);
+        let abs = Request::builder()
+            .uri("https://Other.Internal/x")
+            .header("host", "svc.internal")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&abs), Some("Other.Internal"));
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h.contains_key("te") && h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        let c = ConnInfo::new(
+            "::ffff:10.8.0.5".parse().unwrap(),
+            Some("svc.internal"),
+            true,
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        let uri: Uri = "https://svc.internal/x".parse().unwrap();
+        upstream_headers(&mut h, &c, &uri);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.8.0.5");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["host"], "svc.internal");
+        assert_eq!(h["x-forwarded-host"], "svc.internal");
+    }
+
+    #[test]
+    fn redirects_keep_path_and_port() {
+        let req = Request::builder()
+            .uri("/a/b?c=d")
+            .header("host", "svc.internal:8080")
+            .body(())
+            .unwrap();
+        let r = redirect(&req, 8443);
+        assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(r.headers()["location"], "https://svc.internal:8443/a/b?c=d");
+        assert_eq!(
+            redirect(&req, 443).headers()["location"],
+            "https://svc.internal/a/b?c=d"
+        );
+    }
+}
