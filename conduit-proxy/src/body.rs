@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::Counters;
+use crate::pool::Lease;
 use crate::routes::InFlight;
 
 /// Any error inside a body.
@@ -212,8 +213,23 @@ enum Kind {
         inner: Incoming,
         idle: Idle,
         counters: Arc<Counters>,
-        _flight: Option<InFlight>,
+        flight: Option<InFlight>,
+        /// The upstream connection, returned to its pool when the body has ended.
+        lease: Option<Lease>,
     },
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // A body hyper never polled because it was empty (HEAD, 204, 304, length 0) still
+        // ended; any other unfinished body drops its connection (closing it).
+        if let Kind::Upstream { inner, lease, .. } = &mut self.kind
+            && inner.is_end_stream()
+            && let Some(l) = lease.take()
+        {
+            l.release();
+        }
+    }
 }
 
 impl fmt::Debug for ResponseBody {
@@ -237,19 +253,22 @@ impl ResponseBody {
         }
     }
 
-    /// The upstream's body; the in-flight guard ends with it.
+    /// The upstream's body; the in-flight guard ends with it, the connection goes back to
+    /// its pool when it has been read to the end.
     pub(crate) fn upstream(
         inner: Incoming,
         idle: Duration,
         counters: Arc<Counters>,
         flight: Option<InFlight>,
+        lease: Option<Lease>,
     ) -> Self {
         Self {
             kind: Kind::Upstream {
                 inner,
                 idle: Idle::new(idle),
                 counters,
-                _flight: flight,
+                flight,
+                lease,
             },
         }
     }
@@ -269,14 +288,26 @@ impl Body for ResponseBody {
                 inner,
                 idle,
                 counters,
-                ..
+                flight,
+                lease,
             } => {
                 let f = ready!(poll_with_idle(inner, idle, cx));
-                if let Some(Err(e)) = &f {
-                    if e.is::<IdleTimeout>() {
-                        counters.inc(|c| &c.idle_timeouts);
+                match &f {
+                    None => {
+                        flight.take();
+                        if let Some(l) = lease.take() {
+                            l.release();
+                        }
                     }
-                    tracing::debug!(error = %e, "upstream response body ended with an error");
+                    Some(Err(e)) => {
+                        flight.take();
+                        lease.take();
+                        if e.is::<IdleTimeout>() {
+                            counters.inc(|c| &c.idle_timeouts);
+                        }
+                        tracing::debug!(error = %e, "upstream response body ended with an error");
+                    }
+                    Some(Ok(_)) => {}
                 }
                 Poll::Ready(f)
             }

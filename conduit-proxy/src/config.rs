@@ -121,8 +121,10 @@ impl Default for Timeouts {
 
 /// When a failed request is sent again.
 ///
-/// Only a request that never reached an upstream (the connection failed) is retried, on
-/// another upstream, and only when it has no body (a streamed body cannot be replayed).
+/// Only a request that never reached an upstream is retried, on another upstream: the
+/// connection could not be opened, or a pooled connection was closed before the request
+/// was written. Nothing of it (body included) has been read or sent then, so it goes out
+/// intact. A request that reached an upstream is never retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -195,7 +197,8 @@ pub struct ProxyConfig {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// How long a shutdown waits for requests and streams in flight (default 30 s).
     pub grace_period: Duration,
-    /// Idle keep-alive connections kept per upstream (default 256).
+    /// Idle keep-alive connections kept per upstream (default 256); an idle connection
+    /// lives until the upstream closes it.
     pub pool_idle_per_upstream: usize,
     /// The HTTPS port the plain-HTTP listener redirects to; `None` = the first HTTPS
     /// listener's port.

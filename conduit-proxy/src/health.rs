@@ -8,6 +8,7 @@ use http::{Request, Uri};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::body::RequestBody;
+use crate::pool::SendError;
 use crate::routes::{Backend, CheckSource, Route, RouteTable};
 use crate::service::{Shared, error_chain};
 
@@ -79,13 +80,13 @@ async fn check_route(shared: Arc<Shared>, route: Arc<Route>) {
     }
 }
 
-async fn check_one(shared: &Shared, route: &Route, backend: &Backend, host: Option<HeaderValue>) {
-    let uri = Uri::builder()
-        .scheme(backend.scheme.clone())
-        .authority(backend.authority.clone())
-        .path_and_query(route.health.path.as_str())
-        .build();
-    let Ok(uri) = uri else {
+async fn check_one(
+    shared: &Shared,
+    route: &Route,
+    backend: &Arc<Backend>,
+    host: Option<HeaderValue>,
+) {
+    let Ok(uri) = Uri::try_from(route.health.path.as_str()) else {
         tracing::warn!(path = %route.health.path, "health path is not a valid request target");
         return;
     };
@@ -98,34 +99,40 @@ async fn check_one(shared: &Shared, route: &Route, backend: &Backend, host: Opti
         header::USER_AGENT,
         HeaderValue::from_static(concat!("conduit-health/", env!("CARGO_PKG_VERSION"))),
     );
-    let (ok, reason) =
-        match tokio::time::timeout(route.health.timeout, shared.client.request(req)).await {
-            Ok(Ok(resp)) => {
-                let status = resp.status();
-                // Read (a bounded part of) the body so the connection can be reused.
-                let mut body = resp.into_body();
-                let _ = tokio::time::timeout(route.health.timeout, async {
-                    use http_body_util::BodyExt as _;
-                    let mut n = 0usize;
-                    while let Some(Ok(f)) = body.frame().await {
-                        n += f.data_ref().map_or(0, bytes::Bytes::len);
-                        if n > 64 * 1024 {
-                            break;
-                        }
+    let timeout = route.health.timeout;
+    let sent = tokio::time::timeout(timeout, crate::pool::send(shared, backend, req)).await;
+    let (ok, reason) = match sent {
+        Ok(Ok((resp, lease))) => {
+            let status = resp.status();
+            // Read (a bounded part of) the body; a connection read to the end is reused.
+            let mut body = resp.into_body();
+            let read = tokio::time::timeout(timeout, async {
+                use http_body_util::BodyExt as _;
+                let mut n = 0usize;
+                loop {
+                    match body.frame().await {
+                        None => return true,
+                        Some(Ok(f)) => n += f.data_ref().map_or(0, bytes::Bytes::len),
+                        Some(Err(_)) => return false,
                     }
-                })
-                .await;
-                (
-                    status.is_success() || status.is_redirection(),
-                    format!("{} answered {status}", route.health.path),
-                )
+                    if n > 64 * 1024 {
+                        return false;
+                    }
+                }
+            })
+            .await;
+            if read == Ok(true) {
+                lease.release();
             }
-            Ok(Err(e)) => (false, error_chain(&e)),
-            Err(_) => (
-                false,
-                format!("no answer within {:?}", route.health.timeout),
-            ),
-        };
+            (
+                status.is_success() || status.is_redirection(),
+                format!("{} answered {status}", route.health.path),
+            )
+        }
+        Ok(Err(SendError::NotSent { why, .. })) => (false, why),
+        Ok(Err(SendError::Failed(e))) => (false, error_chain(&e)),
+        Err(_) => (false, format!("no answer within {timeout:?}")),
+    };
     tracing::trace!(upstream = %backend.endpoint, ok, %reason, "health check");
     shared.record(route, backend, ok, CheckSource::Active, || reason);
 }

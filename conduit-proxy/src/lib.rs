@@ -58,6 +58,7 @@ mod body;
 mod config;
 mod health;
 mod metrics;
+mod pool;
 mod routes;
 mod server;
 mod service;

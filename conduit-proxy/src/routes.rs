@@ -17,8 +17,10 @@ use crate::config::Balance;
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) endpoint: Endpoint,
-    pub(crate) scheme: Scheme,
-    pub(crate) authority: Authority,
+    /// `scheme://authority/`, what the connector is given.
+    pub(crate) base_uri: http::Uri,
+    /// Idle keep-alive connections.
+    pub(crate) idle: crate::pool::Idle,
     healthy: AtomicBool,
     /// Requests sent and not finished (the response body not yet ended).
     outstanding: AtomicUsize,
@@ -65,10 +67,16 @@ impl Backend {
             _ => Scheme::HTTP,
         };
         let authority = Authority::try_from(endpoint.authority()).ok()?;
+        let base_uri = http::Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .ok()?;
         Some(Self {
             endpoint,
-            scheme,
-            authority,
+            base_uri,
+            idle: crate::pool::Idle::default(),
             healthy: AtomicBool::new(healthy),
             outstanding: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
@@ -351,7 +359,6 @@ mod tests {
             for _ in 0..100 {
                 let b = r.pick(balance, &[]).unwrap();
                 assert!(b.is_healthy());
-                seen.insert(b.endpoint.port() as usize + b.authority.as_str().len());
                 seen.insert(Arc::as_ptr(b) as usize);
             }
             assert!(seen.len() >= 2);

@@ -11,7 +11,6 @@ use conduit_registry::{DomainName, Endpoint, ListFilter, Registry, Revision};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::server::ResolvesServerCert;
@@ -135,13 +134,6 @@ pub(crate) fn shared(
     services: &[Arc<conduit_registry::ServiceRecord>],
 ) -> Result<Arc<Shared>, ProxyError> {
     let connector = connector(&config)?;
-    let mut client = Client::builder(TokioExecutor::new());
-    client
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(config.pool_idle_per_upstream)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    let client = client.build(connector.clone());
     let table = build_table(
         &RouteTable::default(),
         services,
@@ -151,7 +143,6 @@ pub(crate) fn shared(
     let (health_tx, _) = broadcast::channel(1024);
     Ok(Arc::new(Shared {
         routes: ArcSwap::from_pointee(table),
-        client,
         connector,
         counters: Arc::new(Counters::default()),
         health_tx,
