@@ -97,6 +97,9 @@ fn poll_with_idle(
 /// with unread data makes the kernel send RST, which can destroy the response in flight.
 pub(crate) fn drain(mut body: Incoming) {
     use http_body_util::BodyExt as _;
+    if body.is_end_stream() {
+        return;
+    }
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             let mut left: usize = 8 << 20;
@@ -144,6 +147,19 @@ impl RequestBody {
             limit,
             seen: 0,
             idle: Idle::new(idle),
+        }
+    }
+}
+
+impl RequestBody {
+    /// Throws away what the client has not sent yet (see [`drain`]), for a request answered
+    /// without being forwarded.
+    pub(crate) fn discard(self) {
+        if let Self::Stream {
+            inner: Some(inner), ..
+        } = self
+        {
+            drain(inner);
         }
     }
 }

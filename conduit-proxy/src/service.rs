@@ -239,12 +239,14 @@ async fn route(
     {
         s.counters.inc(|c| &c.no_route);
         let msg = format!("this connection is for {sni}, not {host}; open a new connection");
+        crate::body::drain(req.into_body());
         return (local(StatusCode::MISDIRECTED_REQUEST, msg), None);
     }
     let table = s.routes.load();
     let Some(route) = table.get(host) else {
         s.counters.inc(|c| &c.no_route);
         let msg = format!("no service is registered for {host}");
+        crate::body::drain(req.into_body());
         return (local(StatusCode::NOT_FOUND, msg), None);
     };
     let route = Arc::clone(route);
@@ -437,6 +439,7 @@ async fn forward(
     let mut tried: Vec<usize> = Vec::new();
     loop {
         let Some(backend) = route.pick(s.config.balance, &tried) else {
+            up.into_body().discard();
             if tried.is_empty() {
                 return (no_upstream(s, route), None);
             }
@@ -468,6 +471,7 @@ async fn forward(
                     up = *req;
                     continue;
                 }
+                req.into_body().discard();
                 s.counters.inc(|c| &c.upstream_errors);
                 tracing::warn!(service = %route.service, upstream = %backend.endpoint, error = %why, "upstream unreachable");
                 let msg = format!("upstream {} of {}: {why}", backend.endpoint, route.domain);

@@ -385,7 +385,7 @@ async fn routes_follow_the_registry_without_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_go_to_another_upstream_and_5xx_counts() {
+async fn only_requests_that_never_left_are_retried() {
     if !have("curl") {
         return;
     }
@@ -399,23 +399,34 @@ async fn retries_go_to_another_upstream_and_5xx_counts() {
     cfg.health.start_unhealthy = false;
     cfg.balance = conduit_proxy::Balance::RoundRobin;
     let p = Proxy::start(cfg).await;
-    let d = p.register("two", &[dead, up.addr]).await;
+    // Health checks out of the way: the dead upstream stays in rotation.
+    let mut patient = conduit_registry::HealthCheck::default();
+    patient.interval = Duration::from_secs(3600);
+    patient.unhealthy_threshold = std::num::NonZeroU32::new(100).unwrap();
+    let d = p.register_with("two", &[dead, up.addr], patient).await;
     for _ in 0..100 {
         if p.handle.upstreams(&d).is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    for _ in 0..4 {
+    // Round robin: the first request goes to the dead one. A POST is not retried.
+    let mut c = p.curl(&d, "/");
+    c.args(["--data-binary", "x=1"]);
+    let (code, _, body) = fetch(c).await;
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("cannot connect"), "{body}");
+    assert_eq!(p.handle.stats().retries, 0);
+    // The second goes to the live one; the third to the dead one, then again to the live one.
+    for _ in 0..2 {
         let (code, _, body) = fetch(p.curl(&d, "/")).await;
         assert_eq!(code, 200, "{body}");
     }
-    // A POST is not retried: it may get 502 from the dead one, never a duplicate.
-    let s = p.handle.stats();
-    assert!(
-        s.retries >= 1 || !p.handle.upstreams(&d).unwrap()[0].healthy,
-        "{s:?}"
-    );
+    assert_eq!(p.handle.stats().retries, 1);
+    // An upstream answering 5xx counts as a passive failure but is passed through as is.
+    let (code, _, body) = fetch(p.curl(&d, "/status/503")).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("overloaded"), "{body}");
     p.stop().await;
 }
 
@@ -617,4 +628,68 @@ async fn streams_survive_reloads_and_graceful_shutdown() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_are_cut_long_ones_are_not() {
+    if !have("curl") {
+        return;
+    }
+    let up = TestUpstream::start().await;
+    let mut cfg = config();
+    cfg.timeouts.idle = Duration::from_millis(400);
+    let p = Proxy::start(cfg).await;
+    let d = p.register("idle", &[up.addr]).await;
+    p.wait_healthy(&d, 1).await;
+    // 12 events 100 ms apart: 1.2 s in all, three times the idle timeout, never idle for long.
+    let (code, _, body) = fetch(p.curl(&d, "/sse?n=12&ms=100")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body.matches("data: ").count(), 12, "{body}");
+    // Silent for 1 s after the first event: cut.
+    let mut c = p.curl(&d, "/sse?n=3&ms=1000");
+    c.arg("-N");
+    let (_, _, body) = fetch(c).await;
+    assert_eq!(body.matches("data: ").count(), 1, "{body}");
+    assert_eq!(p.handle.stats().idle_timeouts, 1);
+    p.stop().await;
+}
+
+/// HPACK for `GET https://{host}/`: indexed :method GET, :scheme https, :path /, then
+/// :authority as a literal without indexing.
+fn h2_get_headers(stream: u32, host: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x87, 0x84, 0x01, host.len() as u8];
+    block.extend_from_slice(host.as_bytes());
+    let mut f = Vec::new();
+    let len = block.len() as u32;
+    f.extend_from_slice(&len.to_be_bytes()[1..]);
+    f.extend_from_slice(&[1, 0x5]); // HEADERS, END_STREAM | END_HEADERS
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(&block);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_closes_the_connection() {
+    let up = TestUpstream::start().await;
+    let p = Proxy::start(config()).await;
+    let d = p.register("reset", &[up.addr]).await;
+    p.wait_healthy(&d, 1).await;
+    // CVE-2023-44487: open streams and reset them at once, many times, in one write.
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frames.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS
+    for i in 0..500u32 {
+        let stream = 1 + 2 * i;
+        frames.extend_from_slice(&h2_get_headers(stream, &d));
+        frames.extend_from_slice(&[0, 0, 4, 3, 0]); // RST_STREAM
+        frames.extend_from_slice(&stream.to_be_bytes());
+        frames.extend_from_slice(&8u32.to_be_bytes()); // CANCEL
+    }
+    let answer = raw_tls(p.addr.port(), &d, &p.root, b"h2", &frames).await;
+    assert_eq!(
+        answer, "GOAWAY",
+        "the connection must be closed with a GOAWAY"
+    );
+    // and the proxy still serves
+    assert_eq!(fetch(p.curl(&d, "/")).await.0, 200);
+    p.stop().await;
 }
