@@ -364,6 +364,9 @@ fn pass_through(
 ) -> Response<ResponseBody> {
     let (mut head, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut head.headers);
+    // The upstream's protocol version is its own business (Python's http.server answers
+    // HTTP/1.0); the client gets the version of its own connection.
+    head.version = Version::HTTP_11;
     let body = ResponseBody::upstream(
         incoming,
         s.config.timeouts.idle,

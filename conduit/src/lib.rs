@@ -12,6 +12,7 @@
 //! | `proxy` | `proxy` | `conduit-proxy` |
 //! | `monitor` | `monitor` | `conduit-monitor` |
 //! | `audit` | `audit` | `conduit-audit` |
+//! | `gateway` | `gateway`, `admin`: the composed gateway | registry, dns, ca, proxy, audit |
 //! | `full` | all of the above | |
 //!
 //! The [`prelude`] re-exports the six subsystem traits under the same features.
@@ -53,6 +54,15 @@ pub use conduit_monitor as monitor;
 #[cfg(feature = "audit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "audit")))]
 pub use conduit_audit as audit;
+
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod admin;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod gateway;
+#[cfg(feature = "gateway")]
+pub use gateway::{Gateway, GatewayConfig, GatewayError, GatewayHandle};
 
 /// The subsystem traits, each under its feature.
 pub mod prelude {

@@ -1,0 +1,141 @@
+//! The admin API: JSON over HTTP/1.1 on a unix socket (0600, the gateway's user only).
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /v1/status` | every active service: domain, upstreams and their health, certificate expiry |
+//! | `GET /metrics` | Prometheus text (proxy and DNS counters, upstream health) |
+//! | `GET /v1/health` | `{"ok":true}` while the gateway runs |
+//!
+//! Changes go through the registry (`conduit register`), which the gateway follows; every
+//! other method or path is refused (405 / 404): the API fails closed.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+
+use crate::gateway::{GatewayError, GatewayHandle};
+
+/// Binds the socket (replacing a stale one) with mode 0600.
+pub(crate) fn bind(path: &Path) -> Result<UnixListener, GatewayError> {
+    let err = |source| GatewayError::Admin {
+        path: path.to_owned(),
+        source,
+    };
+    if path.exists() {
+        // A socket left by a gateway that did not stop cleanly; a live one would answer.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another gateway is listening on it",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "read-only API: change services with `conduit register`"}),
+        );
+    }
+    match req.uri().path() {
+        "/v1/health" => json(StatusCode::OK, &serde_json::json!({"ok": true})),
+        "/v1/status" => match gw.status().await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": e.to_string()}),
+            ),
+        },
+        "/metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(gw.metrics())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        other => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": format!("no such endpoint: {other}")}),
+        ),
+    }
+}
+
+/// Serves the admin API until `stop` completes.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    gw: GatewayHandle,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let conn = tokio::select! {
+            () = &mut stop => return,
+            c = listener.accept() => c,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, Infallible>(answer(req, gw).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// `GET path` on the admin socket; the body as text.
+///
+/// # Errors
+/// The connection or the request failed (no gateway running there).
+pub async fn get(socket: &Path, path: &str) -> Result<(u16, String), std::io::Error> {
+    use http_body_util::{BodyExt as _, Empty};
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(header::HOST, "conduit")
+        .body(Empty::<Bytes>::new())
+        .map_err(std::io::Error::other)?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}

@@ -1,0 +1,677 @@
+//! `conduit`: the gateway and its command line.
+//!
+//! ```text
+//! conduit setup                         state directory, CA, empty registry; trust commands
+//! conduit serve [--dns-listen A]… [--https-listen A]… [--http-listen A]… [--advertise IP]…
+//!               [--forward A]… [--admin-socket PATH]
+//! conduit register --name N --upstream HOST:PORT [--upstream …] [--health PATH] [--domain D]
+//!                  [--no-proxy] [--no-tls]          (--host is an alias of --upstream)
+//! conduit deregister --name N
+//! conduit status [--json]               live from a running gateway, else from the files
+//! conduit logs [--action A] [--since T] [--limit N] [--json]
+//! conduit audit verify [--level structural|full|signatures] [--json]
+//! conduit certs export-ca
+//! conduit dns list
+//! ```
+//! `--flag value` and `--flag=value` both work. The state directory is `--dir`, else
+//! `$CONDUIT_CONFIG_DIR`, else `~/.config/qp-conduit`. Environment: `CONDUIT_DOMAIN`
+//! (zone, default `internal`), `CONDUIT_DNS_PORT` (5353), `CONDUIT_HTTPS_PORT` (8443),
+//! `CONDUIT_DNS_UPSTREAM` (forwarders, comma-separated), `CONDUIT_HEALTH_INTERVAL` (the
+//! default health interval of `register`, e.g. `30s`). Flags win over the environment.
+//! Exit codes: 0 ok, 1 failure, 2 usage. Errors are one line.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program"
+)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use conduit::audit::{AuditEvent, AuditSink, CapsuleStore, Level, LogFilter, Outcome, SealKey};
+use conduit::gateway::{self, Gateway, GatewayConfig};
+use conduit::registry::{
+    DomainName, Endpoint, FileRegistry, HealthCheck, ListFilter, Registry, Routing, ServiceName,
+    ServiceRecord, default_config_dir,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "conduit",
+    version,
+    about = "Conduit: DNS, TLS, routes, health checks and an audit trail for internal services"
+)]
+struct Cli {
+    /// The state directory [env: CONDUIT_CONFIG_DIR; default ~/.config/qp-conduit].
+    #[arg(long, global = true, env = "CONDUIT_CONFIG_DIR")]
+    dir: Option<PathBuf>,
+    /// The DNS zone [default: internal].
+    #[arg(
+        long,
+        global = true,
+        env = "CONDUIT_DOMAIN",
+        default_value = "internal"
+    )]
+    domain_zone: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates the state directory (0700), the CA and an empty registry.
+    Setup,
+    /// Runs the gateway: DNS, HTTPS proxy, health checks, audit.
+    Serve(Serve),
+    /// Registers a service (takes effect in a running gateway at once).
+    Register(Register),
+    /// Deregisters a service.
+    Deregister {
+        /// The service name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Services, upstream health, certificate expiry.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit log.
+    Logs {
+        /// Only this action (service_register, health_change, cert_issue, …).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events at or after this time (YYYY-MM-DDTHH:MM:SSZ).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many, the most recent.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The sealed audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// DNS.
+    Dns {
+        #[command(subcommand)]
+        command: DnsCommand,
+    },
+}
+
+#[derive(Args)]
+struct Serve {
+    /// DNS listener (UDP+TCP), repeatable [default 127.0.0.1:$CONDUIT_DNS_PORT or :5353].
+    #[arg(long)]
+    dns_listen: Vec<SocketAddr>,
+    /// HTTPS listener, repeatable [default 127.0.0.1:$CONDUIT_HTTPS_PORT or :8443].
+    #[arg(long)]
+    https_listen: Vec<SocketAddr>,
+    /// Plain-HTTP listener redirecting to HTTPS, repeatable.
+    #[arg(long)]
+    http_listen: Vec<SocketAddr>,
+    /// The address DNS answers for proxied names, repeatable [default: 127.0.0.1].
+    #[arg(long)]
+    advertise: Vec<IpAddr>,
+    /// A resolver for names outside the zone, repeatable [env: CONDUIT_DNS_UPSTREAM].
+    #[arg(long)]
+    forward: Vec<SocketAddr>,
+    /// The admin API's unix socket [default: DIR/admin.sock].
+    #[arg(long)]
+    admin_socket: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct Register {
+    /// The service name (a DNS label).
+    #[arg(long)]
+    name: String,
+    /// An upstream, HOST:PORT or http(s)://HOST:PORT, repeatable.
+    #[arg(long, alias = "host", required = true)]
+    upstream: Vec<String>,
+    /// The health-check path [default: /health].
+    #[arg(long)]
+    health: Option<String>,
+    /// The domain [default: NAME.ZONE].
+    #[arg(long)]
+    domain: Option<String>,
+    /// DNS answers the upstream itself; no proxy, no certificate (TCP services).
+    #[arg(long)]
+    no_proxy: bool,
+    /// No certificate for this service.
+    #[arg(long)]
+    no_tls: bool,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verifies capsules.db like the reference verifier.
+    Verify {
+        /// How deep.
+        #[arg(long, value_enum, default_value = "full")]
+        level: VerifyLevel,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VerifyLevel {
+    Structural,
+    Full,
+    Signatures,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Prints the root certificate (PEM) clients must trust.
+    ExportCa,
+}
+
+#[derive(Subcommand)]
+enum DnsCommand {
+    /// The names served and what they answer.
+    List,
+}
+
+fn state_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+    match &cli.dir {
+        Some(d) => Ok(d.clone()),
+        None => default_config_dir().context("set CONDUIT_CONFIG_DIR or HOME, or pass --dir"),
+    }
+}
+
+fn env_port(var: &str, default: u16) -> anyhow::Result<u16> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{var}={v:?} is not a port")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "conduit".to_owned())
+}
+
+async fn audit_cli(
+    dir: &Path,
+    action: &str,
+    ok: bool,
+    message: String,
+    details: serde_json::Value,
+) -> anyhow::Result<()> {
+    let log = gateway::open_audit(dir)?;
+    let details = match details {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    let status = if ok {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    log.append(AuditEvent::new(action, status, message, user(), details)?)
+        .await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,conduit_proxy::access=off")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("conduit: error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("conduit: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let dir = state_dir(&cli)?;
+    let zone: DomainName = cli
+        .domain_zone
+        .parse()
+        .with_context(|| format!("CONDUIT_DOMAIN / --domain-zone {:?}", cli.domain_zone))?;
+    match cli.command {
+        Command::Setup => setup(&dir, &zone).await,
+        Command::Serve(s) => serve(&dir, zone, s).await,
+        Command::Register(r) => register(&dir, &zone, r).await,
+        Command::Deregister { name } => deregister(&dir, &name).await,
+        Command::Status { json } => status(&dir, json).await,
+        Command::Logs {
+            action,
+            since,
+            limit,
+            json,
+        } => logs(&dir, action, since, limit, json),
+        Command::Audit {
+            command: AuditCommand::Verify { level, json },
+        } => verify(&dir, level, json),
+        Command::Certs {
+            command: CertsCommand::ExportCa,
+        } => {
+            let pem = std::fs::read_to_string(gateway::paths::root_pem(&dir))
+                .with_context(|| format!("no CA in {} (run `conduit setup`)", dir.display()))?;
+            print!("{pem}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dns {
+            command: DnsCommand::List,
+        } => {
+            let reg = FileRegistry::open(&dir)?;
+            for rec in reg.list(ListFilter::Active).await? {
+                let answer = match rec.routing() {
+                    Routing::Direct => rec
+                        .endpoints()
+                        .iter()
+                        .map(|e| e.host().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ => "the gateway's advertised address".to_owned(),
+                };
+                println!("{}\t{answer}", rec.domain());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn setup(dir: &Path, zone: &DomainName) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    let ca = gateway::open_ca(dir, zone)?;
+    let reg = FileRegistry::open(dir)?;
+    let _ = reg.revision().await?;
+    let key = SealKey::load_or_create(dir)?;
+    audit_cli(
+        dir,
+        "setup",
+        true,
+        format!("Initialized {}", dir.display()),
+        serde_json::json!({"zone": zone.as_str(), "seal_key": key.fingerprint()}),
+    )
+    .await?;
+    let root = gateway::paths::root_pem(dir);
+    println!("state directory: {}", dir.display());
+    println!(
+        "CA root: {} (valid until {})",
+        root.display(),
+        conduit::ca::inspect_pem(
+            ca.root_pem(),
+            time::OffsetDateTime::now_utc(),
+            &Default::default()
+        )
+        .map(|i| i.not_after)
+        .unwrap_or_default()
+    );
+    println!("\nTrust the root on each client:");
+    for step in conduit::ca::trust_instructions(&root, "Conduit Internal CA") {
+        println!("  {}:", step.platform);
+        for c in step.commands {
+            println!("    {c}");
+        }
+    }
+    println!(
+        "\nNext:\n  conduit serve                      # DNS on 127.0.0.1:5353, HTTPS on 127.0.0.1:8443"
+    );
+    println!("  conduit register --name grafana --upstream 10.0.1.50:3000 --health /api/health");
+    println!(
+        "  curl --cacert {} https://grafana.{zone}:8443/",
+        root.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(dir: &Path, zone: DomainName, s: Serve) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        gateway::paths::root_pem(dir).exists(),
+        "no CA in {} (run `conduit setup` first)",
+        dir.display()
+    );
+    let mut cfg = GatewayConfig::new(dir);
+    cfg.zone = zone;
+    cfg.dns_listen = if s.dns_listen.is_empty() {
+        vec![SocketAddr::from((
+            [127, 0, 0, 1],
+            env_port("CONDUIT_DNS_PORT", 5353)?,
+        ))]
+    } else {
+        s.dns_listen
+    };
+    cfg.https_listen = if s.https_listen.is_empty() {
+        vec![SocketAddr::from((
+            [127, 0, 0, 1],
+            env_port("CONDUIT_HTTPS_PORT", 8443)?,
+        ))]
+    } else {
+        s.https_listen
+    };
+    cfg.http_redirect = s.http_listen;
+    if !s.advertise.is_empty() {
+        cfg.advertise = s.advertise;
+    }
+    cfg.dns_forwarders = if s.forward.is_empty() {
+        match std::env::var("CONDUIT_DNS_UPSTREAM") {
+            Ok(v) if !v.trim().is_empty() => v
+                .split(',')
+                .map(|a| {
+                    a.trim()
+                        .parse::<SocketAddr>()
+                        .with_context(|| format!("CONDUIT_DNS_UPSTREAM: {a:?}"))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        }
+    } else {
+        s.forward
+    };
+    cfg.admin_socket = Some(s.admin_socket.unwrap_or_else(|| dir.join("admin.sock")));
+    cfg.audit_user = user();
+    let gw = Gateway::start(cfg).await?;
+    for a in gw.dns_addrs() {
+        println!("dns {a}");
+    }
+    for a in gw.https_addrs() {
+        println!("https {a}");
+    }
+    gw.run(shutdown()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn health_interval() -> anyhow::Result<Option<Duration>> {
+    match std::env::var("CONDUIT_HEALTH_INTERVAL") {
+        Ok(v) if !v.trim().is_empty() => {
+            let v = v.trim();
+            let secs: f64 = v
+                .strip_suffix("ms")
+                .map(|n| n.parse::<f64>().map(|n| n / 1000.0))
+                .or_else(|| v.strip_suffix('s').map(str::parse::<f64>))
+                .unwrap_or_else(|| v.parse::<f64>())
+                .with_context(|| format!("CONDUIT_HEALTH_INTERVAL={v:?} (e.g. 30s, 500ms)"))?;
+            Ok(Some(Duration::from_secs_f64(secs)))
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn register(dir: &Path, zone: &DomainName, r: Register) -> anyhow::Result<ExitCode> {
+    let name = ServiceName::new(&r.name).with_context(|| format!("--name {:?}", r.name))?;
+    let endpoints = r
+        .upstream
+        .iter()
+        .map(|u| {
+            u.parse::<Endpoint>()
+                .with_context(|| format!("--upstream {u:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut health = HealthCheck::default();
+    if let Some(p) = r.health {
+        health.path = p;
+    }
+    if let Some(i) = health_interval()? {
+        health.interval = i;
+        health.timeout = health.timeout.min(i);
+    }
+    health.validate().map_err(anyhow::Error::msg)?;
+    let mut rec = ServiceRecord::new(name, endpoints[0].clone())
+        .with_endpoints(endpoints)
+        .with_health(health)
+        .with_routing(if r.no_proxy {
+            Routing::Direct
+        } else {
+            Routing::Proxied
+        })
+        .with_tls(!r.no_tls && !r.no_proxy);
+    rec = match r.domain {
+        Some(d) => rec.with_domain(d.parse().with_context(|| format!("--domain {d:?}"))?),
+        None => rec.in_zone(zone)?,
+    };
+    let reg = FileRegistry::open(dir)?;
+    let details = serde_json::json!({
+        "name": rec.name().as_str(),
+        "domain": rec.domain().as_str(),
+        "upstreams": rec.endpoints().iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    match reg.register(rec).await {
+        Ok(stored) => {
+            audit_cli(
+                dir,
+                "service_register",
+                true,
+                format!("Registered {} → {}", stored.domain(), stored.endpoints()[0]),
+                details,
+            )
+            .await?;
+            println!(
+                "registered {} → {}",
+                stored.domain(),
+                stored
+                    .endpoints()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            audit_cli(
+                dir,
+                "service_register",
+                false,
+                format!("Cannot register {}: {e}", r.name),
+                details,
+            )
+            .await?;
+            bail!(e)
+        }
+    }
+}
+
+async fn deregister(dir: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let svc = ServiceName::new(name).with_context(|| format!("--name {name:?}"))?;
+    let reg = FileRegistry::open(dir)?;
+    match reg.deregister(&svc).await {
+        Ok(rec) => {
+            audit_cli(
+                dir,
+                "service_deregister",
+                true,
+                format!("Deregistered {}", rec.domain()),
+                serde_json::json!({"name": name, "domain": rec.domain().as_str()}),
+            )
+            .await?;
+            println!("deregistered {}", rec.domain());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            audit_cli(
+                dir,
+                "service_deregister",
+                false,
+                format!("Cannot deregister {name}: {e}"),
+                serde_json::json!({"name": name}),
+            )
+            .await?;
+            bail!(e)
+        }
+    }
+}
+
+async fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let socket = dir.join("admin.sock");
+    let live = match conduit::admin::get(&socket, "/v1/status").await {
+        Ok((200, body)) => Some(serde_json::from_str::<serde_json::Value>(&body)?),
+        _ => None,
+    };
+    let doc = match live {
+        Some(v) => serde_json::json!({"gateway": "running", "services": v["services"]}),
+        None => {
+            let reg = FileRegistry::open(dir)?;
+            let services: Vec<serde_json::Value> = reg
+                .list(ListFilter::Active)
+                .await?
+                .iter()
+                .map(|r| serde_json::json!({
+                    "name": r.name().as_str(), "domain": r.domain().as_str(), "routing": r.routing(),
+                    "upstreams": r.endpoints().iter().map(|e| serde_json::json!({"endpoint": e.to_string(), "healthy": null})).collect::<Vec<_>>(),
+                    "healthy": null,
+                }))
+                .collect();
+            serde_json::json!({"gateway": "stopped", "services": services})
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("gateway: {}", doc["gateway"].as_str().unwrap_or("?"));
+    let empty = Vec::new();
+    for s in doc["services"].as_array().unwrap_or(&empty) {
+        let health = match &s["healthy"] {
+            serde_json::Value::Bool(true) => "healthy",
+            serde_json::Value::Bool(false) => "UNHEALTHY",
+            _ => "-",
+        };
+        let ups: Vec<String> = s["upstreams"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|u| u["endpoint"].as_str().unwrap_or("?").to_owned())
+            .collect();
+        println!(
+            "{:<16} {:<28} {:<10} {:<28} cert until {}",
+            s["name"].as_str().unwrap_or("?"),
+            s["domain"].as_str().unwrap_or("?"),
+            health,
+            ups.join(","),
+            s["certificate_not_after"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logs(
+    dir: &Path,
+    action: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut filter = LogFilter::default();
+    filter.action = action;
+    filter.since = since;
+    filter.limit = limit;
+    let (events, bad) = conduit::audit::read_log(&gateway::paths::audit_log(dir), &filter)?;
+    for e in &events {
+        if json {
+            println!("{}", e.to_line());
+        } else {
+            println!(
+                "{} {:<20} {:<8} {:<10} {}",
+                e.timestamp(),
+                e.action(),
+                e.status().as_str(),
+                e.user(),
+                e.message()
+            );
+        }
+    }
+    if !bad.is_empty() {
+        eprintln!(
+            "conduit: warning: {} unreadable line(s) in the audit log",
+            bad.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(dir: &Path, level: VerifyLevel, json: bool) -> anyhow::Result<ExitCode> {
+    let store = CapsuleStore::open(gateway::paths::capsules(dir))?;
+    let level = match level {
+        VerifyLevel::Structural => Level::Structural,
+        VerifyLevel::Full => Level::Full,
+        VerifyLevel::Signatures => Level::Signatures,
+    };
+    let key = (level == Level::Signatures)
+        .then(|| SealKey::load_or_create(dir))
+        .transpose()?;
+    let report = store.verify(level, key.as_ref().map(SealKey::public_hex).as_deref())?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if report.valid {
+        println!(
+            "valid: {} of {} capsules verified",
+            report.capsules_verified, report.total_capsules
+        );
+    } else {
+        for e in &report.errors {
+            println!("invalid: {} (capsule {})", e.error, e.capsule_id);
+        }
+    }
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,327 @@
+//! End to end: the `conduit` binary as an operator runs it (real processes, loopback only):
+//! setup → serve → register → dig + curl + Python ssl → upstream down → 503 and an audited
+//! health change → deregister → NXDOMAIN → logs, `audit verify` and the reference verifier →
+//! restart with the same state.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "test code"
+)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(cmd))
+            .find(|f| f.is_file())
+    })
+}
+
+fn have(cmd: &str) -> bool {
+    let found = which(cmd).is_some();
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "CI must install {cmd}");
+        eprintln!("skipping: {cmd} is not installed");
+    }
+    found
+}
+
+fn conduit(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_conduit"));
+    c.arg("--dir").arg(dir).env("RUST_LOG", "warn");
+    c
+}
+
+fn ok(out: Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// A port free for UDP and TCP on 127.0.0.1.
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn upstream(port: u16, root: &Path) -> Killed {
+    Killed(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn serve(dir: &Path, dns: u16, https: u16) -> Killed {
+    let child = conduit(dir)
+        .args(["serve", "--advertise", "127.0.0.1"])
+        .arg(format!("--dns-listen=127.0.0.1:{dns}"))
+        .args(["--https-listen", &format!("127.0.0.1:{https}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let k = Killed(child);
+    wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
+    });
+    k
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("condition not met within {limit:?}");
+}
+
+fn dig(dns: u16, name: &str) -> String {
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &dns.to_string(),
+            "+tries=1",
+            "+time=1",
+            name,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// (HTTP status, body) through the gateway with our root trusted; status 0 when curl failed.
+fn curl(root: &Path, https: u16, host: &str, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "--cacert"])
+        .arg(root)
+        .args(["--resolve", &format!("{host}:{https}:127.0.0.1")])
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://{host}:{https}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn the_whole_flow_with_real_processes() {
+    if !(have("dig") && have("curl") && have("python3")) {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("conduit");
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("index.html"), "hello from grafana\n").unwrap();
+    let root = dir.join("tls/root.pem");
+
+    let text = ok(conduit(&dir).arg("setup").output().unwrap());
+    assert!(text.contains("Trust the root") && root.exists(), "{text}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    let (dns, https, up) = (free_port(), free_port(), free_port());
+    let mut upstream_proc = Some(upstream(up, www.path()));
+    let mut gateway = Some(serve(&dir, dns, https));
+
+    // register → served (DNS and HTTPS) without a restart
+    let start = Instant::now();
+    ok(conduit(&dir)
+        .args([
+            "register",
+            "--name",
+            "grafana",
+            "--host",
+            &format!("127.0.0.1:{up}"),
+            "--health",
+            "/",
+        ])
+        .env("CONDUIT_HEALTH_INTERVAL", "300ms")
+        .output()
+        .unwrap());
+    wait_until(Duration::from_secs(5), || {
+        dig(dns, "grafana.internal").contains("grafana.internal.\t30\tIN\tA\t127.0.0.1")
+    });
+    wait_until(Duration::from_secs(5), || {
+        curl(&root, https, "grafana.internal", "/")
+            .1
+            .contains("hello from grafana")
+    });
+    eprintln!("register → DNS and HTTPS served in {:?}", start.elapsed());
+
+    // Python ssl trusts the chain too
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import ssl,socket,sys\n\
+             ctx=ssl.create_default_context(cafile=sys.argv[1])\n\
+             s=ctx.wrap_socket(socket.create_connection(('127.0.0.1',int(sys.argv[2]))),server_hostname='grafana.internal')\n\
+             s.sendall(b'GET / HTTP/1.1\\r\\nHost: grafana.internal\\r\\nConnection: close\\r\\n\\r\\n')\n\
+             d=b''\n\
+             while True:\n\
+             \x20   c=s.recv(65536)\n\
+             \x20   if not c: break\n\
+             \x20   d+=c\n\
+             print(d.decode())",
+        )
+        .arg(&root)
+        .arg(https.to_string())
+        .output()
+        .unwrap();
+    let text = ok(py);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("hello from grafana"),
+        "{text}"
+    );
+
+    // status --json: live from the gateway, healthy, with the certificate's expiry
+    let text = ok(conduit(&dir).args(["status", "--json"]).output().unwrap());
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["gateway"], "running", "{text}");
+    let svc = &v["services"][0];
+    assert_eq!(
+        (svc["name"].as_str(), svc["healthy"].as_bool()),
+        (Some("grafana"), Some(true)),
+        "{text}"
+    );
+    assert!(svc["certificate_not_after"].is_string(), "{text}");
+
+    // the upstream stops → unhealthy after two failed checks, 503, audited
+    drop(upstream_proc.take());
+    wait_until(Duration::from_secs(5), || {
+        curl(&root, https, "grafana.internal", "/").0 == 503
+    });
+    wait_until(Duration::from_secs(5), || {
+        let t = ok(conduit(&dir)
+            .args(["logs", "--action", "health_change"])
+            .output()
+            .unwrap());
+        t.contains("is unhealthy")
+    });
+    // and back
+    let _back = upstream(up, www.path());
+    wait_until(Duration::from_secs(5), || {
+        curl(&root, https, "grafana.internal", "/").0 == 200
+    });
+
+    // deregister → NXDOMAIN and no route
+    ok(conduit(&dir)
+        .args(["deregister", "--name", "grafana"])
+        .output()
+        .unwrap());
+    wait_until(Duration::from_secs(5), || {
+        dig(dns, "grafana.internal").contains("NXDOMAIN")
+    });
+    wait_until(Duration::from_secs(5), || {
+        curl(&root, https, "grafana.internal", "/").0 != 200
+    });
+
+    // every action is in the log, and the chain verifies (ours and the reference's)
+    let text = ok(conduit(&dir).arg("logs").output().unwrap());
+    for action in [
+        "setup",
+        "service_register",
+        "cert_issue",
+        "health_change",
+        "service_deregister",
+    ] {
+        assert!(text.contains(action), "{action} missing from:\n{text}");
+    }
+    let text = ok(conduit(&dir)
+        .args(["audit", "verify", "--level", "signatures"])
+        .output()
+        .unwrap());
+    assert!(text.starts_with("valid"), "{text}");
+    if let Some(capsule) = which("capsule") {
+        let out = Command::new(capsule)
+            .args(["verify", "--db"])
+            .arg(dir.join("capsules.db"))
+            .args(["--full", "--json"])
+            .env("QUANTUMPIPES_DATA_DIR", &dir)
+            .output()
+            .unwrap();
+        let text = ok(out);
+        assert!(
+            text.contains("\"valid\": true") || text.contains("\"valid\":true"),
+            "{text}"
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the reference verifier"
+        );
+    }
+
+    // registered while the gateway is down → served after the restart, same state
+    let g = gateway.take().unwrap();
+    let pid = g.0.id();
+    Command::new("kill").arg(pid.to_string()).status().unwrap();
+    drop(g);
+    ok(conduit(&dir)
+        .args([
+            "register",
+            "--name",
+            "loki",
+            "--upstream",
+            &format!("127.0.0.1:{up}"),
+            "--health",
+            "/",
+        ])
+        .output()
+        .unwrap());
+    let text = ok(conduit(&dir).args(["status", "--json"]).output().unwrap());
+    assert!(
+        text.contains("\"stopped\"") && text.contains("loki"),
+        "{text}"
+    );
+    let _gateway = serve(&dir, dns, https);
+    wait_until(Duration::from_secs(5), || {
+        curl(&root, https, "loki.internal", "/")
+            .1
+            .contains("hello from grafana")
+    });
+    assert!(dig(dns, "grafana.internal").contains("NXDOMAIN"));
+}
