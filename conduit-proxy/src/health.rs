@@ -99,6 +99,10 @@ async fn check_one(
         header::USER_AGENT,
         HeaderValue::from_static(concat!("conduit-health/", env!("CARGO_PKG_VERSION"))),
     );
+    // A check every 30 s does not need a kept-alive connection; keeping one per upstream
+    // would hold a connection (and its buffers, on both sides) for every registered service.
+    req.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     let timeout = route.health.timeout;
     let sent = tokio::time::timeout(timeout, crate::pool::send(shared, backend, req)).await;
     let (ok, reason) = match sent {
@@ -121,9 +125,7 @@ async fn check_one(
                 }
             })
             .await;
-            if read == Ok(true) {
-                lease.release();
-            }
+            drop((read, lease)); // `Connection: close`: the connection ends with the check
             (
                 status.is_success() || status.is_redirection(),
                 format!("{} answered {status}", route.health.path),

@@ -217,6 +217,29 @@ fn the_whole_flow_with_real_processes() {
         "{text}"
     );
 
+    // the other read-only commands against the running gateway
+    let text = ok(conduit(&dir)
+        .args([
+            "dns",
+            "resolve",
+            "grafana.internal",
+            "--server",
+            &format!("127.0.0.1:{dns}"),
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(text.trim(), "127.0.0.1");
+    let text = ok(conduit(&dir).args(["certs", "list"]).output().unwrap());
+    assert!(
+        text.contains("grafana.internal") && text.contains("until 20"),
+        "{text}"
+    );
+    let text = ok(conduit(&dir).args(["monitor", "--json"]).output().unwrap());
+    assert!(
+        text.lines().any(|l| l.contains("\"type\":\"host\"")),
+        "{text}"
+    );
+
     // status --json: live from the gateway, healthy, with the certificate's expiry
     let text = ok(conduit(&dir).args(["status", "--json"]).output().unwrap());
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -28,6 +28,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -95,7 +96,12 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Keep printing new records as they are written.
+        #[arg(long)]
+        follow: bool,
     },
+    /// Hosts, GPUs and containers: one round, or `--watch` every 5 s.
+    Monitor(MonitorArgs),
     /// The sealed audit chain.
     Audit {
         #[command(subcommand)]
@@ -157,6 +163,28 @@ struct Register {
     no_tls: bool,
 }
 
+#[derive(Args)]
+struct MonitorArgs {
+    /// GPUs through NVML (the gateway host's).
+    #[arg(long)]
+    gpu: bool,
+    /// Containers through the Docker API socket [env: CONDUIT_DOCKER_SOCKET].
+    #[arg(long)]
+    containers: bool,
+    /// A remote host over SSH, `USER@HOST[:PORT]`, repeatable (env `CONDUIT_REMOTE_SERVERS`, comma-separated).
+    #[arg(long)]
+    server: Vec<String>,
+    /// JSON samples, one per line.
+    #[arg(long)]
+    json: bool,
+    /// Prometheus text.
+    #[arg(long)]
+    prometheus: bool,
+    /// Again every 5 s until interrupted.
+    #[arg(long)]
+    watch: bool,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Verifies capsules.db like the reference verifier.
@@ -181,12 +209,29 @@ enum VerifyLevel {
 enum CertsCommand {
     /// Prints the root certificate (PEM) clients must trust.
     ExportCa,
+    /// The certificate expiry of each service (from the running gateway).
+    List,
+    /// One service's certificate, as the running gateway serves it.
+    Inspect {
+        /// The service name.
+        name: String,
+    },
+    /// The commands that make the root trusted on each platform.
+    Trust,
 }
 
 #[derive(Subcommand)]
 enum DnsCommand {
     /// The names served and what they answer.
     List,
+    /// Asks the running gateway's DNS server (A and AAAA).
+    Resolve {
+        /// The name.
+        name: String,
+        /// The DNS server [default: 127.0.0.1:$CONDUIT_DNS_PORT or :5353].
+        #[arg(long)]
+        server: Option<SocketAddr>,
+    },
 }
 
 fn state_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
@@ -286,7 +331,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             limit,
             json,
-        } => logs(&dir, action, since, limit, json),
+            follow,
+        } => logs(&dir, action, since, limit, json, follow).await,
+        Command::Monitor(m) => monitor(m).await,
         Command::Audit {
             command: AuditCommand::Verify { level, json },
         } => verify(&dir, level, json),
@@ -297,6 +344,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("no CA in {} (run `conduit setup`)", dir.display()))?;
             print!("{pem}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs {
+            command: CertsCommand::Trust,
+        } => {
+            let root = gateway::paths::root_pem(&dir);
+            for step in conduit::ca::trust_instructions(&root, "Conduit Internal CA") {
+                println!("{}:", step.platform);
+                for c in step.commands {
+                    println!("  {c}");
+                }
+                if let Some(n) = step.note {
+                    println!("  ({n})");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs {
+            command: CertsCommand::List,
+        } => certs_list(&dir).await,
+        Command::Certs {
+            command: CertsCommand::Inspect { name },
+        } => certs_inspect(&dir, &zone, &name).await,
+        Command::Dns {
+            command: DnsCommand::Resolve { name, server },
+        } => {
+            let server = match server {
+                Some(s) => s,
+                None => SocketAddr::from(([127, 0, 0, 1], env_port("CONDUIT_DNS_PORT", 5353)?)),
+            };
+            dns_resolve(server, &name).await
         }
         Command::Dns {
             command: DnsCommand::List,
@@ -596,19 +673,20 @@ async fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn logs(
+async fn logs(
     dir: &Path,
     action: Option<String>,
     since: Option<String>,
     limit: Option<usize>,
     json: bool,
+    follow: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut filter = LogFilter::default();
     filter.action = action;
     filter.since = since;
     filter.limit = limit;
-    let (events, bad) = conduit::audit::read_log(&gateway::paths::audit_log(dir), &filter)?;
-    for e in &events {
+    let path = gateway::paths::audit_log(dir);
+    let print = |e: &AuditEvent| {
         if json {
             println!("{}", e.to_line());
         } else {
@@ -621,13 +699,170 @@ fn logs(
                 e.message()
             );
         }
-    }
+    };
+    let (events, bad) = conduit::audit::read_log(&path, &filter)?;
+    events.iter().for_each(print);
     if !bad.is_empty() {
         eprintln!(
             "conduit: warning: {} unreadable line(s) in the audit log",
             bad.len()
         );
     }
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Follow: the log is append-only; print what is appended (polled every 200 ms).
+    let mut seen = conduit::audit::read_log(&path, &LogFilter::default())?
+        .0
+        .len();
+    let stop = shutdown();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        let (all, _) = conduit::audit::read_log(&path, &LogFilter::default())?;
+        for e in all.iter().skip(seen) {
+            if filter.action.as_deref().is_none_or(|a| e.action() == a) {
+                print(e);
+            }
+        }
+        seen = all.len();
+    }
+}
+
+async fn monitor(m: MonitorArgs) -> anyhow::Result<ExitCode> {
+    use conduit::monitor::{HostSource, MetricSource, Poller, RemoteTarget, render};
+    let mut sources: Vec<Arc<dyn MetricSource>> = vec![Arc::new(HostSource::new())];
+    if m.gpu {
+        let nvml = conduit::monitor::NvmlSource::new();
+        if let Some(why) = nvml.unavailable_reason() {
+            eprintln!("conduit: note: no GPU monitoring here: {why}");
+        }
+        sources.push(Arc::new(nvml));
+    }
+    if m.containers {
+        sources.push(Arc::new(conduit::monitor::DockerSource::from_env()?));
+    }
+    let mut servers = m.server.clone();
+    if servers.is_empty()
+        && let Ok(v) = std::env::var("CONDUIT_REMOTE_SERVERS")
+    {
+        servers = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    for s in servers {
+        let target = RemoteTarget::parse(&s).with_context(|| format!("--server {s:?}"))?;
+        sources.push(Arc::new(conduit::monitor::SshSource::new(target)));
+    }
+    let mut poller = Poller::new(sources);
+    let stop = shutdown();
+    tokio::pin!(stop);
+    loop {
+        let round = poller.poll_once().await;
+        if m.json {
+            for s in &round.samples {
+                println!("{}", serde_json::to_string(s)?);
+            }
+        } else if m.prometheus {
+            print!("{}", render::prometheus(&round.samples));
+        } else {
+            print!("{}", render::human(&round.samples));
+        }
+        for (source, error) in &round.errors {
+            eprintln!("conduit: {source}: {error}");
+        }
+        for a in &round.alerts {
+            eprintln!("conduit: alert: {}", a.message);
+        }
+        if !m.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            () = &mut stop => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+async fn live_status(dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let socket = dir.join("admin.sock");
+    match conduit::admin::get(&socket, "/v1/status").await {
+        Ok((200, body)) => Ok(serde_json::from_str(&body)?),
+        _ => bail!(
+            "the gateway is not running (no answer on {})",
+            socket.display()
+        ),
+    }
+}
+
+async fn certs_list(dir: &Path) -> anyhow::Result<ExitCode> {
+    let v = live_status(dir).await?;
+    let empty = Vec::new();
+    for s in v["services"].as_array().unwrap_or(&empty) {
+        println!(
+            "{:<16} {:<28} until {}",
+            s["name"].as_str().unwrap_or("?"),
+            s["domain"].as_str().unwrap_or("?"),
+            s["certificate_not_after"]
+                .as_str()
+                .unwrap_or("- (no certificate)")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to the gateway's HTTPS listener with the service's name and prints the
+/// certificate it is served with.
+async fn certs_inspect(dir: &Path, zone: &DomainName, name: &str) -> anyhow::Result<ExitCode> {
+    let v = live_status(dir).await?;
+    let domain = v["services"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .and_then(|s| s["domain"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{name}.{zone}"));
+    let port = env_port("CONDUIT_HTTPS_PORT", 8443)?;
+    let out = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", &domain, "-showcerts"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("openssl is needed for `certs inspect`")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(start) = text.find("-----BEGIN CERTIFICATE-----") else {
+        bail!("no certificate served for {domain} on 127.0.0.1:{port}");
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let info = conduit::ca::inspect_pem(&text[start..], now, &Default::default())?;
+    println!("{}", serde_json::to_string_pretty(&info)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dns_resolve(server: SocketAddr, name: &str) -> anyhow::Result<ExitCode> {
+    let out = tokio::process::Command::new("dig")
+        .args([
+            "+short",
+            "+tries=1",
+            "+time=2",
+            "-p",
+            &server.port().to_string(),
+        ])
+        .arg(format!("@{}", server.ip()))
+        .args([name, "A", name, "AAAA"])
+        .output()
+        .await
+        .context("dig is needed for `dns resolve`")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        bail!("{name}: no answer from {server}");
+    }
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 

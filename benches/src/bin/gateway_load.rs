@@ -1,0 +1,217 @@
+//! `gateway-load`: the gateway's two targets, measured in one process.
+//!
+//! 1. Memory with `--services N` (default 1,000) registered, each with a certificate, a DNS
+//!    name, a route and a health check: the process's resident set (VmRSS) once all are
+//!    served. The figure includes this program's own registry handle and upstream, so it is an
+//!    upper bound for the gateway.
+//! 2. Register → served: `--samples M` (default 100) more registrations, one at a time, each
+//!    timed from the registry write (what `conduit register` does) until both a DNS query
+//!    answers the name and an HTTPS request through the proxy gets 200 (new TLS connection
+//!    with the name's certificate, the route, the first health check passed).
+//!
+//! ```text
+//! cargo run --release -p conduit-benches --bin gateway-load -- [--services N] [--samples M]
+//! ```
+#![allow(clippy::print_stdout, reason = "a benchmark program")]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use conduit::gateway::{Gateway, GatewayConfig, paths};
+use conduit_registry::{Endpoint, FileRegistry, Registry, ServiceName, ServiceRecord};
+use http::{Request, Response};
+use http_body_util::{Empty, Full};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn upstream(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+/// A UDP A query for `name`; true when the answer is NOERROR with at least one record.
+async fn dns_answers(server: SocketAddr, name: &str, id: u16) -> bool {
+    let mut q = Vec::with_capacity(64);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else {
+        return false;
+    };
+    if sock.send_to(&q, server).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(Duration::from_millis(200), sock.recv(&mut buf)).await {
+        Ok(Ok(n)) if n >= 12 => buf[3] & 0x0f == 0 && u16::from_be_bytes([buf[6], buf[7]]) > 0,
+        _ => false,
+    }
+}
+
+/// A new TLS connection for `name` and `GET /`; true on 200.
+async fn https_ok(connector: &tokio_rustls::TlsConnector, addr: SocketAddr, name: &str) -> bool {
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let Ok(sni) = rustls::pki_types::ServerName::try_from(name.to_owned()) else {
+        return false;
+    };
+    let Ok(tls) = connector.connect(sni, tcp).await else {
+        return false;
+    };
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await
+    else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let Ok(req) = Request::get("/")
+        .header("host", name)
+        .body(Empty::<Bytes>::new())
+    else {
+        return false;
+    };
+    matches!(sender.send_request(req).await, Ok(r) if r.status() == 200)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or(f64::NAN)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut services = 1000usize;
+    let mut samples = 100usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--services" => services = args.next().context("--services N")?.parse()?,
+            "--samples" => samples = args.next().context("--samples M")?.parse()?,
+            other => anyhow::bail!("unknown option {other}"),
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let up_ep = Endpoint::from_socket_addr(up.local_addr()?)?;
+    tokio::spawn(upstream(up));
+    let rss_start = rss_mib();
+
+    let mut cfg = GatewayConfig::new(dir.path());
+    cfg.dns_listen = vec!["127.0.0.1:0".parse()?];
+    cfg.https_listen = vec!["127.0.0.1:0".parse()?];
+    let gw = Gateway::start(cfg).await?;
+    let (dns, https) = (gw.dns_addrs()[0], gw.https_addrs()[0]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(gw.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(paths::root_pem(dir.path()))?;
+    use rustls::pki_types::pem::PemObject as _;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c?)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+
+    // 1. N services
+    let registry = FileRegistry::open(dir.path())?;
+    let t0 = Instant::now();
+    for i in 0..services {
+        let rec = ServiceRecord::new(ServiceName::new(&format!("svc{i}"))?, up_ep.clone());
+        registry.register(rec).await?;
+    }
+    let last = format!("svc{}.internal", services - 1);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(dns_answers(dns, &last, 1).await && https_ok(&connector, https, &last).await) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{last} not served within 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let loaded = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the health checks settle
+    let rss = rss_mib();
+
+    // 2. register → served
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let name = format!("lat{i}");
+        let fqdn = format!("{name}.internal");
+        let rec = ServiceRecord::new(ServiceName::new(&name)?, up_ep.clone());
+        let start = Instant::now();
+        registry.register(rec).await?;
+        let mut dns_ok = false;
+        loop {
+            dns_ok = dns_ok || dns_answers(dns, &fqdn, i as u16).await;
+            if dns_ok && https_ok(&connector, https, &fqdn).await {
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(10),
+                "{fqdn} not served in 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        lat.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = stop.send(());
+    running.await??;
+
+    println!("gateway with {services} services (each: DNS name, certificate, route, health check)");
+    println!("| measure | value |\n|---|---|");
+    println!(
+        "| time to register and serve all {services} | {:.1} s |",
+        loaded.as_secs_f64()
+    );
+    println!(
+        "| resident memory (VmRSS), process total | {rss:.1} MiB (at start {rss_start:.1} MiB) |"
+    );
+    println!(
+        "| register → served (DNS + HTTPS 200), {samples} samples | p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.9),
+        pct(&mut lat, 0.99),
+        pct(&mut lat, 1.0)
+    );
+    Ok(())
+}
