@@ -358,6 +358,12 @@ impl Gateway {
             .unwrap_or_default()
     }
 
+    /// The gateway's audit log: an embedding program (a tunnel agent) appends its own
+    /// records to the same log and sealed chain.
+    pub fn audit_log(&self) -> Arc<AuditLog> {
+        self.audit.clone()
+    }
+
     /// A handle on the running parts.
     pub fn handle(&self) -> GatewayHandle {
         GatewayHandle {

@@ -126,7 +126,12 @@ fn dig(dns: u16, name: &str) -> String {
         ])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    // each line's whitespace runs as single spaces (dig pads names with tabs)
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// (HTTP status, body) through the gateway with our root trusted; status 0 when curl failed.
@@ -163,6 +168,25 @@ fn the_whole_flow_with_real_processes() {
         0o700
     );
 
+    // conduit.toml: unknown keys are refused with the key named, before anything runs
+    std::fs::write(
+        dir.join("conduit.toml"),
+        "domain = \"internal\"\nhttps_port = 443\n",
+    )
+    .unwrap();
+    let out = conduit(&dir).args(["status"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("conduit.toml") && err.contains("https_port"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("conduit.toml"),
+        "domain = \"internal\"\nhealth_interval = \"300ms\"\n",
+    )
+    .unwrap();
+
     let (dns, https, up) = (free_port(), free_port(), free_port());
     let mut upstream_proc = Some(upstream(up, www.path()));
     let mut gateway = Some(serve(&dir, dns, https));
@@ -183,7 +207,7 @@ fn the_whole_flow_with_real_processes() {
         .output()
         .unwrap());
     wait_until(Duration::from_secs(5), || {
-        dig(dns, "grafana.internal").contains("grafana.internal.\t30\tIN\tA\t127.0.0.1")
+        dig(dns, "grafana.internal").contains("grafana.internal. 30 IN A 127.0.0.1")
     });
     wait_until(Duration::from_secs(5), || {
         curl(&root, https, "grafana.internal", "/")
@@ -347,4 +371,51 @@ fn the_whole_flow_with_real_processes() {
             .contains("hello from grafana")
     });
     assert!(dig(dns, "grafana.internal").contains("NXDOMAIN"));
+}
+
+#[test]
+fn tunnel_agent_shares_the_audit_chain() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("conduit");
+    ok(conduit(&dir).arg("setup").output().unwrap());
+    let (dns, https) = (free_port(), free_port());
+    let agent = Command::new(env!("CARGO_BIN_EXE_tunnel_agent"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--tunnel-ip", "127.0.0.1", "--interface", "wg-test"])
+        .args([
+            "--dns-port",
+            &dns.to_string(),
+            "--https-port",
+            &https.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = Killed(agent);
+    wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
+    });
+    ok(conduit(&dir)
+        .args(["register", "--name", "api", "--upstream", "10.0.1.5:8080"])
+        .output()
+        .unwrap());
+    if have("dig") {
+        wait_until(Duration::from_secs(5), || {
+            dig(dns, "api.internal").contains("api.internal. 30 IN A 127.0.0.1")
+        });
+    }
+    Command::new("kill")
+        .arg(agent.0.id().to_string())
+        .status()
+        .unwrap();
+    let mut agent = agent;
+    let status = agent.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let text = ok(conduit(&dir).arg("logs").output().unwrap());
+    for action in ["tunnel_up", "service_register", "cert_issue", "tunnel_down"] {
+        assert!(text.contains(action), "{action} missing from:\n{text}");
+    }
+    let text = ok(conduit(&dir).args(["audit", "verify"]).output().unwrap());
+    assert!(text.starts_with("valid"), "{text}");
 }

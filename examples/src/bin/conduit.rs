@@ -50,14 +50,9 @@ struct Cli {
     /// The state directory [env: CONDUIT_CONFIG_DIR; default ~/.config/qp-conduit].
     #[arg(long, global = true, env = "CONDUIT_CONFIG_DIR")]
     dir: Option<PathBuf>,
-    /// The DNS zone [default: internal].
-    #[arg(
-        long,
-        global = true,
-        env = "CONDUIT_DOMAIN",
-        default_value = "internal"
-    )]
-    domain_zone: String,
+    /// The DNS zone [env: CONDUIT_DOMAIN; else `domain` in conduit.toml; default: internal].
+    #[arg(long, global = true, env = "CONDUIT_DOMAIN")]
+    domain_zone: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -314,16 +309,46 @@ fn main() -> ExitCode {
     }
 }
 
+/// `conduit.toml` in the state directory: the lowest layer (then environment, then flags).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    domain: Option<String>,
+    dns_listen: Option<Vec<SocketAddr>>,
+    https_listen: Option<Vec<SocketAddr>>,
+    http_listen: Option<Vec<SocketAddr>>,
+    advertise: Option<Vec<IpAddr>>,
+    dns_upstream: Option<Vec<SocketAddr>>,
+    admin_socket: Option<PathBuf>,
+    health_interval: Option<String>,
+}
+
+fn file_config(dir: &Path) -> anyhow::Result<FileConfig> {
+    let path = dir.join("conduit.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " "))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = state_dir(&cli)?;
-    let zone: DomainName = cli
+    let file = file_config(&dir)?;
+    let zone_text = cli
         .domain_zone
-        .parse()
-        .with_context(|| format!("CONDUIT_DOMAIN / --domain-zone {:?}", cli.domain_zone))?;
+        .clone()
+        .or_else(|| file.domain.clone())
+        .unwrap_or_else(|| "internal".to_owned());
+    let zone: DomainName = zone_text.parse().with_context(|| {
+        format!("domain {zone_text:?} (CONDUIT_DOMAIN, --domain-zone or conduit.toml)")
+    })?;
     match cli.command {
         Command::Setup => setup(&dir, &zone).await,
-        Command::Serve(s) => serve(&dir, zone, s).await,
-        Command::Register(r) => register(&dir, &zone, r).await,
+        Command::Serve(s) => serve(&dir, zone, s, file).await,
+        Command::Register(r) => register(&dir, &zone, r, file.health_interval.as_deref()).await,
         Command::Deregister { name } => deregister(&dir, &name).await,
         Command::Status { json } => status(&dir, json).await,
         Command::Logs {
@@ -444,33 +469,48 @@ async fn setup(dir: &Path, zone: &DomainName) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(dir: &Path, zone: DomainName, s: Serve) -> anyhow::Result<ExitCode> {
+async fn serve(
+    dir: &Path,
+    zone: DomainName,
+    s: Serve,
+    file: FileConfig,
+) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         gateway::paths::root_pem(dir).exists(),
         "no CA in {} (run `conduit setup` first)",
         dir.display()
     );
+    // flags, then the environment, then conduit.toml, then the defaults
+    let local = |port| vec![SocketAddr::from(([127, 0, 0, 1], port))];
+    let env_listen = |var: &str| -> anyhow::Result<Option<Vec<SocketAddr>>> {
+        Ok(match std::env::var(var) {
+            Ok(_) => Some(local(env_port(var, 0)?)),
+            Err(_) => None,
+        })
+    };
     let mut cfg = GatewayConfig::new(dir);
     cfg.zone = zone;
-    cfg.dns_listen = if s.dns_listen.is_empty() {
-        vec![SocketAddr::from((
-            [127, 0, 0, 1],
-            env_port("CONDUIT_DNS_PORT", 5353)?,
-        ))]
-    } else {
-        s.dns_listen
+    cfg.dns_listen = match s.dns_listen {
+        v if !v.is_empty() => v,
+        _ => env_listen("CONDUIT_DNS_PORT")?
+            .or(file.dns_listen)
+            .unwrap_or_else(|| local(5353)),
     };
-    cfg.https_listen = if s.https_listen.is_empty() {
-        vec![SocketAddr::from((
-            [127, 0, 0, 1],
-            env_port("CONDUIT_HTTPS_PORT", 8443)?,
-        ))]
-    } else {
-        s.https_listen
+    cfg.https_listen = match s.https_listen {
+        v if !v.is_empty() => v,
+        _ => env_listen("CONDUIT_HTTPS_PORT")?
+            .or(file.https_listen)
+            .unwrap_or_else(|| local(8443)),
     };
-    cfg.http_redirect = s.http_listen;
-    if !s.advertise.is_empty() {
-        cfg.advertise = s.advertise;
+    cfg.http_redirect = match s.http_listen {
+        v if !v.is_empty() => v,
+        _ => file.http_listen.unwrap_or_default(),
+    };
+    if let Some(a) = (!s.advertise.is_empty())
+        .then_some(s.advertise)
+        .or(file.advertise)
+    {
+        cfg.advertise = a;
     }
     cfg.dns_forwarders = if s.forward.is_empty() {
         match std::env::var("CONDUIT_DNS_UPSTREAM") {
@@ -482,12 +522,13 @@ async fn serve(dir: &Path, zone: DomainName, s: Serve) -> anyhow::Result<ExitCod
                         .with_context(|| format!("CONDUIT_DNS_UPSTREAM: {a:?}"))
                 })
                 .collect::<Result<_, _>>()?,
-            _ => Vec::new(),
+            _ => file.dns_upstream.unwrap_or_default(),
         }
     } else {
         s.forward
     };
-    cfg.admin_socket = Some(s.admin_socket.unwrap_or_else(|| dir.join("admin.sock")));
+    let admin = s.admin_socket.or(file.admin_socket);
+    cfg.admin_socket = Some(admin.unwrap_or_else(|| dir.join("admin.sock")));
     cfg.audit_user = user();
     let gw = Gateway::start(cfg).await?;
     for a in gw.dns_addrs() {
@@ -500,23 +541,29 @@ async fn serve(dir: &Path, zone: DomainName, s: Serve) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn health_interval() -> anyhow::Result<Option<Duration>> {
-    match std::env::var("CONDUIT_HEALTH_INTERVAL") {
-        Ok(v) if !v.trim().is_empty() => {
+fn health_interval(file: Option<&str>) -> anyhow::Result<Option<Duration>> {
+    let env = std::env::var("CONDUIT_HEALTH_INTERVAL").ok();
+    match env.as_deref().or(file) {
+        Some(v) if !v.trim().is_empty() => {
             let v = v.trim();
             let secs: f64 = v
                 .strip_suffix("ms")
                 .map(|n| n.parse::<f64>().map(|n| n / 1000.0))
                 .or_else(|| v.strip_suffix('s').map(str::parse::<f64>))
                 .unwrap_or_else(|| v.parse::<f64>())
-                .with_context(|| format!("CONDUIT_HEALTH_INTERVAL={v:?} (e.g. 30s, 500ms)"))?;
+                .with_context(|| format!("health interval {v:?} (e.g. 30s, 500ms)"))?;
             Ok(Some(Duration::from_secs_f64(secs)))
         }
         _ => Ok(None),
     }
 }
 
-async fn register(dir: &Path, zone: &DomainName, r: Register) -> anyhow::Result<ExitCode> {
+async fn register(
+    dir: &Path,
+    zone: &DomainName,
+    r: Register,
+    file_interval: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let name = ServiceName::new(&r.name).with_context(|| format!("--name {:?}", r.name))?;
     let endpoints = r
         .upstream
@@ -530,7 +577,7 @@ async fn register(dir: &Path, zone: &DomainName, r: Register) -> anyhow::Result<
     if let Some(p) = r.health {
         health.path = p;
     }
-    if let Some(i) = health_interval()? {
+    if let Some(i) = health_interval(file_interval)? {
         health.interval = i;
         health.timeout = health.timeout.min(i);
     }

@@ -1,0 +1,117 @@
+//! `tunnel_agent`: what a WireGuard agent embeds. The gateway's DNS and HTTPS proxy bound to
+//! the tunnel address (DNS answers that address for proxied names), and the agent's own events
+//! (`tunnel_up`, `tunnel_down`) written to the same audit log and sealed chain as the
+//! gateway's.
+//!
+//! ```text
+//! tunnel_agent --dir DIR --tunnel-ip 10.8.0.1 [--dns-port 53] [--https-port 443] [--interface wg0]
+//! ```
+//! Registrations come from `conduit register --dir DIR …`. Stops on Ctrl-C or SIGTERM.
+//! Example code: errors end the program with a message.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program"
+)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use conduit::audit::{AuditEvent, AuditSink, Outcome};
+use conduit::gateway::{Gateway, GatewayConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "tunnel_agent",
+    about = "DNS and HTTPS for the services behind a WireGuard tunnel"
+)]
+struct Cli {
+    /// The state directory (created by `conduit setup`).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The gateway's address inside the tunnel.
+    #[arg(long)]
+    tunnel_ip: IpAddr,
+    /// DNS port on the tunnel address.
+    #[arg(long, default_value_t = 53)]
+    dns_port: u16,
+    /// HTTPS port on the tunnel address.
+    #[arg(long, default_value_t = 443)]
+    https_port: u16,
+    /// The WireGuard interface (recorded in the audit trail).
+    #[arg(long, default_value = "wg0")]
+    interface: String,
+}
+
+async fn record(log: &conduit::audit::AuditLog, action: &str, message: String, interface: &str) {
+    let mut details = serde_json::Map::new();
+    details.insert("interface".into(), interface.into());
+    match AuditEvent::new(action, Outcome::Success, message, "tunnel-agent", details) {
+        Ok(ev) => {
+            if let Err(e) = log.append(ev).await {
+                eprintln!("tunnel_agent: cannot audit {action}: {e}");
+            }
+        }
+        Err(e) => eprintln!("tunnel_agent: invalid audit record: {e}"),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut cfg = GatewayConfig::new(&cli.dir);
+    cfg.dns_listen = vec![SocketAddr::new(cli.tunnel_ip, cli.dns_port)];
+    cfg.https_listen = vec![SocketAddr::new(cli.tunnel_ip, cli.https_port)];
+    cfg.advertise = vec![cli.tunnel_ip];
+    cfg.admin_socket = Some(cli.dir.join("admin.sock"));
+    cfg.audit_user = "tunnel-agent".to_owned();
+    let gateway = Gateway::start(cfg)
+        .await
+        .with_context(|| format!("cannot start on {}", cli.tunnel_ip))?;
+    let log = gateway.audit_log();
+    record(
+        &log,
+        "tunnel_up",
+        format!(
+            "Serving DNS and HTTPS on {} ({})",
+            cli.tunnel_ip, cli.interface
+        ),
+        &cli.interface,
+    )
+    .await;
+    println!(
+        "dns {:?} https {:?}",
+        gateway.dns_addrs(),
+        gateway.https_addrs()
+    );
+    gateway.run(shutdown()).await?;
+    record(
+        &log,
+        "tunnel_down",
+        format!("Stopped serving on {}", cli.tunnel_ip),
+        &cli.interface,
+    )
+    .await;
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
