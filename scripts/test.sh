@@ -54,9 +54,10 @@ cargo fmt --all --check
 step "clippy (all targets, all features, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
-step "each crate builds on its own with default features off"
+step "each crate builds on its own, with default features off and on"
 for crate in conduit-registry conduit-dns conduit-ca conduit-proxy conduit-monitor conduit-audit conduit; do
     cargo check --locked -p "$crate" --no-default-features --lib
+    cargo check --locked -p "$crate" --lib
 done
 
 step "tests"

@@ -6,8 +6,12 @@
 //! | `GET /metrics` | Prometheus text (proxy and DNS counters, upstream health) |
 //! | `GET /v1/health` | `{"ok":true}` while the gateway runs |
 //!
-//! Changes go through the registry (`conduit register`), which the gateway follows; every
-//! other method or path is refused (405 / 404): the API fails closed.
+//! | `POST /v1/certs/{name}/rotate` | a new key and leaf for the service (audited `cert_rotate`) |
+//! | `POST /v1/certs/{name}/revoke` | its leaf revoked (CRL saved) and a new one served (audited `cert_revoke`) |
+//!
+//! Services change through the registry (`conduit register`), which the gateway follows;
+//! every other method or path is refused (405 / 404), and a failed action changes nothing
+//! and answers 409 with the reason: the API fails closed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -55,10 +59,32 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
 }
 
 async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST {
+        // /v1/certs/{name}/rotate | /v1/certs/{name}/revoke
+        let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+        let user = gw.audit_user().to_owned();
+        let result = match parts.as_slice() {
+            ["v1", "certs", name, "rotate"] => gw.rotate(name, &user).await,
+            ["v1", "certs", name, "revoke"] => gw.revoke(name, &user).await,
+            _ => {
+                return json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": format!("no such action: POST {}", req.uri().path())}),
+                );
+            }
+        };
+        return match result {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => json(
+                StatusCode::CONFLICT,
+                &serde_json::json!({"error": e.to_string()}),
+            ),
+        };
+    }
     if req.method() != Method::GET {
         return json(
             StatusCode::METHOD_NOT_ALLOWED,
-            &serde_json::json!({"error": "read-only API: change services with `conduit register`"}),
+            &serde_json::json!({"error": "change services with `conduit register`; certificates with POST /v1/certs/NAME/rotate|revoke"}),
         );
     }
     match req.uri().path() {
@@ -111,18 +137,32 @@ pub(crate) async fn serve(
     }
 }
 
-/// `GET path` on the admin socket; the body as text.
+/// `GET path` on the admin socket; the status and the body as text.
 ///
 /// # Errors
 /// The connection or the request failed (no gateway running there).
 pub async fn get(socket: &Path, path: &str) -> Result<(u16, String), std::io::Error> {
+    call(socket, Method::GET, path).await
+}
+
+/// `POST path` (no body) on the admin socket; the status and the body as text.
+///
+/// # Errors
+/// The connection or the request failed (no gateway running there).
+pub async fn post(socket: &Path, path: &str) -> Result<(u16, String), std::io::Error> {
+    call(socket, Method::POST, path).await
+}
+
+async fn call(socket: &Path, method: Method, path: &str) -> Result<(u16, String), std::io::Error> {
     use http_body_util::{BodyExt as _, Empty};
     let stream = tokio::net::UnixStream::connect(socket).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
     tokio::spawn(conn);
-    let req = Request::get(path)
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
         .header(header::HOST, "conduit")
         .body(Empty::<Bytes>::new())
         .map_err(std::io::Error::other)?;

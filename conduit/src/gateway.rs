@@ -273,6 +273,8 @@ impl std::fmt::Debug for Gateway {
 pub struct GatewayHandle {
     registry: Arc<FileRegistry>,
     certs: Arc<CertManager>,
+    audit: Arc<AuditLog>,
+    user: String,
     dns: Option<DnsHandle>,
     proxy: Option<ProxyHandle>,
 }
@@ -369,6 +371,8 @@ impl Gateway {
         GatewayHandle {
             registry: self.registry.clone(),
             certs: self.certs.clone(),
+            audit: self.audit.clone(),
+            user: self.config.audit_user.clone(),
             dns: self.dns.as_ref().map(DnsServer::handle),
             proxy: self.proxy.as_ref().map(ProxyServer::handle),
         }
@@ -618,6 +622,92 @@ impl GatewayHandle {
             "services": out,
             "dns_serial": self.dns.as_ref().map(DnsHandle::serial),
         }))
+    }
+
+    /// A new key and leaf for service `name`, served from the next handshake; audited as
+    /// `cert_rotate`.
+    ///
+    /// # Errors
+    /// [`GatewayError::Ca`] (no certificate managed for `name`, or issuing failed).
+    pub async fn rotate(&self, name: &str, user: &str) -> Result<Value, GatewayError> {
+        let certs = self.certs.clone();
+        let n = name.to_owned();
+        let issued = tokio::task::spawn_blocking(move || certs.rotate(&n))
+            .await
+            .map_err(|e| GatewayError::Config(format!("rotation task failed: {e}")))?;
+        let (ok, message) = match &issued {
+            Ok(_) => (true, format!("Rotated the certificate of {name}")),
+            Err(e) => (
+                false,
+                format!("Cannot rotate the certificate of {name}: {e}"),
+            ),
+        };
+        record(
+            &self.audit,
+            "cert_rotate",
+            ok,
+            message,
+            user,
+            json!({"name": name}),
+        )
+        .await;
+        let cert = issued?;
+        let info = conduit_ca::inspect_pem(
+            &cert.chain_pem,
+            time::OffsetDateTime::now_utc(),
+            &Default::default(),
+        )?;
+        Ok(json!({"name": name, "serial": info.serial, "not_after": info.not_after}))
+    }
+
+    /// Revokes the leaf of service `name` (its serial goes on the CRL, saved at once) and
+    /// serves a new one; audited as `cert_revoke`.
+    ///
+    /// # Errors
+    /// [`GatewayError::Ca`]; nothing is revoked when the current leaf cannot be read.
+    pub async fn revoke(&self, name: &str, user: &str) -> Result<Value, GatewayError> {
+        let current = self.certs.current(name).ok_or_else(|| {
+            GatewayError::Ca(conduit_ca::CaError::Unknown {
+                name: name.to_owned(),
+            })
+        })?;
+        let info = conduit_ca::inspect_pem(
+            &current.chain_pem,
+            time::OffsetDateTime::now_utc(),
+            &Default::default(),
+        )?;
+        let certs = self.certs.clone();
+        let serial = info.serial.clone();
+        let revoked = tokio::task::spawn_blocking(move || certs.revoke(&serial))
+            .await
+            .map_err(|e| GatewayError::Config(format!("revocation task failed: {e}")))?;
+        let (ok, message) = match &revoked {
+            Ok(_) => (
+                true,
+                format!("Revoked certificate {} of {name}", info.serial),
+            ),
+            Err(e) => (
+                false,
+                format!("Cannot revoke certificate {} of {name}: {e}", info.serial),
+            ),
+        };
+        record(
+            &self.audit,
+            "cert_revoke",
+            ok,
+            message,
+            user,
+            json!({"name": name, "serial": info.serial}),
+        )
+        .await;
+        revoked?;
+        let fresh = self.rotate(name, user).await?;
+        Ok(json!({"name": name, "revoked_serial": info.serial, "new": fresh}))
+    }
+
+    /// The user the gateway's own records name.
+    pub fn audit_user(&self) -> &str {
+        &self.user
     }
 
     /// Prometheus text: the proxy's and the DNS server's counters.

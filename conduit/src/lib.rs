@@ -58,6 +58,9 @@ pub use conduit_audit as audit;
 #[cfg(feature = "gateway")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod admin;
+#[cfg(all(feature = "registry", feature = "audit"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "registry", feature = "audit"))))]
+pub mod audited;
 #[cfg(feature = "gateway")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod gateway;

@@ -264,6 +264,31 @@ fn the_whole_flow_with_real_processes() {
         "{text}"
     );
 
+    // rotate and revoke through the running gateway: a new certificate is served at once
+    let before = ok(conduit(&dir)
+        .args(["certs", "inspect", "grafana"])
+        .env("CONDUIT_HTTPS_PORT", https.to_string())
+        .output()
+        .unwrap());
+    let text = ok(conduit(&dir)
+        .args(["certs", "revoke", "grafana"])
+        .output()
+        .unwrap());
+    assert!(text.contains("revoked_serial"), "{text}");
+    let after = ok(conduit(&dir)
+        .args(["certs", "inspect", "grafana"])
+        .env("CONDUIT_HTTPS_PORT", https.to_string())
+        .output()
+        .unwrap());
+    let serial = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap()["serial"].clone();
+    assert_ne!(serial(&before), serial(&after));
+    assert_eq!(curl(&root, https, "grafana.internal", "/").0, 200);
+    let out = conduit(&dir)
+        .args(["certs", "rotate", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
     // status --json: live from the gateway, healthy, with the certificate's expiry
     let text = ok(conduit(&dir).args(["status", "--json"]).output().unwrap());
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

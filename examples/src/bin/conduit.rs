@@ -34,6 +34,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use conduit::audit::{AuditEvent, AuditSink, CapsuleStore, Level, LogFilter, Outcome, SealKey};
+use conduit::audited::AuditedRegistry;
 use conduit::gateway::{self, Gateway, GatewayConfig};
 use conduit::registry::{
     DomainName, Endpoint, FileRegistry, HealthCheck, ListFilter, Registry, Routing, ServiceName,
@@ -213,6 +214,16 @@ enum CertsCommand {
     },
     /// The commands that make the root trusted on each platform.
     Trust,
+    /// A new key and certificate for a service (the running gateway serves it at once).
+    Rotate {
+        /// The service name.
+        name: String,
+    },
+    /// Revokes a service's certificate (CRL) and serves a new one.
+    Revoke {
+        /// The service name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -250,6 +261,12 @@ fn user() -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "conduit".to_owned())
+}
+
+/// The state directory's registry; every change audited (as the OS user).
+fn audited_registry(dir: &Path) -> anyhow::Result<AuditedRegistry<FileRegistry>> {
+    let log: Arc<dyn AuditSink> = Arc::new(gateway::open_audit(dir)?);
+    Ok(AuditedRegistry::new(FileRegistry::open(dir)?, log, user()))
 }
 
 async fn audit_cli(
@@ -388,6 +405,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs {
             command: CertsCommand::List,
         } => certs_list(&dir).await,
+        Command::Certs {
+            command: CertsCommand::Rotate { name },
+        } => certs_action(&dir, &name, "rotate").await,
+        Command::Certs {
+            command: CertsCommand::Revoke { name },
+        } => certs_action(&dir, &name, "revoke").await,
         Command::Certs {
             command: CertsCommand::Inspect { name },
         } => certs_inspect(&dir, &zone, &name).await,
@@ -595,76 +618,19 @@ async fn register(
         Some(d) => rec.with_domain(d.parse().with_context(|| format!("--domain {d:?}"))?),
         None => rec.in_zone(zone)?,
     };
-    let reg = FileRegistry::open(dir)?;
-    let details = serde_json::json!({
-        "name": rec.name().as_str(),
-        "domain": rec.domain().as_str(),
-        "upstreams": rec.endpoints().iter().map(ToString::to_string).collect::<Vec<_>>(),
-    });
-    match reg.register(rec).await {
-        Ok(stored) => {
-            audit_cli(
-                dir,
-                "service_register",
-                true,
-                format!("Registered {} → {}", stored.domain(), stored.endpoints()[0]),
-                details,
-            )
-            .await?;
-            println!(
-                "registered {} → {}",
-                stored.domain(),
-                stored
-                    .endpoints()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            audit_cli(
-                dir,
-                "service_register",
-                false,
-                format!("Cannot register {}: {e}", r.name),
-                details,
-            )
-            .await?;
-            bail!(e)
-        }
-    }
+    let reg = audited_registry(dir)?;
+    let stored = reg.register(rec).await?;
+    let ups: Vec<String> = stored.endpoints().iter().map(ToString::to_string).collect();
+    println!("registered {} → {}", stored.domain(), ups.join(", "));
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn deregister(dir: &Path, name: &str) -> anyhow::Result<ExitCode> {
     let svc = ServiceName::new(name).with_context(|| format!("--name {name:?}"))?;
-    let reg = FileRegistry::open(dir)?;
-    match reg.deregister(&svc).await {
-        Ok(rec) => {
-            audit_cli(
-                dir,
-                "service_deregister",
-                true,
-                format!("Deregistered {}", rec.domain()),
-                serde_json::json!({"name": name, "domain": rec.domain().as_str()}),
-            )
-            .await?;
-            println!("deregistered {}", rec.domain());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            audit_cli(
-                dir,
-                "service_deregister",
-                false,
-                format!("Cannot deregister {name}: {e}"),
-                serde_json::json!({"name": name}),
-            )
-            .await?;
-            bail!(e)
-        }
-    }
+    let reg = audited_registry(dir)?;
+    let rec = reg.deregister(&svc).await?;
+    println!("deregistered {}", rec.domain());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -843,6 +809,26 @@ async fn live_status(dir: &Path) -> anyhow::Result<serde_json::Value> {
         Ok((200, body)) => Ok(serde_json::from_str(&body)?),
         _ => bail!(
             "the gateway is not running (no answer on {})",
+            socket.display()
+        ),
+    }
+}
+
+/// Asks the running gateway (it holds the CA and the served certificates) to act.
+async fn certs_action(dir: &Path, name: &str, action: &str) -> anyhow::Result<ExitCode> {
+    let socket = dir.join("admin.sock");
+    let path = format!("/v1/certs/{name}/{action}");
+    match conduit::admin::post(&socket, &path).await {
+        Ok((200, body)) => {
+            println!("{body}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((_, body)) => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            bail!("{}", v["error"].as_str().unwrap_or(&body))
+        }
+        Err(_) => bail!(
+            "the gateway is not running (no answer on {}); certificates are rotated by the gateway",
             socket.display()
         ),
     }
