@@ -5,6 +5,7 @@
 //! | `GET /v1/status` | every active service: domain, upstreams and their health, certificate expiry |
 //! | `GET /metrics` | Prometheus text (proxy and DNS counters, upstream health) |
 //! | `GET /v1/health` | `{"ok":true}` while the gateway runs |
+//! | `GET /v1/monitor` | the last monitor round's samples (host, GPU, containers, remote hosts) |
 //!
 //! | `POST /v1/certs/{name}/rotate` | a new key and leaf for the service (audited `cert_rotate`) |
 //! | `POST /v1/certs/{name}/revoke` | its leaf revoked (CRL saved) and a new one served (audited `cert_revoke`) |
@@ -89,6 +90,10 @@ async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Byte
     }
     match req.uri().path() {
         "/v1/health" => json(StatusCode::OK, &serde_json::json!({"ok": true})),
+        "/v1/monitor" => json(
+            StatusCode::OK,
+            &serde_json::json!({"samples": gw.samples()}),
+        ),
         "/v1/status" => match gw.status().await {
             Ok(v) => json(StatusCode::OK, &v),
             Err(e) => json(

@@ -22,6 +22,7 @@ use conduit_audit::{
 };
 use conduit_ca::{CaConfig, CertManager, CertResolver, IssueRequest, LocalCa};
 use conduit_dns::{DnsHandle, DnsServer, ZoneConfig};
+use conduit_monitor::{HostSource, MetricSource, Poller, Round, Sample};
 use conduit_proxy::{ProxyConfig, ProxyHandle, ProxyServer};
 use conduit_registry::{
     ChangeKind, DomainName, FileRegistry, ListFilter, Registry, Revision, Routing, ServiceRecord,
@@ -62,7 +63,7 @@ pub enum GatewayError {
 }
 
 /// Where the gateway keeps its state and what it listens on.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GatewayConfig {
     /// The state directory: `services.json`, `tls/`, `audit.log`, `capsules.db`, `key`.
@@ -85,6 +86,10 @@ pub struct GatewayConfig {
     pub admin_socket: Option<PathBuf>,
     /// The user named in the gateway's own audit records.
     pub audit_user: String,
+    /// What the monitor samples (default: this host); empty disables monitoring.
+    pub monitor_sources: Vec<Arc<dyn MetricSource>>,
+    /// Time between monitor rounds (default 30 s).
+    pub monitor_interval: Duration,
 }
 
 impl GatewayConfig {
@@ -102,6 +107,8 @@ impl GatewayConfig {
             proxy: ProxyConfig::default(),
             admin_socket: None,
             audit_user: "conduit".to_owned(),
+            monitor_sources: vec![Arc::new(HostSource::new())],
+            monitor_interval: Duration::from_secs(30),
         }
     }
 
@@ -113,6 +120,11 @@ impl GatewayConfig {
         if self.https_listen.is_empty() && self.dns_listen.is_empty() {
             return Err(GatewayError::Config(
                 "nothing to serve: give a DNS or an HTTPS listener".to_owned(),
+            ));
+        }
+        if self.monitor_interval < Duration::from_secs(1) {
+            return Err(GatewayError::Config(
+                "monitor interval must be at least 1 s".to_owned(),
             ));
         }
         if self.advertise.is_empty() {
@@ -248,6 +260,7 @@ async fn record(
 /// # Ok(()) }
 /// ```
 pub struct Gateway {
+    samples: Arc<std::sync::RwLock<Vec<Sample>>>,
     config: GatewayConfig,
     registry: Arc<FileRegistry>,
     certs: Arc<CertManager>,
@@ -256,6 +269,19 @@ pub struct Gateway {
     proxy: Option<ProxyServer>,
     admin: Option<tokio::net::UnixListener>,
     since: Revision,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("config_dir", &self.config_dir)
+            .field("zone", &self.zone)
+            .field("dns_listen", &self.dns_listen)
+            .field("https_listen", &self.https_listen)
+            .field("advertise", &self.advertise)
+            .field("monitor_sources", &self.monitor_sources.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -271,6 +297,7 @@ impl std::fmt::Debug for Gateway {
 /// What the admin API and embedders read from a running gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayHandle {
+    samples: Arc<std::sync::RwLock<Vec<Sample>>>,
     registry: Arc<FileRegistry>,
     certs: Arc<CertManager>,
     audit: Arc<AuditLog>,
@@ -333,6 +360,7 @@ impl Gateway {
             None => None,
         };
         Ok(Self {
+            samples: Arc::default(),
             config,
             registry,
             certs,
@@ -369,6 +397,7 @@ impl Gateway {
     /// A handle on the running parts.
     pub fn handle(&self) -> GatewayHandle {
         GatewayHandle {
+            samples: self.samples.clone(),
             registry: self.registry.clone(),
             certs: self.certs.clone(),
             audit: self.audit.clone(),
@@ -385,6 +414,7 @@ impl Gateway {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
         let handle = self.handle();
         let Self {
+            samples,
             config,
             registry,
             certs,
@@ -419,6 +449,18 @@ impl Gateway {
                 audit.clone(),
                 user.clone(),
                 stopped(stop_rx.clone()),
+            ));
+        }
+        if !config.monitor_sources.is_empty() {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let poller =
+                Poller::new(config.monitor_sources.clone()).with_interval(config.monitor_interval);
+            tasks.spawn(poller.run(tx, stopped(stop_rx.clone())));
+            tasks.spawn(keep_rounds(
+                rx,
+                samples.clone(),
+                audit.clone(),
+                user.clone(),
             ));
         }
         if let Some(listener) = admin {
@@ -529,6 +571,42 @@ async fn follow_certs(
             _ if !ev.record.is_active() => certs.remove(ev.record.name().as_str()),
             _ => ensure_cert(&certs, &audit, &user, &ev.record).await,
         }
+    }
+}
+
+/// Keeps the last round's samples for the admin API and audits each alert raised or cleared
+/// as `monitor_alert`.
+async fn keep_rounds(
+    mut rounds: tokio::sync::mpsc::Receiver<Round>,
+    samples: Arc<std::sync::RwLock<Vec<Sample>>>,
+    log: Arc<AuditLog>,
+    user: String,
+) {
+    while let Some(round) = rounds.recv().await {
+        for a in &round.alerts {
+            let details = json!({
+                "kind": format!("{:?}", a.kind),
+                "raised": a.raised,
+                "target": a.target,
+                "subject": a.subject,
+                "value": a.value,
+            });
+            record(
+                &log,
+                "monitor_alert",
+                !a.raised,
+                a.message.clone(),
+                &user,
+                details,
+            )
+            .await;
+        }
+        for (source, error) in &round.errors {
+            tracing::debug!(%source, %error, "monitor source failed");
+        }
+        *samples
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = round.samples;
     }
 }
 
@@ -705,6 +783,14 @@ impl GatewayHandle {
         Ok(json!({"name": name, "revoked_serial": info.serial, "new": fresh}))
     }
 
+    /// The last monitor round's samples.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The user the gateway's own records name.
     pub fn audit_user(&self) -> &str {
         &self.user
@@ -718,6 +804,7 @@ impl GatewayHandle {
             .as_ref()
             .map(ProxyHandle::prometheus)
             .unwrap_or_default();
+        out.push_str(&conduit_monitor::render::prometheus(&self.samples()));
         if let Some(d) = &self.dns {
             let s = d.stats();
             let _ = writeln!(

@@ -289,6 +289,26 @@ fn the_whole_flow_with_real_processes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 
+    // the admin API: monitor samples and Prometheus metrics from the running gateway
+    let admin = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--unix-socket"])
+            .arg(dir.join("admin.sock"))
+            .arg(format!("http://conduit{path}"))
+            .output()
+            .unwrap();
+        ok(out)
+    };
+    wait_until(Duration::from_secs(5), || {
+        admin("/v1/monitor").contains("\"type\":\"host\"")
+    });
+    let metrics = admin("/metrics");
+    assert!(
+        metrics.contains("conduit_proxy_requests_total") && metrics.contains("conduit_host_"),
+        "{metrics}"
+    );
+    assert!(admin("/v1/nope").contains("no such endpoint"));
+
     // status --json: live from the gateway, healthy, with the certificate's expiry
     let text = ok(conduit(&dir).args(["status", "--json"]).output().unwrap());
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

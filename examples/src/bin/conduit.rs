@@ -553,6 +553,22 @@ async fn serve(
     let admin = s.admin_socket.or(file.admin_socket);
     cfg.admin_socket = Some(admin.unwrap_or_else(|| dir.join("admin.sock")));
     cfg.audit_user = user();
+    // The monitor: this host, its GPUs when NVML is there, containers when a Docker API
+    // socket is configured, remote hosts from CONDUIT_REMOTE_SERVERS.
+    let nvml = conduit::monitor::NvmlSource::new();
+    if nvml.is_available() {
+        cfg.monitor_sources.push(Arc::new(nvml));
+    }
+    if std::env::var_os("CONDUIT_DOCKER_SOCKET").is_some() {
+        cfg.monitor_sources
+            .push(Arc::new(conduit::monitor::DockerSource::from_env()?));
+    }
+    if let Ok(list) = std::env::var("CONDUIT_REMOTE_SERVERS") {
+        for t in conduit::monitor::RemoteTarget::parse_list(&list)? {
+            cfg.monitor_sources
+                .push(Arc::new(conduit::monitor::SshSource::new(t)));
+        }
+    }
     let gw = Gateway::start(cfg).await?;
     for a in gw.dns_addrs() {
         println!("dns {a}");
