@@ -1,4 +1,6 @@
-//! The admin API: JSON over HTTP/1.1 on a unix socket (0600, the gateway's user only).
+//! The admin API: JSON over HTTP/1.1 on a unix socket (0600, the gateway's user only), and optionally on a
+//! TCP address where every request must carry `Authorization: Bearer TOKEN` (a TCP listener
+//! without a token is refused at start).
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -17,6 +19,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -116,7 +119,54 @@ async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Byte
     }
 }
 
-/// Serves the admin API until `stop` completes.
+/// Whether a request carries the token (`Authorization: Bearer TOKEN`), compared in
+/// constant time.
+fn authorized<B>(req: &Request<B>, token: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    let want = token.as_bytes();
+    if given.len() != want.len() {
+        return false;
+    }
+    given
+        .iter()
+        .zip(want)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// Serves one connection; with a token, every request must carry it (401 otherwise).
+fn serve_conn<I>(io: I, gw: GatewayHandle, token: Option<Arc<str>>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |req| {
+            let (gw, token) = (gw.clone(), token.clone());
+            async move {
+                if let Some(t) = &token
+                    && !authorized(&req, t)
+                {
+                    return Ok::<_, Infallible>(json(
+                        StatusCode::UNAUTHORIZED,
+                        &serde_json::json!({"error": "missing or wrong bearer token"}),
+                    ));
+                }
+                Ok(answer(req, gw).await)
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), svc)
+            .await;
+    });
+}
+
+/// Serves the admin API on the unix socket until `stop` completes.
 pub(crate) async fn serve(
     listener: UnixListener,
     gw: GatewayHandle,
@@ -128,17 +178,28 @@ pub(crate) async fn serve(
             () = &mut stop => return,
             c = listener.accept() => c,
         };
-        let Ok((stream, _)) = conn else { continue };
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let gw = gw.clone();
-                async move { Ok::<_, Infallible>(answer(req, gw).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        if let Ok((stream, _)) = conn {
+            serve_conn(stream, gw.clone(), None);
+        }
+    }
+}
+
+/// Serves the admin API on TCP, every request checked against `token`, until `stop`.
+pub(crate) async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    token: Arc<str>,
+    gw: GatewayHandle,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let conn = tokio::select! {
+            () = &mut stop => return,
+            c = listener.accept() => c,
+        };
+        if let Ok((stream, _)) = conn {
+            serve_conn(stream, gw.clone(), Some(token.clone()));
+        }
     }
 }
 

@@ -84,6 +84,9 @@ pub struct GatewayConfig {
     pub proxy: ProxyConfig,
     /// The admin API's unix socket (JSON over HTTP), if any.
     pub admin_socket: Option<PathBuf>,
+    /// The admin API on TCP (for a dashboard on another host, say), if any: every request
+    /// must carry this bearer token. Without a token the gateway refuses to start.
+    pub admin_tcp: Option<(SocketAddr, Option<String>)>,
     /// The user named in the gateway's own audit records.
     pub audit_user: String,
     /// What the monitor samples (default: this host); empty disables monitoring.
@@ -106,6 +109,7 @@ impl GatewayConfig {
             dns_forwarders: Vec::new(),
             proxy: ProxyConfig::default(),
             admin_socket: None,
+            admin_tcp: None,
             audit_user: "conduit".to_owned(),
             monitor_sources: vec![Arc::new(HostSource::new())],
             monitor_interval: Duration::from_secs(30),
@@ -121,6 +125,26 @@ impl GatewayConfig {
             return Err(GatewayError::Config(
                 "nothing to serve: give a DNS or an HTTPS listener".to_owned(),
             ));
+        }
+        if let Some((addr, token)) = &self.admin_tcp {
+            match token {
+                None => {
+                    return Err(GatewayError::Config(format!(
+                        "refusing the admin API on TCP {addr} without a token{}",
+                        if addr.ip().is_loopback() {
+                            ""
+                        } else {
+                            " (and it is not a loopback address)"
+                        }
+                    )));
+                }
+                Some(t) if t.len() < 16 => {
+                    return Err(GatewayError::Config(
+                        "the admin token must be at least 16 characters".to_owned(),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         if self.monitor_interval < Duration::from_secs(1) {
             return Err(GatewayError::Config(
@@ -268,6 +292,7 @@ pub struct Gateway {
     dns: Option<DnsServer>,
     proxy: Option<ProxyServer>,
     admin: Option<tokio::net::UnixListener>,
+    admin_tcp: Option<(tokio::net::TcpListener, Arc<str>)>,
     since: Revision,
 }
 
@@ -359,6 +384,18 @@ impl Gateway {
             Some(path) => Some(crate::admin::bind(path)?),
             None => None,
         };
+        let admin_tcp = match &config.admin_tcp {
+            Some((addr, Some(token))) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| GatewayError::Admin {
+                        path: PathBuf::from(addr.to_string()),
+                        source,
+                    })?;
+                Some((l, Arc::from(token.as_str())))
+            }
+            _ => None,
+        };
         Ok(Self {
             samples: Arc::default(),
             config,
@@ -368,6 +405,7 @@ impl Gateway {
             dns,
             proxy,
             admin,
+            admin_tcp,
             since,
         })
     }
@@ -422,6 +460,7 @@ impl Gateway {
             dns,
             proxy,
             admin,
+            admin_tcp,
             since,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -438,11 +477,12 @@ impl Gateway {
             since,
             stopped(stop_rx.clone()),
         ));
-        tasks.spawn(
-            certs
-                .clone()
-                .run(Duration::from_secs(3600), stopped(stop_rx.clone())),
-        );
+        tasks.spawn(renew_certs(
+            certs.clone(),
+            audit.clone(),
+            user.clone(),
+            stopped(stop_rx.clone()),
+        ));
         if let Some(p) = &proxy {
             tasks.spawn(audit_health(
                 p.handle(),
@@ -461,6 +501,14 @@ impl Gateway {
                 samples.clone(),
                 audit.clone(),
                 user.clone(),
+            ));
+        }
+        if let Some((listener, token)) = admin_tcp {
+            tasks.spawn(crate::admin::serve_tcp(
+                listener,
+                token,
+                handle.clone(),
+                stopped(stop_rx.clone()),
             ));
         }
         if let Some(listener) = admin {
@@ -570,6 +618,36 @@ async fn follow_certs(
             ChangeKind::Deregistered => certs.remove(ev.record.name().as_str()),
             _ if !ev.record.is_active() => certs.remove(ev.record.name().as_str()),
             _ => ensure_cert(&certs, &audit, &user, &ev.record).await,
+        }
+    }
+}
+
+/// Renews what is due every hour (leaves at 2/3 of their life, the intermediate when a third
+/// is left); each renewal round that renewed something is audited as `cert_renew`.
+async fn renew_certs(
+    certs: Arc<CertManager>,
+    log: Arc<AuditLog>,
+    user: String,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+        let c = certs.clone();
+        match tokio::task::spawn_blocking(move || c.renew_due()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                let msg = format!("Renewed {n} certificate(s)");
+                record(&log, "cert_renew", true, msg, &user, json!({"renewed": n})).await;
+            }
+            Ok(Err(e)) => {
+                let msg = format!("Certificate renewal failed: {e}");
+                record(&log, "cert_renew", false, msg, &user, json!({})).await;
+            }
+            Err(e) => tracing::error!(error = %e, "certificate renewal task failed"),
         }
     }
 }

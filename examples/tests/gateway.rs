@@ -419,6 +419,62 @@ fn the_whole_flow_with_real_processes() {
 }
 
 #[test]
+fn admin_tcp_needs_a_token() {
+    if !have("curl") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("conduit");
+    ok(conduit(&dir).arg("setup").output().unwrap());
+    let (dns, https, admin) = (free_port(), free_port(), free_port());
+    let args = |c: &mut Command| {
+        c.args(["serve", "--advertise", "127.0.0.1"])
+            .arg(format!("--dns-listen=127.0.0.1:{dns}"))
+            .arg(format!("--https-listen=127.0.0.1:{https}"))
+            .arg(format!("--admin-listen=127.0.0.1:{admin}"));
+    };
+    // no token: refused before anything is bound
+    let mut c = conduit(&dir);
+    args(&mut c);
+    let out = c.env_remove("CONDUIT_ADMIN_TOKEN").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+    // with a token: 401 without it, 200 with it
+    let mut c = conduit(&dir);
+    args(&mut c);
+    let _gw = Killed(
+        c.env("CONDUIT_ADMIN_TOKEN", "s3cret-token-for-tests")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
+    let code = |auth: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(a) = auth {
+            c.args(["-H", a]);
+        }
+        let out = c
+            .arg(format!("http://127.0.0.1:{admin}/v1/status"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(code(None), "401");
+    assert_eq!(
+        code(Some("Authorization: Bearer wrong-token-of-same-len")),
+        "401"
+    );
+    assert_eq!(
+        code(Some("Authorization: Bearer s3cret-token-for-tests")),
+        "200"
+    );
+}
+
+#[test]
 fn tunnel_agent_shares_the_audit_chain() {
     let state = tempfile::tempdir().unwrap();
     let dir = state.path().join("conduit");

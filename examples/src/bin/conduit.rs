@@ -135,6 +135,13 @@ struct Serve {
     /// The admin API's unix socket [default: DIR/admin.sock].
     #[arg(long)]
     admin_socket: Option<PathBuf>,
+    /// Also serve the admin API on TCP (requires a token: `CONDUIT_ADMIN_TOKEN` or
+    /// `--admin-token-file`).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// A file holding the admin API's bearer token.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -552,6 +559,20 @@ async fn serve(
     };
     let admin = s.admin_socket.or(file.admin_socket);
     cfg.admin_socket = Some(admin.unwrap_or_else(|| dir.join("admin.sock")));
+    if let Some(addr) = s.admin_listen {
+        let token = match &s.admin_token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var("CONDUIT_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        };
+        cfg.admin_tcp = Some((addr, token));
+    }
     cfg.audit_user = user();
     // The monitor: this host, its GPUs when NVML is there, containers when a Docker API
     // socket is configured, remote hosts from CONDUIT_REMOTE_SERVERS.
