@@ -8,6 +8,8 @@
 //! | `GET /metrics` | Prometheus text (proxy and DNS counters, upstream health) |
 //! | `GET /v1/health` | `{"ok":true}` while the gateway runs |
 //! | `GET /v1/monitor` | the last monitor round's samples (host, GPU, containers, remote hosts) |
+//! | `GET /v1/dns` | the zone's records as served now, and the SOA serial |
+//! | `GET /v1/audit?limit=N` | the last N audit records (default 50) |
 //!
 //! | `POST /v1/certs/{name}/rotate` | a new key and leaf for the service (audited `cert_rotate`) |
 //! | `POST /v1/certs/{name}/revoke` | its leaf revoked (CRL saved) and a new one served (audited `cert_revoke`) |
@@ -97,6 +99,25 @@ async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Byte
             StatusCode::OK,
             &serde_json::json!({"samples": gw.samples()}),
         ),
+        "/v1/dns" => json(StatusCode::OK, &gw.dns()),
+        "/v1/audit" => {
+            let limit = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("limit="))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(50)
+                .min(10_000);
+            match gw.audit_tail(limit).await {
+                Ok(v) => json(StatusCode::OK, &serde_json::json!({"events": v})),
+                Err(e) => json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({"error": e.to_string()}),
+                ),
+            }
+        }
         "/v1/status" => match gw.status().await {
             Ok(v) => json(StatusCode::OK, &v),
             Err(e) => json(

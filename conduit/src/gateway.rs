@@ -322,6 +322,7 @@ impl std::fmt::Debug for Gateway {
 /// What the admin API and embedders read from a running gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayHandle {
+    config_dir: PathBuf,
     samples: Arc<std::sync::RwLock<Vec<Sample>>>,
     registry: Arc<FileRegistry>,
     certs: Arc<CertManager>,
@@ -435,6 +436,7 @@ impl Gateway {
     /// A handle on the running parts.
     pub fn handle(&self) -> GatewayHandle {
         GatewayHandle {
+            config_dir: self.config.config_dir.clone(),
             samples: self.samples.clone(),
             registry: self.registry.clone(),
             certs: self.certs.clone(),
@@ -859,6 +861,33 @@ impl GatewayHandle {
         revoked?;
         let fresh = self.rotate(name, user).await?;
         Ok(json!({"name": name, "revoked_serial": info.serial, "new": fresh}))
+    }
+
+    /// The zone's records as served now (presentation format) and the SOA serial.
+    pub fn dns(&self) -> Value {
+        match &self.dns {
+            Some(d) => json!({"serial": d.serial(), "records": d.authority().records()}),
+            None => json!({"serial": null, "records": []}),
+        }
+    }
+
+    /// The last `limit` audit records (most recent last), as the log's JSON objects.
+    ///
+    /// # Errors
+    /// [`GatewayError::Audit`] when the log cannot be read.
+    pub async fn audit_tail(&self, limit: usize) -> Result<Value, GatewayError> {
+        let path = paths::audit_log(&self.config_dir);
+        let events = tokio::task::spawn_blocking(move || {
+            let mut filter = conduit_audit::LogFilter::default();
+            filter.limit = Some(limit);
+            conduit_audit::read_log(&path, &filter)
+        })
+        .await
+        .map_err(|e| GatewayError::Config(format!("audit read task failed: {e}")))??
+        .0;
+        Ok(Value::Array(
+            events.iter().map(AuditEvent::to_value).collect(),
+        ))
     }
 
     /// The last monitor round's samples.

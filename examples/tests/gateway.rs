@@ -308,6 +308,14 @@ fn the_whole_flow_with_real_processes() {
         "{metrics}"
     );
     assert!(admin("/v1/nope").contains("no such endpoint"));
+    assert!(
+        admin("/v1/dns").contains("grafana.internal."),
+        "DNS records"
+    );
+    assert!(
+        admin("/v1/audit?limit=1000").contains("service_register"),
+        "audit tail"
+    );
 
     // status --json: live from the gateway, healthy, with the certificate's expiry
     let text = ok(conduit(&dir).args(["status", "--json"]).output().unwrap());
