@@ -25,6 +25,10 @@
     reason = "a command-line program"
 )]
 
+#[path = "../signal.rs"]
+mod signal;
+use signal::shutdown;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -964,19 +968,4 @@ fn verify(dir: &Path, level: VerifyLevel, json: bool) -> anyhow::Result<ExitCode
     } else {
         ExitCode::from(1)
     })
-}
-
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

@@ -15,6 +15,10 @@
     reason = "a command-line program"
 )]
 
+#[path = "../signal.rs"]
+mod signal;
+use signal::shutdown;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -177,19 +181,4 @@ fn main() -> anyhow::Result<()> {
         server.run(shutdown()).await?;
         anyhow::Ok(())
     })
-}
-
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

@@ -18,6 +18,10 @@
     reason = "a command-line program"
 )]
 
+#[path = "../signal.rs"]
+mod signal;
+use signal::shutdown;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -199,19 +203,4 @@ fn main() -> anyhow::Result<()> {
         server.run(shutdown()).await?;
         anyhow::Ok(())
     })
-}
-
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

@@ -14,6 +14,10 @@
     reason = "a command-line program"
 )]
 
+#[path = "../signal.rs"]
+mod signal;
+use signal::shutdown;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -99,19 +103,4 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     Ok(())
-}
-
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }
