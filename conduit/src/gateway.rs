@@ -765,9 +765,22 @@ impl GatewayHandle {
                 )
                 .ok()
             });
+            // The DNS check: what the running server answers for the name now.
+            let dns = self.dns.as_ref().map(|d| {
+                use conduit_dns::{Answer, QueryType, Resolver as _};
+                match d.resolve(rec.domain(), QueryType::A) {
+                    Answer::Addresses(a) => {
+                        json!(a.iter().map(ToString::to_string).collect::<Vec<_>>())
+                    }
+                    Answer::NoData => json!("NODATA"),
+                    Answer::NxDomain => json!("NXDOMAIN"),
+                    _ => json!("REFUSED"),
+                }
+            });
             out.push(json!({
                 "name": rec.name().as_str(),
                 "domain": domain,
+                "dns": dns,
                 "routing": rec.routing(),
                 "tls": rec.tls(),
                 "health_path": rec.health().path,

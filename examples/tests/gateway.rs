@@ -328,6 +328,7 @@ fn the_whole_flow_with_real_processes() {
         "{text}"
     );
     assert!(svc["certificate_not_after"].is_string(), "{text}");
+    assert_eq!(svc["dns"], serde_json::json!(["127.0.0.1"]), "{text}");
 
     // the upstream stops → unhealthy after two failed checks, 503, audited
     drop(upstream_proc.take());

@@ -715,12 +715,21 @@ async fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|u| u["endpoint"].as_str().unwrap_or("?").to_owned())
             .collect();
+        let dns = match &s["dns"] {
+            serde_json::Value::Array(a) => {
+                let ips: Vec<&str> = a.iter().filter_map(|v| v.as_str()).collect();
+                format!("dns {}", ips.join(","))
+            }
+            serde_json::Value::String(t) => format!("dns {t}"),
+            _ => "dns -".to_owned(),
+        };
         println!(
-            "{:<16} {:<28} {:<10} {:<28} cert until {}",
+            "{:<16} {:<28} {:<10} {:<28} {:<20} cert until {}",
             s["name"].as_str().unwrap_or("?"),
             s["domain"].as_str().unwrap_or("?"),
             health,
             ups.join(","),
+            dns,
             s["certificate_not_after"].as_str().unwrap_or("-")
         );
     }
