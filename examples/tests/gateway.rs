@@ -88,7 +88,9 @@ fn upstream(port: u16, root: &Path) -> Killed {
     )
 }
 
-fn serve(dir: &Path, dns: u16, https: u16) -> Killed {
+/// Starts `conduit serve` on these ports; `None` when it exited (a port taken meanwhile by
+/// another test: the caller picks others).
+fn try_serve(dir: &Path, dns: u16, https: u16) -> Option<Killed> {
     let child = conduit(dir)
         .args(["serve", "--advertise", "127.0.0.1"])
         .arg(format!("--dns-listen=127.0.0.1:{dns}"))
@@ -96,11 +98,40 @@ fn serve(dir: &Path, dns: u16, https: u16) -> Killed {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let k = Killed(child);
-    wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
-    });
-    k
+    let mut k = Killed(child);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if std::net::TcpStream::connect(("127.0.0.1", https)).is_ok() {
+            return Some(k);
+        }
+        if k.0.try_wait().unwrap().is_some() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the gateway did not open 127.0.0.1:{https} within 10 s");
+}
+
+/// `conduit serve` on free ports: (process, DNS port, HTTPS port).
+fn serve_anywhere(dir: &Path) -> (Killed, u16, u16) {
+    for _ in 0..5 {
+        let (dns, https) = (free_port(), free_port());
+        if let Some(k) = try_serve(dir, dns, https) {
+            return (k, dns, https);
+        }
+    }
+    panic!("the gateway could not bind free ports five times");
+}
+
+/// `conduit serve` again on the ports it had (just released).
+fn serve(dir: &Path, dns: u16, https: u16) -> Killed {
+    for _ in 0..20 {
+        if let Some(k) = try_serve(dir, dns, https) {
+            return k;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the gateway could not bind 127.0.0.1:{dns}/{https} again");
 }
 
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -187,9 +218,10 @@ fn the_whole_flow_with_real_processes() {
     )
     .unwrap();
 
-    let (dns, https, up) = (free_port(), free_port(), free_port());
+    let up = free_port();
     let mut upstream_proc = Some(upstream(up, www.path()));
-    let mut gateway = Some(serve(&dir, dns, https));
+    let (g, dns, https) = serve_anywhere(&dir);
+    let mut gateway = Some(g);
 
     // register → served (DNS and HTTPS) without a restart
     let start = Instant::now();
