@@ -197,8 +197,8 @@ pub struct ProxyConfig {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// How long a shutdown waits for requests and streams in flight (default 30 s).
     pub grace_period: Duration,
-    /// Idle keep-alive connections kept per upstream (default 256); an idle connection
-    /// lives until the upstream closes it.
+    /// Idle keep-alive connections kept per upstream (default 256), each reused for up to
+    /// 90 s.
     pub pool_idle_per_upstream: usize,
     /// The HTTPS port the plain-HTTP listener redirects to; `None` = the first HTTPS
     /// listener's port.

@@ -10,26 +10,34 @@
 //! closed) is handed back intact, so it can go to another upstream even with a body.
 
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use tokio::time::Instant;
 
 use crate::body::RequestBody;
 use crate::routes::Backend;
 use crate::service::{Shared, error_chain};
 
-/// An upstream's idle connections.
+/// How long an idle connection is kept for reuse (the upstream may close it sooner: nginx
+/// after 60 s, Go servers after 90 s; one found closed is skipped).
+const IDLE_FOR: Duration = Duration::from_secs(90);
+
+/// An upstream's idle connections, most recently used last.
 #[derive(Debug, Default)]
 pub(crate) struct Idle {
-    senders: Mutex<Vec<SendRequest<RequestBody>>>,
+    senders: Mutex<Vec<(SendRequest<RequestBody>, Instant)>>,
 }
 
 impl Idle {
     fn take(&self) -> Option<SendRequest<RequestBody>> {
         let mut v = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(s) = v.pop() {
-            if s.is_ready() {
+        while let Some((s, since)) = v.pop() {
+            // (Older ones further down are dropped when reached, or when their upstream
+            // closes them; no sweep on the request path.)
+            if s.is_ready() && since.elapsed() < IDLE_FOR {
                 return Some(s);
             }
         }
@@ -39,7 +47,7 @@ impl Idle {
     fn put(&self, sender: SendRequest<RequestBody>, max: usize) {
         let mut v = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
         if v.len() < max {
-            v.push(sender);
+            v.push((sender, Instant::now()));
         }
     }
 }

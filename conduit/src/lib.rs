@@ -12,10 +12,15 @@
 //! | `proxy` | `proxy` | `conduit-proxy` |
 //! | `monitor` | `monitor` | `conduit-monitor` |
 //! | `audit` | `audit` | `conduit-audit` |
-//! | `gateway` | `gateway`, `admin`: the composed gateway | registry, dns, ca, proxy, audit |
-//! | `full` | all of the above | |
+//! | `registry` + `audit` | `audited`: `AuditedRegistry`, every registry change audited | |
+//! | `gateway` | `gateway` (`Gateway`: the subsystems composed), `admin` (its API) | registry, dns, ca, proxy, audit, monitor |
+//! | `full` | all of the above (and `gpu`, `docker`, `ssh` monitor backends) | |
 //!
 //! The [`prelude`] re-exports the six subsystem traits under the same features.
+//!
+//! `Gateway` is the flow a user meets first: a registry change (from any process) becomes a
+//! DNS record, a certificate issued and hot-installed, a route with health checks, and audit
+//! records — see `gateway` for an example with a temporary state directory.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
