@@ -335,9 +335,10 @@ mod tests {
     #[test]
     fn lookup_is_case_insensitive() {
         let t = table(&["10.0.0.1:80"], true);
-        assert!(t.get("svc.internal").is_some());
-        assert!(t.get("SVC.Internal").is_some());
-        assert!(t.get("other.internal").is_none());
+        let domain = |h: &str| t.get(h).map(|r| r.domain.as_str().to_owned());
+        assert_eq!(domain("svc.internal").as_deref(), Some("svc.internal"));
+        assert_eq!(domain("SVC.Internal").as_deref(), Some("svc.internal"));
+        assert_eq!(domain("other.internal"), None);
     }
 
     #[test]

@@ -124,13 +124,17 @@ fn is_link_local(ip: IpAddr) -> bool {
 /// Which upstreams may be registered through an untrusted path (the admin API).
 ///
 /// ```
-/// use conduit_proxy::SsrfPolicy;
+/// use conduit_proxy::{ProxyError, SsrfPolicy};
 /// let policy = SsrfPolicy::default();
-/// assert!(policy.check_endpoint(&"10.0.1.50:3000".parse()?).is_ok());
-/// policy.check_endpoint(&"169.254.169.254:80".parse()?).unwrap_err(); // metadata
-/// policy.check_endpoint(&"127.0.0.1:8080".parse()?).unwrap_err();     // loopback
+/// policy.check_endpoint(&"10.0.1.50:3000".parse()?)?;                 // allowed
+/// let why = |r: Result<(), ProxyError>| match r {
+///     Err(ProxyError::Forbidden { reason, .. }) => reason,
+///     other => format!("{other:?}"),
+/// };
+/// assert_eq!(why(policy.check_endpoint(&"169.254.169.254:80".parse()?)), "a cloud metadata address");
+/// assert!(why(policy.check_endpoint(&"127.0.0.1:8080".parse()?)).starts_with("loopback"));
 /// let policy = policy.allow_loopback(true);
-/// assert!(policy.check_endpoint(&"127.0.0.1:8080".parse()?).is_ok());
+/// policy.check_endpoint(&"127.0.0.1:8080".parse()?)?;                 // now allowed
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -340,10 +344,17 @@ mod tests {
             "100.100.100.200",
             "fd00:ec2::254",
         ] {
-            assert!(p.check_ip(bad.parse().unwrap()).is_err(), "{bad}");
+            assert!(
+                matches!(
+                    p.check_ip(bad.parse().unwrap()),
+                    Err(ProxyError::Forbidden { .. })
+                ),
+                "{bad}"
+            );
         }
         for good in ["10.0.1.50", "192.168.1.2", "fd00::5", "8.8.8.8"] {
-            assert!(p.check_ip(good.parse().unwrap()).is_ok(), "{good}");
+            p.check_ip(good.parse().unwrap())
+                .unwrap_or_else(|e| panic!("{good} refused: {e}"));
         }
         p.check_name("metadata.google.internal").unwrap_err();
         p.check_name("Metadata.Google.Internal.").unwrap_err();

@@ -10,13 +10,14 @@
 //! use std::sync::Arc;
 //! use conduit::audit::{JsonlOptions, JsonlSink, read_log};
 //! use conduit::audited::AuditedRegistry;
-//! use conduit::registry::{InMemoryRegistry, Registry, ServiceRecord};
+//! use conduit::registry::{InMemoryRegistry, Registry, RegistryError, ServiceRecord};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let sink = Arc::new(JsonlSink::open(dir.path().join("audit.log"), JsonlOptions::default())?);
 //! let reg = AuditedRegistry::new(InMemoryRegistry::new(), sink, "alice");
 //! reg.register(ServiceRecord::new("grafana".parse()?, "10.0.1.50:3000".parse()?)).await?;
-//! assert!(reg.register(ServiceRecord::new("grafana".parse()?, "10.0.1.51:3000".parse()?)).await.is_err());
+//! let again = reg.register(ServiceRecord::new("grafana".parse()?, "10.0.1.51:3000".parse()?)).await;
+//! assert!(matches!(again, Err(RegistryError::AlreadyExists { .. })));
 //! let (events, _) = read_log(&dir.path().join("audit.log"), &Default::default())?;
 //! assert_eq!(events.len(), 2);                       // the refusal is recorded too
 //! assert_eq!((events[0].action(), events[0].user()), ("service_register", "alice"));

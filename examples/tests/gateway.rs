@@ -29,7 +29,7 @@ fn which(cmd: &str) -> Option<PathBuf> {
 fn have(cmd: &str) -> bool {
     let found = which(cmd).is_some();
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install {cmd}");
+        assert_eq!(std::env::var_os("CI"), None, "CI must install {cmd}");
         eprintln!("skipping: {cmd} is not installed");
     }
     found
@@ -422,8 +422,9 @@ fn the_whole_flow_with_real_processes() {
             "{text}"
         );
     } else {
-        assert!(
-            std::env::var_os("CI").is_none(),
+        assert_eq!(
+            std::env::var_os("CI"),
+            None,
             "CI must install the reference verifier"
         );
     }

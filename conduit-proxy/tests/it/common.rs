@@ -32,7 +32,7 @@ pub(crate) fn have(cmd: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install {cmd}");
+        assert_eq!(std::env::var_os("CI"), None, "CI must install {cmd}");
         eprintln!("skipping: {cmd} is not installed");
     }
     found
@@ -45,8 +45,9 @@ pub(crate) fn have_python_module(module: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
+        assert_eq!(
+            std::env::var_os("CI"),
+            None,
             "CI must install python3 {module}"
         );
         eprintln!("skipping: python3 module {module} is not installed");

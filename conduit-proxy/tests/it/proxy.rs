@@ -617,8 +617,9 @@ async fn streams_survive_reloads_and_graceful_shutdown() {
     let stopping = p.begin_stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let refused = tokio::net::TcpStream::connect(p.addr).await;
-    assert!(
-        refused.is_err(),
+    assert_eq!(
+        refused.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
         "new connections must be refused while draining"
     );
     let out = client.await.unwrap();
