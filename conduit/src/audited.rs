@@ -28,7 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use conduit_audit::{AuditEvent, AuditSink, Outcome};
+use conduit_audit::{AuditEvent, AuditSink, EventError, Outcome};
 use conduit_registry::{
     ListFilter, Precondition, Registry, RegistryError, Revision, ServiceName, ServiceRecord, Watch,
 };
@@ -65,26 +65,53 @@ impl<R> AuditedRegistry<R> {
         &self.inner
     }
 
-    /// Appends one record. The change itself is already durable (or refused), so a failure
-    /// to audit is logged at error level rather than reported as the change's failure.
+    /// Appends one record of a change that is already durable (or refused).
     async fn record(&self, action: &str, ok: bool, message: String, details: Value) {
-        let details = match details {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        let outcome = if ok {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        };
-        match AuditEvent::new(action, outcome, message, self.user.clone(), details) {
-            Ok(ev) => {
-                if let Err(error) = self.sink.append(ev).await {
-                    tracing::error!(%error, action, "cannot write the audit record of a registry change");
-                }
+        record(self.sink.as_ref(), action, ok, message, &self.user, details).await;
+    }
+}
+
+/// One audit record: `ok` is the outcome, `details` a JSON object (anything else is
+/// recorded as no details).
+///
+/// # Errors
+/// [`EventError`] for an empty action or user, or a line break in a field.
+pub fn event(
+    action: &str,
+    ok: bool,
+    message: impl Into<String>,
+    user: &str,
+    details: Value,
+) -> Result<AuditEvent, EventError> {
+    let details = match details {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let outcome = if ok {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    AuditEvent::new(action, outcome, message, user, details)
+}
+
+/// Appends one record of something that already happened: a failure to audit is logged
+/// at error level, not returned (the action stands either way).
+pub async fn record(
+    sink: &dyn AuditSink,
+    action: &str,
+    ok: bool,
+    message: impl Into<String>,
+    user: &str,
+    details: Value,
+) {
+    match event(action, ok, message, user, details) {
+        Ok(ev) => {
+            if let Err(error) = sink.append(ev).await {
+                tracing::error!(%error, action, "cannot write the audit record");
             }
-            Err(error) => tracing::error!(%error, action, "invalid audit record"),
         }
+        Err(error) => tracing::error!(%error, action, "invalid audit record"),
     }
 }
 

@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conduit_audit::{
-    AuditEvent, AuditLog, AuditSink, CapsuleOptions, CapsuleSink, JsonlOptions, JsonlSink, Outcome,
-    SealKey,
+    AuditEvent, AuditLog, CapsuleOptions, CapsuleSink, JsonlOptions, JsonlSink, SealKey,
 };
 use conduit_ca::{CaConfig, CertManager, CertResolver, IssueRequest, LocalCa};
 use conduit_dns::{DnsHandle, DnsServer, ZoneConfig};
@@ -27,8 +26,10 @@ use conduit_proxy::{ProxyConfig, ProxyHandle, ProxyServer};
 use conduit_registry::{
     ChangeKind, DomainName, FileRegistry, ListFilter, Registry, Revision, Routing, ServiceRecord,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use crate::audited::record;
 
 /// Errors of the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -222,34 +223,6 @@ pub fn open_ca(dir: &Path, zone: &DomainName) -> Result<LocalCa, GatewayError> {
         config,
         time::OffsetDateTime::now_utc(),
     )?)
-}
-
-/// Appends one record; a failure is logged, never fatal to the gateway.
-async fn record(
-    log: &AuditLog,
-    action: &str,
-    ok: bool,
-    message: String,
-    user: &str,
-    details: Value,
-) {
-    let details = match details {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    let outcome = if ok {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    match AuditEvent::new(action, outcome, message, user, details) {
-        Ok(ev) => {
-            if let Err(error) = log.append(ev).await {
-                tracing::error!(%error, action, "cannot write the audit record");
-            }
-        }
-        Err(error) => tracing::error!(%error, action, "invalid audit record"),
-    }
 }
 
 /// A bound gateway: call [`Gateway::run`].
@@ -643,11 +616,11 @@ async fn renew_certs(
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => {
                 let msg = format!("Renewed {n} certificate(s)");
-                record(&log, "cert_renew", true, msg, &user, json!({"renewed": n})).await;
+                record(&*log, "cert_renew", true, msg, &user, json!({"renewed": n})).await;
             }
             Ok(Err(e)) => {
                 let msg = format!("Certificate renewal failed: {e}");
-                record(&log, "cert_renew", false, msg, &user, json!({})).await;
+                record(&*log, "cert_renew", false, msg, &user, json!({})).await;
             }
             Err(e) => tracing::error!(error = %e, "certificate renewal task failed"),
         }
@@ -672,7 +645,7 @@ async fn keep_rounds(
                 "value": a.value,
             });
             record(
-                &log,
+                &*log,
                 "monitor_alert",
                 !a.raised,
                 a.message.clone(),
@@ -716,7 +689,7 @@ async fn audit_health(
         };
         let state = if ev.healthy { "healthy" } else { "unhealthy" };
         record(
-            &audit_log,
+            &*audit_log,
             "health_change",
             ev.healthy,
             format!(
@@ -814,7 +787,7 @@ impl GatewayHandle {
             ),
         };
         record(
-            &self.audit,
+            &*self.audit,
             "cert_rotate",
             ok,
             message,
@@ -863,7 +836,7 @@ impl GatewayHandle {
             ),
         };
         record(
-            &self.audit,
+            &*self.audit,
             "cert_revoke",
             ok,
             message,

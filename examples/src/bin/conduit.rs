@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use conduit::audit::{AuditEvent, AuditSink, CapsuleStore, Level, LogFilter, Outcome, SealKey};
+use conduit::audit::{AuditEvent, AuditSink, CapsuleStore, Level, LogFilter, SealKey};
 use conduit::audited::AuditedRegistry;
 use conduit::gateway::{self, Gateway, GatewayConfig};
 use conduit::registry::{
@@ -288,17 +288,8 @@ async fn audit_cli(
     details: serde_json::Value,
 ) -> anyhow::Result<()> {
     let log = gateway::open_audit(dir)?;
-    let details = match details {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    let status = if ok {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    log.append(AuditEvent::new(action, status, message, user(), details)?)
-        .await?;
+    let event = conduit::audited::event(action, ok, message, &user(), details)?;
+    log.append(event).await?;
     Ok(())
 }
 

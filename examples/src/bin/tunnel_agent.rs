@@ -23,7 +23,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use conduit::audit::{AuditEvent, AuditSink, Outcome};
 use conduit::gateway::{Gateway, GatewayConfig};
 
 #[derive(Parser)]
@@ -49,17 +48,10 @@ struct Cli {
     interface: String,
 }
 
+/// One of the agent's own records, in the gateway's log and chain.
 async fn record(log: &conduit::audit::AuditLog, action: &str, message: String, interface: &str) {
-    let mut details = serde_json::Map::new();
-    details.insert("interface".into(), interface.into());
-    match AuditEvent::new(action, Outcome::Success, message, "tunnel-agent", details) {
-        Ok(ev) => {
-            if let Err(e) = log.append(ev).await {
-                eprintln!("tunnel_agent: cannot audit {action}: {e}");
-            }
-        }
-        Err(e) => eprintln!("tunnel_agent: invalid audit record: {e}"),
-    }
+    let details = serde_json::json!({ "interface": interface });
+    conduit::audited::record(log, action, true, message, "tunnel-agent", details).await;
 }
 
 #[tokio::main(flavor = "current_thread")]
