@@ -337,27 +337,18 @@ impl ProxyServer {
             })
             .unwrap_or(443);
         let mut loops = tokio::task::JoinSet::new();
-        for listener in https {
-            if let Some(acceptor) = acceptor.clone() {
-                let ctx = Accept {
-                    shared: Arc::clone(&shared),
-                    stop: stop.clone(),
-                    conns: Arc::clone(&conns),
-                    h1: Arc::clone(&h1),
-                    h2: Arc::clone(&h2),
-                };
-                loops.spawn(accept_loop(listener, ctx, Some(acceptor), redirect_port));
-            }
-        }
-        for listener in http {
-            let ctx = Accept {
-                shared: Arc::clone(&shared),
-                stop: stop.clone(),
-                conns: Arc::clone(&conns),
-                h1: Arc::clone(&h1),
-                h2: Arc::clone(&h2),
-            };
-            loops.spawn(accept_loop(listener, ctx, None, redirect_port));
+        let ctx = || Accept {
+            shared: Arc::clone(&shared),
+            stop: stop.clone(),
+            conns: Arc::clone(&conns),
+            h1: Arc::clone(&h1),
+            h2: Arc::clone(&h2),
+        };
+        // (`bind` makes an acceptor whenever there is an HTTPS listener.)
+        let tls = https.into_iter().map(|l| (l, acceptor.clone()));
+        let plain = http.into_iter().map(|l| (l, None));
+        for (listener, tls) in tls.chain(plain) {
+            loops.spawn(accept_loop(listener, ctx(), tls, redirect_port));
         }
         shutdown.await;
         tracing::info!("proxy shutting down: no new connections, draining");

@@ -98,10 +98,7 @@ pub(crate) struct ConnInfo {
 
 impl ConnInfo {
     pub(crate) fn new(client_ip: IpAddr, sni: Option<&str>, https: bool) -> Self {
-        let client_ip = match client_ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client_ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let client_ip = crate::ssrf::canonical(client_ip);
         Self {
             client_ip,
             client_ip_header: HeaderValue::from_str(&client_ip.to_string())
@@ -570,7 +567,7 @@ async fn upgrade(
     *up.method_mut() = parts.method;
     *up.uri_mut() = origin_form(&parts.uri);
     *up.headers_mut() = parts.headers;
-    let resp = match tokio::time::timeout(
+    let mut resp = match tokio::time::timeout(
         s.config.timeouts.upstream_first_byte,
         sender.send_request(up),
     )
@@ -589,7 +586,6 @@ async fn upgrade(
             );
         }
     };
-    let mut resp = resp;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return (pass_through(s, resp, None, None), Some(backend));
     }

@@ -107,7 +107,8 @@ fn is_metadata_ip(ip: IpAddr) -> bool {
     }
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) as the IPv4 address it carries.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
