@@ -33,7 +33,7 @@ use tokio::net::UnixListener;
 use crate::gateway::{GatewayError, GatewayHandle};
 
 /// Binds the socket (replacing a stale one) with mode 0600.
-pub(crate) fn bind(path: &Path) -> Result<UnixListener, GatewayError> {
+pub(crate) fn bind(path: &Path) -> Result<Listener, GatewayError> {
     let err = |source| GatewayError::Admin {
         path: path.to_owned(),
         source,
@@ -51,7 +51,7 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, GatewayError> {
     let listener = UnixListener::bind(path).map_err(err)?;
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(listener)
+    Ok(Listener::Unix(listener))
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
@@ -187,39 +187,40 @@ where
     });
 }
 
-/// Serves the admin API on the unix socket until `stop` completes.
-pub(crate) async fn serve(
-    listener: UnixListener,
-    gw: GatewayHandle,
-    stop: impl Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    loop {
-        let conn = tokio::select! {
-            () = &mut stop => return,
-            c = listener.accept() => c,
-        };
-        if let Ok((stream, _)) = conn {
-            serve_conn(stream, gw.clone(), None);
+/// A bound admin listener.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    /// The unix socket (its mode is the authentication).
+    Unix(UnixListener),
+    /// TCP: every request must carry the token.
+    Tcp(tokio::net::TcpListener, Arc<str>),
+}
+
+impl Listener {
+    /// Accepts one connection and starts serving it.
+    async fn accept(&self, gw: &GatewayHandle) {
+        match self {
+            Self::Unix(l) => {
+                if let Ok((stream, _)) = l.accept().await {
+                    serve_conn(stream, gw.clone(), None);
+                }
+            }
+            Self::Tcp(l, token) => {
+                if let Ok((stream, _)) = l.accept().await {
+                    serve_conn(stream, gw.clone(), Some(token.clone()));
+                }
+            }
         }
     }
 }
 
-/// Serves the admin API on TCP, every request checked against `token`, until `stop`.
-pub(crate) async fn serve_tcp(
-    listener: tokio::net::TcpListener,
-    token: Arc<str>,
-    gw: GatewayHandle,
-    stop: impl Future<Output = ()>,
-) {
+/// Serves the admin API on `listener` until `stop` completes.
+pub(crate) async fn serve(listener: Listener, gw: GatewayHandle, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
-        let conn = tokio::select! {
+        tokio::select! {
             () = &mut stop => return,
-            c = listener.accept() => c,
-        };
-        if let Ok((stream, _)) = conn {
-            serve_conn(stream, gw.clone(), Some(token.clone()));
+            () = listener.accept(&gw) => {}
         }
     }
 }

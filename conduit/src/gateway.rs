@@ -264,8 +264,7 @@ pub struct Gateway {
     audit: Arc<AuditLog>,
     dns: Option<DnsServer>,
     proxy: Option<ProxyServer>,
-    admin: Option<tokio::net::UnixListener>,
-    admin_tcp: Option<(tokio::net::TcpListener, Arc<str>)>,
+    admin: Vec<crate::admin::Listener>,
     since: Revision,
 }
 
@@ -354,22 +353,19 @@ impl Gateway {
             }
             Some(b.bind().await?)
         };
-        let admin = match &config.admin_socket {
-            Some(path) => Some(crate::admin::bind(path)?),
-            None => None,
-        };
-        let admin_tcp = match &config.admin_tcp {
-            Some((addr, Some(token))) => {
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| GatewayError::Admin {
-                        path: PathBuf::from(addr.to_string()),
-                        source,
-                    })?;
-                Some((l, Arc::from(token.as_str())))
-            }
-            _ => None,
-        };
+        let mut admin = Vec::new();
+        if let Some(path) = &config.admin_socket {
+            admin.push(crate::admin::bind(path)?);
+        }
+        if let Some((addr, Some(token))) = &config.admin_tcp {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| GatewayError::Admin {
+                    path: PathBuf::from(addr.to_string()),
+                    source,
+                })?;
+            admin.push(crate::admin::Listener::Tcp(l, Arc::from(token.as_str())));
+        }
         Ok(Self {
             samples: Arc::default(),
             config,
@@ -379,7 +375,6 @@ impl Gateway {
             dns,
             proxy,
             admin,
-            admin_tcp,
             since,
         })
     }
@@ -435,7 +430,6 @@ impl Gateway {
             dns,
             proxy,
             admin,
-            admin_tcp,
             since,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -478,15 +472,7 @@ impl Gateway {
                 user.clone(),
             ));
         }
-        if let Some((listener, token)) = admin_tcp {
-            tasks.spawn(crate::admin::serve_tcp(
-                listener,
-                token,
-                handle.clone(),
-                stopped(stop_rx.clone()),
-            ));
-        }
-        if let Some(listener) = admin {
+        for listener in admin {
             tasks.spawn(crate::admin::serve(
                 listener,
                 handle.clone(),
