@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::Parser;
 use conduit_proxy::{ProxyConfig, ProxyServer, TlsVersions};
 use conduit_registry::{
     DomainName, Endpoint, FileRegistry, HealthCheck, InMemoryRegistry, Registry, ServiceName,
@@ -35,79 +36,52 @@ use conduit_registry::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-const USAGE: &str = "usage: proxy_only (--dir DIR | --route DOMAIN=UPSTREAM[,UPSTREAM…]…) \
---cert CHAIN.pem --key KEY.pem [--listen ADDR:PORT]… [--redirect ADDR:PORT]… \
-[--health-path PATH] [--tls12] [--start-healthy] [--threads N]";
-
-#[derive(Default)]
+#[derive(Parser)]
+#[command(name = "proxy_only", about = "The TLS reverse proxy alone, embedded")]
 struct Options {
+    /// Follow the registry in this directory.
+    #[arg(long, conflicts_with = "routes")]
     dir: Option<PathBuf>,
+    /// A route, DOMAIN=UPSTREAM[,UPSTREAM…]; repeatable.
+    #[arg(long = "route", value_parser = parse_route)]
     routes: Vec<(DomainName, Vec<Endpoint>)>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
+    /// The certificate chain (PEM) served for every name.
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// An HTTPS listener; repeatable [default: 127.0.0.1:8443].
+    #[arg(long)]
     listen: Vec<SocketAddr>,
+    /// A plain-HTTP listener that redirects to HTTPS; repeatable.
+    #[arg(long)]
     redirect: Vec<SocketAddr>,
+    /// The health-check path of `--route` services [default: /health].
+    #[arg(long)]
     health_path: Option<String>,
+    /// Accept TLS 1.2 too.
+    #[arg(long)]
     tls12: bool,
+    /// Route to upstreams before their first health check.
+    #[arg(long)]
     start_healthy: bool,
-    threads: usize,
+    /// Runtime threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 }
 
-fn parse_route(v: &str) -> anyhow::Result<(DomainName, Vec<Endpoint>)> {
+fn parse_route(v: &str) -> Result<(DomainName, Vec<Endpoint>), String> {
     let (domain, ups) = v
         .split_once('=')
-        .with_context(|| format!("--route {v:?}: expected DOMAIN=UPSTREAM[,UPSTREAM…]"))?;
-    let domain: DomainName = domain.parse().with_context(|| format!("--route {v:?}"))?;
+        .ok_or_else(|| format!("{v:?}: expected DOMAIN=UPSTREAM[,UPSTREAM…]"))?;
+    let domain: DomainName = domain.parse().map_err(|e| format!("{v:?}: {e}"))?;
     let ups = ups
         .split(',')
         .map(|u| u.trim().parse::<Endpoint>())
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("--route {v:?}"))?;
-    anyhow::ensure!(!ups.is_empty(), "--route {v:?}: no upstream");
+        .map_err(|e| format!("{v:?}: {e}"))?;
     Ok((domain, ups))
-}
-
-fn parse() -> anyhow::Result<Options> {
-    let mut o = Options {
-        threads: 1,
-        ..Options::default()
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if a.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--dir" => o.dir = Some(value()?.into()),
-            "--route" => o.routes.push(parse_route(&value()?)?),
-            "--cert" => o.cert = Some(value()?.into()),
-            "--key" => o.key = Some(value()?.into()),
-            "--listen" => o.listen.push(value()?.parse().context("--listen")?),
-            "--redirect" => o.redirect.push(value()?.parse().context("--redirect")?),
-            "--health-path" => o.health_path = Some(value()?),
-            "--tls12" => o.tls12 = true,
-            "--start-healthy" => o.start_healthy = true,
-            "--threads" => o.threads = value()?.parse().context("--threads")?,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown option {other}\n{USAGE}"),
-        }
-    }
-    anyhow::ensure!(
-        o.dir.is_none() || o.routes.is_empty(),
-        "give --dir or --route, not both"
-    );
-    anyhow::ensure!(o.threads >= 1, "--threads must be at least 1");
-    Ok(o)
 }
 
 /// The one certificate served for every name.
@@ -130,18 +104,17 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let o = parse()?;
-    let (Some(cert), Some(key)) = (&o.cert, &o.key) else {
-        anyhow::bail!("--cert and --key are required\n{USAGE}");
-    };
-    let certs = Arc::new(rustls::sign::SingleCertAndKey::from(load_cert(cert, key)?));
+    let o = Options::parse();
+    let certs = Arc::new(rustls::sign::SingleCertAndKey::from(load_cert(
+        &o.cert, &o.key,
+    )?));
     let runtime = if o.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(o.threads)
+            .worker_threads(usize::from(o.threads))
             .enable_all()
             .build()?
     };
