@@ -265,6 +265,20 @@ impl LogFollower {
         })
     }
 
+    /// Starts at the beginning of the file: the first batch is every event already there
+    /// (nothing written between reading and following is missed or shown twice).
+    pub fn from_start(path: impl AsRef<Path>, filter: LogFilter) -> Self {
+        Self {
+            tail: Some(Tail {
+                path: path.as_ref().to_path_buf(),
+                offset: 0,
+                partial: Vec::new(),
+                filter,
+            }),
+            poll: Duration::from_millis(200),
+        }
+    }
+
     /// The next batch of new events (waits until there is at least one).
     ///
     /// # Errors

@@ -212,6 +212,20 @@ impl CertManager {
     /// # Cancel safety
     /// Cancel-safe: dropping the future between two checks loses nothing.
     pub async fn run(self: Arc<Self>, interval: Duration, shutdown: impl Future<Output = ()>) {
+        self.run_reporting(interval, shutdown, |_| async {}).await;
+    }
+
+    /// As [`CertManager::run`], handing each round's outcome (certificates renewed, or the
+    /// error) to `report` (an auditor, a metrics counter) before the next round.
+    pub async fn run_reporting<F, Fut>(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl Future<Output = ()>,
+        mut report: F,
+    ) where
+        F: FnMut(Result<usize, CaError>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -220,8 +234,12 @@ impl CertManager {
             }
             let me = Arc::clone(&self);
             match tokio::task::spawn_blocking(move || me.renew_due()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::error!(%error, "certificate renewal failed"),
+                Ok(outcome) => {
+                    if let Err(error) = &outcome {
+                        tracing::error!(%error, "certificate renewal failed");
+                    }
+                    report(outcome).await;
+                }
                 Err(error) => tracing::error!(%error, "certificate renewal task failed"),
             }
         }

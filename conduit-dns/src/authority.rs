@@ -16,6 +16,20 @@ use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::zone::{Records, ZoneApex, ZoneConfig};
+
+/// One record of the zone as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ZoneRecord {
+    /// The owner name, fully qualified.
+    pub name: String,
+    /// Time to live, seconds.
+    pub ttl: u32,
+    /// The record type (`A`, `SRV`, …).
+    pub rtype: String,
+    /// The data in presentation format.
+    pub data: String,
+}
 use crate::{Answer, DnsError, QueryType, Resolver};
 
 /// How a query arrived; decides the response size limit.
@@ -267,6 +281,24 @@ impl Authority {
             .map(ToString::to_string)
             .collect();
         out.sort();
+        out
+    }
+
+    /// Every record, structured, sorted by name and type (what the admin API shows).
+    pub fn record_entries(&self) -> Vec<ZoneRecord> {
+        let mut out: Vec<ZoneRecord> = self
+            .records
+            .nodes
+            .values()
+            .flatten()
+            .map(|r| ZoneRecord {
+                name: r.name.to_string(),
+                ttl: r.ttl,
+                rtype: r.record_type().to_string(),
+                data: r.data.to_string(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.name, &a.rtype, &a.data).cmp(&(&b.name, &b.rtype, &b.data)));
         out
     }
 

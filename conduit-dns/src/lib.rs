@@ -62,7 +62,7 @@ mod forward;
 mod server;
 mod zone;
 
-pub use authority::{Authority, Disposition, Transport};
+pub use authority::{Authority, Disposition, Transport, ZoneRecord};
 pub use forward::Forwarder;
 pub use server::{DnsHandle, DnsServer, DnsServerBuilder, DnsStats};
 pub use zone::ZoneConfig;

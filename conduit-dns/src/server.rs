@@ -76,6 +76,9 @@ struct Shared {
     authority: RwLock<Arc<Authority>>,
     forwarder: Option<Forwarder>,
     counters: Counters,
+    /// Forwarded UDP queries in flight (spawned from the UDP threads); waited for at
+    /// shutdown.
+    forwards: tokio_util::task::TaskTracker,
 }
 
 impl Shared {
@@ -240,6 +243,7 @@ impl DnsServerBuilder {
             forwarder: forwarding
                 .then(|| Forwarder::new(self.forwarders.clone(), self.forward_timeout)),
             counters: Counters::default(),
+            forwards: tokio_util::task::TaskTracker::new(),
         });
 
         let mut udp = Vec::new();
@@ -434,8 +438,18 @@ impl DnsServer {
                 }
             }
         }
+        // The accept loops own their connections (a JoinSet each): aborting them closes
+        // every TCP connection.
         tasks.shutdown().await;
         stop.store(true, Ordering::Relaxed);
+        // Forwarded queries end within the forwarder's timeout.
+        self.shared.forwards.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.shared.forwards.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("forwarded DNS queries still running at shutdown");
+        }
         // The UDP threads notice within UDP_POLL.
         let joined = tokio::task::spawn_blocking(move || {
             for thread in threads {
@@ -677,20 +691,23 @@ fn spawn_forward(
 ) {
     let shared = Arc::clone(shared);
     let socket = Arc::clone(socket);
-    runtime.spawn(async move {
-        let mut response = forward_or_servfail(&shared, &query).await;
-        if response_needs_truncation(&query, response.len()) {
-            let mut truncated = Vec::new();
-            crate::authority::truncated_copy(&query, &response, &mut truncated);
-            response = truncated;
-        }
-        // The socket is in blocking mode (it belongs to the UDP thread): send from a
-        // blocking-pool thread, never from the async one.
-        let sent = tokio::task::spawn_blocking(move || socket.send_to(&response, peer)).await;
-        if let Ok(Err(e)) = sent {
-            tracing::debug!(%peer, error = %e, "cannot send a forwarded answer");
-        }
-    });
+    shared.forwards.clone().spawn_on(
+        async move {
+            let mut response = forward_or_servfail(&shared, &query).await;
+            if response_needs_truncation(&query, response.len()) {
+                let mut truncated = Vec::new();
+                crate::authority::truncated_copy(&query, &response, &mut truncated);
+                response = truncated;
+            }
+            // The socket is in blocking mode (it belongs to the UDP thread): send from a
+            // blocking-pool thread, never from the async one.
+            let sent = tokio::task::spawn_blocking(move || socket.send_to(&response, peer)).await;
+            if let Ok(Err(e)) = sent {
+                tracing::debug!(%peer, error = %e, "cannot send a forwarded answer");
+            }
+        },
+        runtime,
+    );
 }
 
 /// Whether a forwarded answer of `len` bytes is too big for the client's UDP limit.
@@ -718,7 +735,10 @@ async fn tcp_accept(
     limit: Arc<Semaphore>,
     idle: Duration,
 ) {
+    // The connections belong to this loop: when it is aborted (shutdown), they are too.
+    let mut connections = JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
             return;
         };
@@ -730,7 +750,7 @@ async fn tcp_accept(
             }
         };
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = tcp_connection(stream, &shared, idle).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }

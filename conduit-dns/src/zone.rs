@@ -22,6 +22,7 @@ pub struct ZoneConfig {
     pub(crate) ttl: u32,
     pub(crate) negative_ttl: u32,
     pub(crate) https_port: u16,
+    pub(crate) http_port: u16,
     pub(crate) nameserver: Option<DomainName>,
 }
 
@@ -45,6 +46,7 @@ impl ZoneConfig {
             ttl: Self::DEFAULT_TTL,
             negative_ttl: Self::DEFAULT_TTL,
             https_port: 443,
+            http_port: 80,
             nameserver: None,
         }
     }
@@ -77,6 +79,13 @@ impl ZoneConfig {
     /// The port SRV `_https._tcp` records give for proxied services (the proxy's port).
     pub fn with_https_port(mut self, port: u16) -> Self {
         self.https_port = port;
+        self
+    }
+
+    /// The port SRV `_http._tcp` records give for proxied services without TLS (the
+    /// proxy's plain-HTTP port; default 80).
+    pub fn with_http_port(mut self, port: u16) -> Self {
+        self.http_port = port;
         self
     }
 
@@ -290,7 +299,11 @@ impl Records {
                         add(&mut nodes, &fqdn, address(*ip));
                     }
                     let service_label: &[u8] = if service.tls() { b"_https" } else { b"_http" };
-                    let port = if service.tls() { config.https_port } else { 80 };
+                    let port = if service.tls() {
+                        config.https_port
+                    } else {
+                        config.http_port
+                    };
                     if let Ok(srv_name) = Name::from_labels([service_label, b"_tcp"])
                         .and_then(|n| n.append_domain(&fqdn))
                     {

@@ -14,7 +14,8 @@ use crate::{MetricSource, MonitorError, Sample, SampleKind};
 /// Alert thresholds. A value above `*_above` raises the alert; it clears only once the
 /// value is `hysteresis` below the threshold again, so a value hovering at the threshold does
 /// not flap.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
     /// GPU temperature, °C (default 85).
     pub gpu_temperature_above: f64,

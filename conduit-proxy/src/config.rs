@@ -8,26 +8,32 @@ use conduit_registry::DomainName;
 
 use crate::ssrf::SsrfPolicy;
 
-/// Which TLS versions clients may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which TLS versions clients may use; in a configuration file the lowest one, `"1.3"` or
+/// `"1.2"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum TlsVersions {
     /// TLS 1.3 only (the default).
     #[default]
+    #[serde(rename = "1.3")]
     Tls13,
     /// TLS 1.2 and 1.3, for old clients (opt-in).
+    #[serde(rename = "1.2")]
     Tls12And13,
 }
 
-/// How a request picks among a service's healthy upstreams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a request picks among a service's healthy upstreams; in a configuration file
+/// `"p2c"` or `"round_robin"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Balance {
     /// Each healthy upstream in turn.
+    #[serde(rename = "round_robin")]
     RoundRobin,
     /// Power of two choices: two healthy upstreams at random, the one with fewer requests in
     /// flight wins (the default: long LLM generations make load uneven).
     #[default]
+    #[serde(rename = "p2c")]
     LeastOutstanding,
 }
 
@@ -203,6 +209,9 @@ pub struct ProxyConfig {
     /// The HTTPS port the plain-HTTP listener redirects to; `None` = the first HTTPS
     /// listener's port.
     pub redirect_port: Option<u16>,
+    /// `Strict-Transport-Security: max-age=…` on every HTTPS answer; `None` (the default)
+    /// sends none (browsers would then refuse plain HTTP for the name for that long).
+    pub hsts: Option<Duration>,
 }
 
 impl Default for ProxyConfig {
@@ -219,6 +228,7 @@ impl Default for ProxyConfig {
             grace_period: Duration::from_secs(30),
             pool_idle_per_upstream: 256,
             redirect_port: None,
+            hsts: None,
         }
     }
 }

@@ -145,6 +145,8 @@ pub(crate) struct Route {
     pub(crate) backends: Box<[Arc<Backend>]>,
     pub(crate) health: HealthCheck,
     pub(crate) body_limit: Option<u64>,
+    /// Served over HTTPS (with a certificate); `false`: over the plain-HTTP listener only.
+    pub(crate) tls: bool,
     next: AtomicU64,
 }
 
@@ -258,6 +260,7 @@ impl RouteTable {
                 && o.service == *rec.name()
                 && o.health == *rec.health()
                 && o.body_limit == limit
+                && o.tls == rec.tls()
                 && o.backends.len() == endpoints.len()
                 && o.backends
                     .iter()
@@ -283,6 +286,7 @@ impl RouteTable {
             let route = Route {
                 service: rec.name().clone(),
                 body_limit: limit,
+                tls: rec.tls(),
                 domain: domain.clone(),
                 backends,
                 health: rec.health().clone(),

@@ -23,7 +23,7 @@ use crate::config::{ProxyConfig, TlsVersions};
 use crate::health::Checkers;
 use crate::metrics::{Counters, ProxyStats};
 use crate::routes::{HealthEvent, RouteTable, UpstreamStatus};
-use crate::service::{ConnInfo, ProxyService, Shared, redirect};
+use crate::service::{ConnInfo, ProxyService, Shared};
 use crate::ssrf::GuardedResolver;
 use crate::{ProxyError, Upstream};
 
@@ -69,11 +69,18 @@ impl ProxyServerBuilder {
         self
     }
 
-    /// A plain-HTTP listener that redirects every request to HTTPS.
+    /// A plain-HTTP listener: services registered without TLS are served on it; requests
+    /// for TLS services are redirected (308) to HTTPS; unknown names get 404.
     #[must_use]
-    pub fn listen_http_redirect(mut self, addr: SocketAddr) -> Self {
+    pub fn listen_http(mut self, addr: SocketAddr) -> Self {
         self.http.push(addr);
         self
+    }
+
+    /// The former name of [`listen_http`](Self::listen_http).
+    #[must_use]
+    pub fn listen_http_redirect(self, addr: SocketAddr) -> Self {
+        self.listen_http(addr)
     }
 
     /// The configuration (default [`ProxyConfig::default`]).
@@ -147,6 +154,9 @@ pub(crate) fn shared(
         counters: Arc::new(Counters::default()),
         health_tx,
         tunnels: watch::channel(0).0,
+        hsts: config
+            .hsts
+            .and_then(|d| http::HeaderValue::from_str(&format!("max-age={}", d.as_secs())).ok()),
         config,
     }))
 }
@@ -290,7 +300,7 @@ impl ProxyServer {
             .collect()
     }
 
-    /// The redirecting plain-HTTP listeners' addresses.
+    /// The plain-HTTP listeners' addresses.
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
         self.http
             .iter()
@@ -441,7 +451,7 @@ async fn accept_loop(
             shared.counters.inc(|c| &c.connections_open);
             match tls {
                 Some(acceptor) => serve_tls(&shared, acceptor, tcp, peer, &h1, &h2, stop).await,
-                None => serve_redirect(tcp, &h1, redirect_port, stop).await,
+                None => serve_plain(&shared, tcp, peer, &h1, redirect_port, stop).await,
             }
             shared.counters.dec(|c| &c.connections_open);
         });
@@ -487,16 +497,22 @@ async fn serve_tls(
     }
 }
 
-async fn serve_redirect(
+/// A plain-HTTP connection: services registered without TLS are proxied, TLS services are
+/// redirected to HTTPS, unknown names get 404 (no open redirect).
+async fn serve_plain(
+    shared: &Arc<Shared>,
     tcp: TcpStream,
+    peer: SocketAddr,
     h1: &http1::Builder,
-    port: u16,
+    redirect_port: u16,
     stop: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-        Ok::<_, std::convert::Infallible>(redirect(&req, port))
-    });
-    let _ = graceful(h1.serve_connection(TokioIo::new(tcp), service), stop).await;
+    let info = ConnInfo::plain(peer.ip(), redirect_port);
+    let service = ProxyService::new(Arc::clone(shared), Arc::new(info));
+    let io = TokioIo::new(tcp);
+    if let Err(e) = graceful(h1.serve_connection(io, service).with_upgrades(), stop).await {
+        tracing::debug!(%peer, error = %e, "plain-HTTP connection ended with an error");
+    }
 }
 
 /// A connection that can be asked to finish its in-flight work and close.

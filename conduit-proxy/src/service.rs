@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) health_tx: broadcast::Sender<HealthEvent>,
     pub(crate) tunnels: tokio::sync::watch::Sender<usize>,
+    /// `Strict-Transport-Security` for HTTPS answers, when configured.
+    pub(crate) hsts: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -94,6 +96,8 @@ pub(crate) struct ConnInfo {
     /// The SNI name of a TLS connection (lower case).
     pub(crate) sni: Option<Box<str>>,
     pub(crate) https: bool,
+    /// On a plain-HTTP connection: the HTTPS port that TLS services are redirected to.
+    pub(crate) redirect_port: u16,
 }
 
 impl ConnInfo {
@@ -105,6 +109,16 @@ impl ConnInfo {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             sni: sni.map(|s| s.to_ascii_lowercase().into_boxed_str()),
             https,
+            redirect_port: 443,
+        }
+    }
+
+    /// A plain-HTTP connection: services without TLS are served, the others redirected to
+    /// HTTPS on `redirect_port`.
+    pub(crate) fn plain(client_ip: IpAddr, redirect_port: u16) -> Self {
+        Self {
+            redirect_port,
+            ..Self::new(client_ip, None, false)
         }
     }
 }
@@ -188,7 +202,13 @@ async fn handle(
     s.counters.inc(|c| &c.requests);
     let log = tracing::enabled!(target: "conduit_proxy::access", tracing::Level::INFO)
         .then(|| (req.method().clone(), req.uri().clone(), req.version()));
-    let (resp, upstream) = route(&s, &c, req).await;
+    let (mut resp, upstream) = route(&s, &c, req).await;
+    if c.https
+        && let Some(v) = &s.hsts
+    {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+    }
     let elapsed = start.elapsed();
     s.counters.response(resp.status().as_u16(), elapsed);
     if let Some((method, uri, version)) = log {
@@ -248,6 +268,12 @@ async fn route(
     };
     let route = Arc::clone(route);
     drop(table);
+    if !c.https && route.tls {
+        // A TLS service asked for over plain HTTP: only registered names are redirected.
+        let answer = redirect(&req, c.redirect_port);
+        crate::body::drain(req.into_body());
+        return (answer, None);
+    }
     if let Some(max) = route.body_limit
         && content_length(req.headers()).is_some_and(|n| n > max)
     {

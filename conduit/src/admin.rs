@@ -1,41 +1,58 @@
-//! The admin API: JSON over HTTP/1.1 on a unix socket (0600, the gateway's user only), and optionally on a
-//! TCP address where every request must carry `Authorization: Bearer TOKEN` (a TCP listener
-//! without a token is refused at start).
+//! The admin API: JSON over HTTP/1.1 on a unix socket (0600, the gateway's user only), and
+//! optionally on a TCP address where every request must carry `Authorization: Bearer TOKEN`
+//! (a TCP listener without a token is refused at start). Every body is one of the
+//! [`api`](crate::api) types; `docs/admin-api.yaml` describes them.
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /v1/status` | every active service: domain, upstreams and their health, certificate expiry |
-//! | `GET /metrics` | Prometheus text (proxy and DNS counters, upstream health) |
-//! | `GET /v1/health` | `{"ok":true}` while the gateway runs |
-//! | `GET /v1/monitor` | the last monitor round's samples (host, GPU, containers, remote hosts) |
-//! | `GET /v1/dns` | the zone's records as served now, and the SOA serial |
-//! | `GET /v1/audit?limit=N` | the last N audit records (default 50) |
-//!
-//! | `POST /v1/certs/{name}/rotate` | a new key and leaf for the service (audited `cert_rotate`) |
-//! | `POST /v1/certs/{name}/revoke` | its leaf revoked (CRL saved) and a new one served (audited `cert_revoke`) |
+//! | `GET /v1/status` | [`StatusReport`]: every active service, its upstreams' health, certificate expiry |
+//! | `GET /metrics` | Prometheus text (proxy and DNS counters, upstream health, monitor samples) |
+//! | `GET /v1/health` | [`Health`] while the gateway runs |
+//! | `GET /v1/monitor` | [`MonitorSnapshot`]: the last monitor round |
+//! | `GET /v1/dns` | [`DnsZone`]: the zone's records as served now, and the SOA serial |
+//! | `GET /v1/audit?limit=N` | [`AuditTail`]: the last N audit records (default 50) |
+//! | `POST /v1/certs/{name}/rotate` | [`CertificateInfo`]: a new key and leaf (audited `cert_rotate`) |
+//! | `POST /v1/certs/{name}/revoke` | [`Revocation`]: the leaf revoked (CRL saved), a new one served (audited `cert_revoke`) |
 //!
 //! Services change through the registry (`conduit register`), which the gateway follows;
-//! every other method or path is refused (405 / 404), and a failed action changes nothing
-//! and answers 409 with the reason: the API fails closed.
+//! every other method or path is refused (405 / 404) with an [`ApiError`], and a failed
+//! action changes nothing and answers 409: the API fails closed.
+//!
+//! [`AdminClient`] is the other end, used by the `conduit` command.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::api::{
+    ApiError, AuditTail, CertificateInfo, DnsZone, Health, MonitorSnapshot, Revocation,
+    StatusReport,
+};
+use crate::config::Secret;
 use crate::gateway::{GatewayError, GatewayHandle};
 
-/// Binds the socket (replacing a stale one) with mode 0600.
-pub(crate) fn bind(path: &Path) -> Result<Listener, GatewayError> {
+/// How long a client may take to send a request head (slow clients hold no connection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once per listener; further ones wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Binds the unix socket (replacing a stale one), created with mode 0600.
+pub(crate) fn bind_unix(path: &Path) -> Result<Listener, GatewayError> {
     let err = |source| GatewayError::Admin {
-        path: path.to_owned(),
+        address: path.display().to_string(),
         source,
     };
     if path.exists() {
@@ -43,10 +60,15 @@ pub(crate) fn bind(path: &Path) -> Result<Listener, GatewayError> {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                "another gateway is listening on it",
+                "another gateway is listening on it (stop it, or set `[admin] socket`)",
             )));
         }
         std::fs::remove_file(path).map_err(err)?;
+    }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(err)?;
     }
     let listener = UnixListener::bind(path).map_err(err)?;
     use std::os::unix::fs::PermissionsExt as _;
@@ -54,8 +76,20 @@ pub(crate) fn bind(path: &Path) -> Result<Listener, GatewayError> {
     Ok(Listener::Unix(listener))
 }
 
-fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+/// Binds the TCP listener; every request on it must carry `token`.
+pub(crate) async fn bind_tcp(addr: SocketAddr, token: Secret) -> Result<Listener, GatewayError> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Admin {
+            address: addr.to_string(),
+            source,
+        })?;
+    Ok(Listener::Tcp(l, Arc::new(token)))
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -64,40 +98,55 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
+fn error(status: StatusCode, error: impl Into<String>, retryable: bool) -> Response<Full<Bytes>> {
+    json(
+        status,
+        &ApiError {
+            error: error.into(),
+            retryable,
+        },
+    )
+}
+
+fn failed(status: StatusCode, e: &GatewayError) -> Response<Full<Bytes>> {
+    error(status, e.to_string(), e.is_retryable())
+}
+
 async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Bytes>> {
     if req.method() == Method::POST {
         // /v1/certs/{name}/rotate | /v1/certs/{name}/revoke
         let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
         let user = gw.audit_user().to_owned();
-        let result = match parts.as_slice() {
-            ["v1", "certs", name, "rotate"] => gw.rotate(name, &user).await,
-            ["v1", "certs", name, "revoke"] => gw.revoke(name, &user).await,
-            _ => {
-                return json(
-                    StatusCode::NOT_FOUND,
-                    &serde_json::json!({"error": format!("no such action: POST {}", req.uri().path())}),
-                );
-            }
-        };
-        return match result {
-            Ok(v) => json(StatusCode::OK, &v),
-            Err(e) => json(
-                StatusCode::CONFLICT,
-                &serde_json::json!({"error": e.to_string()}),
+        return match parts.as_slice() {
+            ["v1", "certs", name, "rotate"] => match gw.rotate(name, &user).await {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => failed(StatusCode::CONFLICT, &e),
+            },
+            ["v1", "certs", name, "revoke"] => match gw.revoke(name, &user).await {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => failed(StatusCode::CONFLICT, &e),
+            },
+            _ => error(
+                StatusCode::NOT_FOUND,
+                format!("no such action: POST {}", req.uri().path()),
+                false,
             ),
         };
     }
     if req.method() != Method::GET {
-        return json(
+        return error(
             StatusCode::METHOD_NOT_ALLOWED,
-            &serde_json::json!({"error": "change services with `conduit register`; certificates with POST /v1/certs/NAME/rotate|revoke"}),
+            "change services with `conduit register`; certificates with `conduit certs rotate|revoke NAME`",
+            false,
         );
     }
     match req.uri().path() {
-        "/v1/health" => json(StatusCode::OK, &serde_json::json!({"ok": true})),
+        "/v1/health" => json(StatusCode::OK, &Health { ok: true }),
         "/v1/monitor" => json(
             StatusCode::OK,
-            &serde_json::json!({"samples": gw.samples()}),
+            &MonitorSnapshot {
+                samples: gw.samples(),
+            },
         ),
         "/v1/dns" => json(StatusCode::OK, &gw.dns()),
         "/v1/audit" => {
@@ -111,19 +160,13 @@ async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Byte
                 .unwrap_or(50)
                 .min(10_000);
             match gw.audit_tail(limit).await {
-                Ok(v) => json(StatusCode::OK, &serde_json::json!({"events": v})),
-                Err(e) => json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &serde_json::json!({"error": e.to_string()}),
-                ),
+                Ok(events) => json(StatusCode::OK, &AuditTail { events }),
+                Err(e) => failed(StatusCode::INTERNAL_SERVER_ERROR, &e),
             }
         }
         "/v1/status" => match gw.status().await {
             Ok(v) => json(StatusCode::OK, &v),
-            Err(e) => json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &serde_json::json!({"error": e.to_string()}),
-            ),
+            Err(e) => failed(StatusCode::INTERNAL_SERVER_ERROR, &e),
         },
         "/metrics" => {
             let mut r = Response::new(Full::new(Bytes::from(gw.metrics())));
@@ -133,16 +176,17 @@ async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Byte
             );
             r
         }
-        other => json(
+        other => error(
             StatusCode::NOT_FOUND,
-            &serde_json::json!({"error": format!("no such endpoint: {other}")}),
+            format!("no such endpoint: {other}"),
+            false,
         ),
     }
 }
 
 /// Whether a request carries the token (`Authorization: Bearer TOKEN`), compared in
 /// constant time.
-fn authorized<B>(req: &Request<B>, token: &str) -> bool {
+fn authorized<B>(req: &Request<B>, token: &Secret) -> bool {
     let Some(given) = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -150,7 +194,7 @@ fn authorized<B>(req: &Request<B>, token: &str) -> bool {
     else {
         return false;
     };
-    let want = token.as_bytes();
+    let want = token.expose().as_bytes();
     if given.len() != want.len() {
         return false;
     }
@@ -161,30 +205,44 @@ fn authorized<B>(req: &Request<B>, token: &str) -> bool {
         == 0
 }
 
-/// Serves one connection; with a token, every request must carry it (401 otherwise).
-fn serve_conn<I>(io: I, gw: GatewayHandle, token: Option<Arc<str>>)
-where
+/// Serves one connection until it ends or `stop` fires (then the request in flight is
+/// answered and the connection closed); with a token, every request must carry it.
+async fn serve_conn<I>(
+    io: I,
+    gw: GatewayHandle,
+    token: Option<Arc<Secret>>,
+    stop: CancellationToken,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        let svc = hyper::service::service_fn(move |req| {
-            let (gw, token) = (gw.clone(), token.clone());
-            async move {
-                if let Some(t) = &token
-                    && !authorized(&req, t)
-                {
-                    return Ok::<_, Infallible>(json(
-                        StatusCode::UNAUTHORIZED,
-                        &serde_json::json!({"error": "missing or wrong bearer token"}),
-                    ));
-                }
-                Ok(answer(req, gw).await)
+    let svc = hyper::service::service_fn(move |req| {
+        let (gw, token) = (gw.clone(), token.clone());
+        async move {
+            if let Some(t) = &token
+                && !authorized(&req, t)
+            {
+                return Ok::<_, Infallible>(error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong bearer token",
+                    false,
+                ));
             }
-        });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(io), svc)
-            .await;
+            Ok(answer(req, gw).await)
+        }
     });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
 }
 
 /// A bound admin listener.
@@ -193,77 +251,252 @@ pub(crate) enum Listener {
     /// The unix socket (its mode is the authentication).
     Unix(UnixListener),
     /// TCP: every request must carry the token.
-    Tcp(tokio::net::TcpListener, Arc<str>),
+    Tcp(tokio::net::TcpListener, Arc<Secret>),
 }
 
-impl Listener {
-    /// Accepts one connection and starts serving it.
-    async fn accept(&self, gw: &GatewayHandle) {
-        match self {
-            Self::Unix(l) => {
-                if let Ok((stream, _)) = l.accept().await {
-                    serve_conn(stream, gw.clone(), None);
-                }
-            }
-            Self::Tcp(l, token) => {
-                if let Ok((stream, _)) = l.accept().await {
-                    serve_conn(stream, gw.clone(), Some(token.clone()));
-                }
-            }
-        }
-    }
-}
-
-/// Serves the admin API on `listener` until `stop` completes.
-pub(crate) async fn serve(listener: Listener, gw: GatewayHandle, stop: impl Future<Output = ()>) {
-    tokio::pin!(stop);
+/// Serves the admin API on `listener` until `stop` fires; each connection is a task on
+/// `tracker`, so the gateway waits for it at shutdown.
+pub(crate) async fn serve(
+    listener: Listener,
+    gw: GatewayHandle,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => return,
+            p = slots.clone().acquire_owned() => p,
+        };
+        let Ok(permit) = permit else { return };
+        let (gw, stop2) = (gw.clone(), stop.clone());
         tokio::select! {
-            () = &mut stop => return,
-            () = listener.accept(&gw) => {}
+            () = stop.cancelled() => return,
+            accepted = accept(&listener) => match accepted {
+                Ok(Accepted::Unix(s)) => {
+                    tracker.spawn(async move {
+                        serve_conn(s, gw, None, stop2).await;
+                        drop(permit);
+                    });
+                }
+                Ok(Accepted::Tcp(s, token)) => {
+                    tracker.spawn(async move {
+                        serve_conn(s, gw, Some(token), stop2).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
         }
     }
 }
 
-/// `GET path` on the admin socket; the status and the body as text.
-///
-/// # Errors
-/// The connection or the request failed (no gateway running there).
-pub async fn get(socket: &Path, path: &str) -> Result<(u16, String), std::io::Error> {
-    call(socket, Method::GET, path).await
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream, Arc<Secret>),
 }
 
-/// `POST path` (no body) on the admin socket; the status and the body as text.
-///
-/// # Errors
-/// The connection or the request failed (no gateway running there).
-pub async fn post(socket: &Path, path: &str) -> Result<(u16, String), std::io::Error> {
-    call(socket, Method::POST, path).await
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
+        Listener::Tcp(l, token) => Ok(Accepted::Tcp(l.accept().await?.0, token.clone())),
+    }
 }
 
-async fn call(socket: &Path, method: Method, path: &str) -> Result<(u16, String), std::io::Error> {
-    use http_body_util::{BodyExt as _, Empty};
-    let stream = tokio::net::UnixStream::connect(socket).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
-    tokio::spawn(conn);
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "conduit")
-        .body(Empty::<Bytes>::new())
-        .map_err(std::io::Error::other)?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(std::io::Error::other)?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+/// Why a call to the admin API did not give its answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// Nothing answers on the socket: the gateway is not running, or it is configured with
+    /// another socket.
+    #[error("the gateway is not running (no answer on {}); start it with `conduit serve`, or check `[admin] socket` and --config", socket.display())]
+    NotRunning {
+        /// The socket.
+        socket: PathBuf,
+        /// Why the connection failed.
+        source: std::io::Error,
+    },
+    /// The gateway refused the request; its reason.
+    #[error("{}", error.error)]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// What the gateway said.
+        error: ApiError,
+    },
+    /// The exchange failed half-way or the answer was not what the API promises.
+    #[error("bad answer from the gateway on {}: {detail}", socket.display())]
+    Protocol {
+        /// The socket.
+        socket: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl AdminError {
+    /// Whether trying again later may help (the gateway may be starting, or was busy).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::NotRunning { .. } | Self::Protocol { .. } => true,
+            Self::Refused { error, .. } => error.retryable,
+        }
+    }
+}
+
+/// The admin API from the client's side, over the unix socket.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), conduit::admin::AdminError> {
+/// let admin = conduit::admin::AdminClient::new("/var/lib/conduit/admin.sock");
+/// for s in admin.status().await?.services {
+///     println!("{} {:?}", s.domain, s.healthy);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    socket: PathBuf,
+}
+
+impl AdminClient {
+    /// A client for the gateway listening on `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+        }
+    }
+
+    /// The socket it talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `GET /v1/health`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn health(&self) -> Result<Health, AdminError> {
+        self.call(Method::GET, "/v1/health").await
+    }
+
+    /// `GET /v1/status`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn status(&self) -> Result<StatusReport, AdminError> {
+        self.call(Method::GET, "/v1/status").await
+    }
+
+    /// `GET /v1/dns`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn dns(&self) -> Result<DnsZone, AdminError> {
+        self.call(Method::GET, "/v1/dns").await
+    }
+
+    /// `GET /v1/monitor`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn monitor(&self) -> Result<MonitorSnapshot, AdminError> {
+        self.call(Method::GET, "/v1/monitor").await
+    }
+
+    /// `GET /v1/audit?limit=N`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn audit(&self, limit: usize) -> Result<AuditTail, AdminError> {
+        self.call(Method::GET, &format!("/v1/audit?limit={limit}"))
+            .await
+    }
+
+    /// `POST /v1/certs/{name}/rotate`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn rotate(&self, name: &str) -> Result<CertificateInfo, AdminError> {
+        self.call(Method::POST, &format!("/v1/certs/{name}/rotate"))
+            .await
+    }
+
+    /// `POST /v1/certs/{name}/revoke`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn revoke(&self, name: &str) -> Result<Revocation, AdminError> {
+        self.call(Method::POST, &format!("/v1/certs/{name}/revoke"))
+            .await
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, AdminError> {
+        let (status, body) = self.raw(method, path).await?;
+        let protocol = |detail: String| AdminError::Protocol {
+            socket: self.socket.clone(),
+            detail,
+        };
+        if status == 200 {
+            serde_json::from_slice(&body).map_err(|e| protocol(format!("{path}: {e}")))
+        } else {
+            let error: ApiError = serde_json::from_slice(&body)
+                .map_err(|e| protocol(format!("{path}: status {status}: {e}")))?;
+            Err(AdminError::Refused { status, error })
+        }
+    }
+
+    /// One request; the status and the body as they came (for `/metrics`, and tests).
+    ///
+    /// # Errors
+    /// [`AdminError::NotRunning`] or [`AdminError::Protocol`].
+    pub async fn raw(&self, method: Method, path: &str) -> Result<(u16, Bytes), AdminError> {
+        use http_body_util::{BodyExt as _, Empty};
+        let protocol = |detail: String| AdminError::Protocol {
+            socket: self.socket.clone(),
+            detail,
+        };
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| AdminError::NotRunning {
+                socket: self.socket.clone(),
+                source,
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| protocol(e.to_string()))?;
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "conduit")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| protocol(e.to_string()))?;
+        let exchange = async {
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| protocol(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| protocol(e.to_string()))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        // The connection is driven here, beside the exchange: no task outlives the call.
+        tokio::pin!(conn);
+        tokio::pin!(exchange);
+        tokio::select! {
+            r = &mut exchange => r,
+            c = &mut conn => {
+                c.map_err(|e| protocol(e.to_string()))?;
+                exchange.await
+            }
+        }
+    }
 }

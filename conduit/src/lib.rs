@@ -13,7 +13,7 @@
 //! | `monitor` | `monitor` | `conduit-monitor` |
 //! | `audit` | `audit` | `conduit-audit` |
 //! | `registry` + `audit` | `audited`: `AuditedRegistry`, every registry change audited | |
-//! | `gateway` | `gateway` (`Gateway`: the subsystems composed), `admin` (its API) | registry, dns, ca, proxy, audit, monitor |
+//! | `gateway` | `gateway` (`Gateway`: the subsystems composed), `config` (`conduit.toml`), `state` (`StateDir`: every path), `api` (the admin API's types), `admin` (its server and client) | registry, dns, ca, proxy, audit, monitor |
 //! | `full` | all of the above (and `gpu`, `docker`, `ssh` monitor backends) | |
 //!
 //! The [`prelude`] re-exports the six subsystem traits under the same features.
@@ -63,12 +63,24 @@ pub use conduit_audit as audit;
 #[cfg(feature = "gateway")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod admin;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod api;
 #[cfg(all(feature = "registry", feature = "audit"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "registry", feature = "audit"))))]
 pub mod audited;
 #[cfg(feature = "gateway")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod config;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod gateway;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod probe;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod state;
 #[cfg(feature = "gateway")]
 pub use gateway::{Gateway, GatewayConfig, GatewayError, GatewayHandle};
 

@@ -95,6 +95,7 @@ fn try_serve(dir: &Path, dns: u16, https: u16) -> Option<Killed> {
         .args(["serve", "--advertise", "127.0.0.1"])
         .arg(format!("--dns-listen=127.0.0.1:{dns}"))
         .args(["--https-listen", &format!("127.0.0.1:{https}")])
+        .arg(format!("--http-listen=127.0.0.1:{}", free_port()))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -473,7 +474,8 @@ fn admin_tcp_needs_a_token() {
         c.args(["serve", "--advertise", "127.0.0.1"])
             .arg(format!("--dns-listen=127.0.0.1:{dns}"))
             .arg(format!("--https-listen=127.0.0.1:{https}"))
-            .arg(format!("--admin-listen=127.0.0.1:{admin}"));
+            .arg(format!("--admin-listen=127.0.0.1:{admin}"))
+            .arg("--no-http");
     };
     // no token: refused before anything is bound
     let mut c = conduit(&dir);

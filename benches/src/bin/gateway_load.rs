@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use conduit::gateway::{Gateway, GatewayConfig, paths};
+use conduit::gateway::{Gateway, GatewayConfig};
+use conduit::state::StateDir;
 use conduit_registry::{Endpoint, FileRegistry, Registry, ServiceName, ServiceRecord};
 use http::{Request, Response};
 use http_body_util::{Empty, Full};
@@ -129,8 +130,9 @@ async fn main() -> anyhow::Result<()> {
     let rss_start = rss_mib();
 
     let mut cfg = GatewayConfig::new(dir.path());
-    cfg.dns_listen = vec!["127.0.0.1:0".parse()?];
-    cfg.https_listen = vec!["127.0.0.1:0".parse()?];
+    cfg.settings.dns.listen = vec!["127.0.0.1:0".parse()?];
+    cfg.settings.proxy.listen = vec!["127.0.0.1:0".parse()?];
+    cfg.settings.proxy.http_listen = Vec::new();
     let gw = Gateway::start(cfg).await?;
     let (dns, https) = (gw.dns_addrs()[0], gw.https_addrs()[0]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -139,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     }));
 
     let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(paths::root_pem(dir.path()))?;
+    let pem = std::fs::read(StateDir::new(dir.path()).root_pem())?;
     use rustls::pki_types::pem::PemObject as _;
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(c?)?;

@@ -43,6 +43,10 @@ struct Cli {
     /// HTTPS port on the tunnel address.
     #[arg(long, default_value_t = 443)]
     https_port: u16,
+    /// Plain-HTTP port on the tunnel address (`--no-tls` services, redirects to HTTPS);
+    /// none when not given.
+    #[arg(long)]
+    http_port: Option<u16>,
     /// The WireGuard interface (recorded in the audit trail).
     #[arg(long, default_value = "wg0")]
     interface: String,
@@ -62,10 +66,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let mut cfg = GatewayConfig::new(&cli.dir);
-    cfg.dns_listen = vec![SocketAddr::new(cli.tunnel_ip, cli.dns_port)];
-    cfg.https_listen = vec![SocketAddr::new(cli.tunnel_ip, cli.https_port)];
-    cfg.advertise = vec![cli.tunnel_ip];
-    cfg.admin_socket = Some(cli.dir.join("admin.sock"));
+    let s = &mut cfg.settings;
+    s.dns.listen = vec![SocketAddr::new(cli.tunnel_ip, cli.dns_port)];
+    s.proxy.listen = vec![SocketAddr::new(cli.tunnel_ip, cli.https_port)];
+    s.proxy.http_listen = cli
+        .http_port
+        .map(|p| SocketAddr::new(cli.tunnel_ip, p))
+        .into_iter()
+        .collect();
+    s.dns.advertise = vec![cli.tunnel_ip];
     cfg.audit_user = "tunnel-agent".to_owned();
     let gateway = Gateway::start(cfg)
         .await

@@ -1,0 +1,201 @@
+//! The admin API's types: the only wire format between the gateway, its admin server, the
+//! `conduit` command and any dashboard. `docs/admin-api.yaml` describes exactly these; a test
+//! checks every live answer against it.
+//!
+//! ```
+//! use conduit::api::{StatusReport, ServiceStatus};
+//! let report: StatusReport = serde_json::from_str(r#"{"services": [], "dns_serial": 7}"#)?;
+//! assert_eq!(report.dns_serial, Some(7));
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::net::IpAddr;
+
+use conduit_monitor::Sample;
+use conduit_registry::Routing;
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `true` while the gateway runs.
+    pub ok: bool,
+}
+
+/// `GET /v1/status`: every active service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The services, in registry order.
+    pub services: Vec<ServiceStatus>,
+    /// The zone's SOA serial; `null` when the gateway serves no DNS.
+    pub dns_serial: Option<u32>,
+}
+
+/// One service as the running gateway serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service name.
+    pub name: String,
+    /// Its DNS name.
+    pub domain: String,
+    /// What the running DNS server answers for the name now; `null` without DNS.
+    pub dns: Option<DnsCheck>,
+    /// `proxied` (through the gateway) or `direct` (DNS gives the upstream itself).
+    pub routing: Routing,
+    /// Served over HTTPS with a certificate (`false`: plain HTTP on the HTTP listener).
+    pub tls: bool,
+    /// The health-check path.
+    pub health_path: String,
+    /// Whether at least one upstream is healthy; `null` for a direct service.
+    pub healthy: Option<bool>,
+    /// Its upstreams.
+    pub upstreams: Vec<UpstreamHealth>,
+    /// When its certificate expires (RFC 3339); `null` without one.
+    pub certificate_not_after: Option<String>,
+}
+
+/// What DNS answers for a name: its addresses, or why there are none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DnsCheck {
+    /// The addresses answered.
+    Addresses(Vec<IpAddr>),
+    /// No address.
+    Outcome(DnsOutcome),
+}
+
+/// Why DNS answered no address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DnsOutcome {
+    /// The name exists without an address of that type.
+    #[serde(rename = "NODATA")]
+    NoData,
+    /// The name does not exist.
+    #[serde(rename = "NXDOMAIN")]
+    NxDomain,
+    /// The name is not in a zone the server answers for.
+    #[serde(rename = "REFUSED")]
+    Refused,
+}
+
+impl DnsOutcome {
+    /// `NODATA`, `NXDOMAIN` or `REFUSED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoData => "NODATA",
+            Self::NxDomain => "NXDOMAIN",
+            Self::Refused => "REFUSED",
+        }
+    }
+}
+
+/// One upstream of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamHealth {
+    /// `host:port` or a URL.
+    pub endpoint: String,
+    /// Its state; `null` when the proxy does not check it (direct services, no proxy).
+    pub healthy: Option<bool>,
+    /// Requests in flight to it now; `null` when not proxied.
+    pub in_flight: Option<u64>,
+}
+
+/// A service's certificate after `rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    /// The service.
+    pub name: String,
+    /// The serial number (hex).
+    pub serial: String,
+    /// Expiry (RFC 3339).
+    pub not_after: String,
+}
+
+/// `POST /v1/certs/{name}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// The service.
+    pub name: String,
+    /// The serial now on the CRL.
+    pub revoked_serial: String,
+    /// The certificate served from now on.
+    pub new: CertificateInfo,
+}
+
+/// `GET /v1/dns`: the zone as served now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsZone {
+    /// The SOA serial; `null` when the gateway serves no DNS.
+    pub serial: Option<u32>,
+    /// Every record, sorted.
+    pub records: Vec<DnsRecord>,
+}
+
+/// One resource record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    /// The owner name (fully qualified, with the trailing dot).
+    pub name: String,
+    /// Time to live, seconds.
+    pub ttl: u32,
+    /// The type: `A`, `AAAA`, `SRV`, `SOA`, `NS`, `PTR`, …
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// The data in presentation format.
+    pub data: String,
+}
+
+/// `GET /v1/monitor`: the last monitor round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorSnapshot {
+    /// Its samples (host, GPUs, containers, remote hosts).
+    pub samples: Vec<Sample>,
+}
+
+/// `GET /v1/audit?limit=N`: the most recent records, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditTail {
+    /// The records.
+    pub events: Vec<AuditEntry>,
+}
+
+/// One audit record, the six fields of the log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
+    pub timestamp: String,
+    /// `service_register`, `health_change`, `cert_issue`, …
+    pub action: String,
+    /// `success` or `failure`.
+    pub status: conduit_audit::Outcome,
+    /// One line for people.
+    pub message: String,
+    /// Who did it.
+    pub user: String,
+    /// The action's own fields. The audit format leaves them free-form (records written by
+    /// other tools and older versions keep theirs), so they stay JSON here.
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<&conduit_audit::AuditEvent> for AuditEntry {
+    fn from(e: &conduit_audit::AuditEvent) -> Self {
+        Self {
+            timestamp: e.timestamp().to_owned(),
+            action: e.action().to_owned(),
+            status: e.status(),
+            message: e.message().to_owned(),
+            user: e.user().to_owned(),
+            details: e.details().clone(),
+        }
+    }
+}
+
+/// Every answer that is not a success: what went wrong, whose fault, and whether to retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, naming the command that fixes it where there is one.
+    pub error: String,
+    /// Whether the same request may succeed later (the gateway was busy, a store was down).
+    pub retryable: bool,
+}

@@ -1,0 +1,281 @@
+//! [`GatewayHandle`]: what the admin API and embedders read from a running gateway, and the
+//! certificate actions, all in the [`api`](crate::api) types.
+
+use std::sync::Arc;
+
+use conduit_audit::AuditLog;
+use conduit_ca::CertManager;
+use conduit_dns::DnsHandle;
+use conduit_monitor::Sample;
+use conduit_proxy::ProxyHandle;
+use conduit_registry::{FileRegistry, ListFilter, Registry, Routing, ServiceRecord};
+use serde_json::json;
+
+use super::GatewayError;
+use crate::api::{
+    AuditEntry, CertificateInfo, DnsCheck, DnsOutcome, DnsRecord, DnsZone, Revocation,
+    ServiceStatus, StatusReport, UpstreamHealth,
+};
+use crate::audited::record;
+use crate::state::StateDir;
+
+/// What the admin API and embedders read from a running gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayHandle {
+    state: StateDir,
+    samples: Arc<std::sync::RwLock<Vec<Sample>>>,
+    registry: Arc<FileRegistry>,
+    certs: Arc<CertManager>,
+    audit: Arc<AuditLog>,
+    user: String,
+    dns: Option<DnsHandle>,
+    proxy: Option<ProxyHandle>,
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+impl GatewayHandle {
+    #[allow(clippy::too_many_arguments, reason = "the gateway's parts, once")]
+    pub(super) fn new(
+        state: StateDir,
+        samples: Arc<std::sync::RwLock<Vec<Sample>>>,
+        registry: Arc<FileRegistry>,
+        certs: Arc<CertManager>,
+        audit: Arc<AuditLog>,
+        user: String,
+        dns: Option<DnsHandle>,
+        proxy: Option<ProxyHandle>,
+    ) -> Self {
+        Self {
+            state,
+            samples,
+            registry,
+            certs,
+            audit,
+            user,
+            dns,
+            proxy,
+        }
+    }
+
+    /// Every active service: domain, what DNS answers, upstreams and their health,
+    /// certificate expiry.
+    ///
+    /// # Errors
+    /// A registry error.
+    pub async fn status(&self) -> Result<StatusReport, GatewayError> {
+        let services = self
+            .registry
+            .list(ListFilter::Active)
+            .await?
+            .iter()
+            .map(|rec| self.service_status(rec))
+            .collect();
+        Ok(StatusReport {
+            services,
+            dns_serial: self.dns.as_ref().map(DnsHandle::serial),
+        })
+    }
+
+    fn service_status(&self, rec: &ServiceRecord) -> ServiceStatus {
+        let domain = rec.domain().as_str();
+        let proxied = rec.routing() == Routing::Proxied;
+        let upstreams: Vec<UpstreamHealth> =
+            match self.proxy.as_ref().and_then(|p| p.upstreams(domain)) {
+                Some(ups) => ups
+                    .iter()
+                    .map(|u| UpstreamHealth {
+                        endpoint: u.endpoint.to_string(),
+                        healthy: Some(u.healthy),
+                        in_flight: Some(u64::try_from(u.outstanding).unwrap_or(u64::MAX)),
+                    })
+                    .collect(),
+                None => rec
+                    .endpoints()
+                    .iter()
+                    .map(|e| UpstreamHealth {
+                        endpoint: e.to_string(),
+                        healthy: None,
+                        in_flight: None,
+                    })
+                    .collect(),
+            };
+        let healthy = upstreams.iter().any(|u| u.healthy == Some(true));
+        let cert = self
+            .certs
+            .current(rec.name().as_str())
+            .and_then(|c| conduit_ca::inspect_pem(&c.chain_pem, now(), &Default::default()).ok());
+        // The DNS check: what the running server answers for the name now.
+        let dns = self.dns.as_ref().map(|d| {
+            use conduit_dns::{Answer, QueryType, Resolver as _};
+            match d.resolve(rec.domain(), QueryType::A) {
+                Answer::Addresses(a) => DnsCheck::Addresses(a.clone()),
+                Answer::NoData => DnsCheck::Outcome(DnsOutcome::NoData),
+                Answer::NxDomain => DnsCheck::Outcome(DnsOutcome::NxDomain),
+                _ => DnsCheck::Outcome(DnsOutcome::Refused),
+            }
+        });
+        ServiceStatus {
+            name: rec.name().as_str().to_owned(),
+            domain: domain.to_owned(),
+            dns,
+            routing: rec.routing(),
+            tls: rec.tls(),
+            health_path: rec.health().path.clone(),
+            healthy: proxied.then_some(healthy),
+            upstreams,
+            certificate_not_after: cert.map(|c| c.not_after),
+        }
+    }
+
+    /// A new key and leaf for service `name`, served from the next handshake; audited as
+    /// `cert_rotate`.
+    ///
+    /// # Errors
+    /// [`GatewayError::Ca`] (no certificate managed for `name`, or issuing failed).
+    pub async fn rotate(&self, name: &str, user: &str) -> Result<CertificateInfo, GatewayError> {
+        let certs = self.certs.clone();
+        let n = name.to_owned();
+        let issued = tokio::task::spawn_blocking(move || certs.rotate(&n))
+            .await
+            .map_err(|source| GatewayError::Task {
+                what: "certificate rotation",
+                source,
+            })?;
+        let (ok, message) = match &issued {
+            Ok(_) => (true, format!("Rotated the certificate of {name}")),
+            Err(e) => (
+                false,
+                format!("Cannot rotate the certificate of {name}: {e}"),
+            ),
+        };
+        let details = json!({"name": name});
+        record(&*self.audit, "cert_rotate", ok, message, user, details).await;
+        let info = conduit_ca::inspect_pem(&issued?.chain_pem, now(), &Default::default())?;
+        Ok(CertificateInfo {
+            name: name.to_owned(),
+            serial: info.serial,
+            not_after: info.not_after,
+        })
+    }
+
+    /// Revokes the leaf of service `name` (its serial goes on the CRL, saved at once) and
+    /// serves a new one; audited as `cert_revoke`.
+    ///
+    /// # Errors
+    /// [`GatewayError::Ca`]; nothing is revoked when the current leaf cannot be read.
+    pub async fn revoke(&self, name: &str, user: &str) -> Result<Revocation, GatewayError> {
+        let current = self.certs.current(name).ok_or_else(|| {
+            GatewayError::Ca(conduit_ca::CaError::Unknown {
+                name: name.to_owned(),
+            })
+        })?;
+        let info = conduit_ca::inspect_pem(&current.chain_pem, now(), &Default::default())?;
+        let certs = self.certs.clone();
+        let serial = info.serial.clone();
+        let revoked = tokio::task::spawn_blocking(move || certs.revoke(&serial))
+            .await
+            .map_err(|source| GatewayError::Task {
+                what: "certificate revocation",
+                source,
+            })?;
+        let (ok, message) = match &revoked {
+            Ok(_) => (
+                true,
+                format!("Revoked certificate {} of {name}", info.serial),
+            ),
+            Err(e) => (
+                false,
+                format!("Cannot revoke certificate {} of {name}: {e}", info.serial),
+            ),
+        };
+        let details = json!({"name": name, "serial": info.serial});
+        record(&*self.audit, "cert_revoke", ok, message, user, details).await;
+        revoked?;
+        let new = self.rotate(name, user).await?;
+        Ok(Revocation {
+            name: name.to_owned(),
+            revoked_serial: info.serial,
+            new,
+        })
+    }
+
+    /// The zone's records as served now and the SOA serial.
+    pub fn dns(&self) -> DnsZone {
+        match &self.dns {
+            Some(d) => DnsZone {
+                serial: Some(d.serial()),
+                records: d
+                    .authority()
+                    .record_entries()
+                    .into_iter()
+                    .map(|r| DnsRecord {
+                        name: r.name,
+                        ttl: r.ttl,
+                        rtype: r.rtype,
+                        data: r.data,
+                    })
+                    .collect(),
+            },
+            None => DnsZone {
+                serial: None,
+                records: Vec::new(),
+            },
+        }
+    }
+
+    /// The last `limit` audit records (most recent last).
+    ///
+    /// # Errors
+    /// [`GatewayError::Audit`] when the log cannot be read.
+    pub async fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEntry>, GatewayError> {
+        let path = self.state.audit_log();
+        let events = tokio::task::spawn_blocking(move || {
+            let mut filter = conduit_audit::LogFilter::default();
+            filter.limit = Some(limit);
+            conduit_audit::read_log(&path, &filter)
+        })
+        .await
+        .map_err(|source| GatewayError::Task {
+            what: "audit read",
+            source,
+        })??
+        .0;
+        Ok(events.iter().map(AuditEntry::from).collect())
+    }
+
+    /// The last monitor round's samples.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The user the gateway's own records name.
+    pub fn audit_user(&self) -> &str {
+        &self.user
+    }
+
+    /// Prometheus text: the proxy's and the DNS server's counters, the monitor's samples.
+    pub fn metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = self
+            .proxy
+            .as_ref()
+            .map(ProxyHandle::prometheus)
+            .unwrap_or_default();
+        out.push_str(&conduit_monitor::render::prometheus(&self.samples()));
+        if let Some(d) = &self.dns {
+            let s = d.stats();
+            let _ = writeln!(
+                out,
+                "# HELP conduit_dns_queries_total DNS queries received.\n# TYPE conduit_dns_queries_total counter\nconduit_dns_queries_total{{transport=\"udp\"}} {}\nconduit_dns_queries_total{{transport=\"tcp\"}} {}",
+                s.udp_queries, s.tcp_queries
+            );
+        }
+        out
+    }
+}

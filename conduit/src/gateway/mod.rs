@@ -1,0 +1,511 @@
+//! [`Gateway`]: the subsystems composed into one running gateway, the flow of DESIGN §2.
+//!
+//! ```text
+//! services.json ─► FileRegistry ─┬─► DnsServer        (A/AAAA → the advertised address)
+//!  (any process)                 ├─► ProxyServer      (route, health checks) ─► health_change ─┐
+//!                                └─► certificate task (leaf issued, hot-installed) ─► cert_issue ┤
+//!                                                                                   AuditLog ◄──┘
+//! ```
+//! Registrations are made by whoever writes the registry (the `conduit register` command,
+//! the admin API of an embedding program); each of them audits its own change. The gateway
+//! audits what it does itself: certificates issued and upstream health changes.
+//!
+//! Every task the gateway starts — servers, followers, the admin API's connections — is
+//! spawned on one [`TaskTracker`] and stopped through one [`CancellationToken`]; `run`
+//! returns when all of them have finished or the grace period is over.
+
+mod handle;
+mod tasks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conduit_audit::AuditLog;
+use conduit_ca::{CertManager, CertResolver};
+use conduit_dns::DnsServer;
+use conduit_monitor::{HostSource, MetricSource, Poller, Sample};
+use conduit_proxy::ProxyServer;
+use conduit_registry::{FileRegistry, ListFilter, Registry, Revision};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use handle::GatewayHandle;
+
+use crate::config::{ConduitConfig, ConfigError, MonitorSource};
+use crate::state::StateDir;
+
+/// Errors of the gateway.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration cannot be used (the operator's to fix; a retry does not help).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state directory cannot be created or read.
+    #[error("state directory {}: {source}", path.display())]
+    State {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The registry could not be opened or read.
+    #[error(transparent)]
+    Registry(#[from] conduit_registry::RegistryError),
+    /// The CA could not be loaded or created, or a certificate action failed.
+    #[error(transparent)]
+    Ca(#[from] conduit_ca::CaError),
+    /// The audit log could not be opened or read.
+    #[error(transparent)]
+    Audit(#[from] conduit_audit::AuditError),
+    /// The DNS server could not start.
+    #[error(transparent)]
+    Dns(#[from] conduit_dns::DnsError),
+    /// The proxy could not start.
+    #[error(transparent)]
+    Proxy(#[from] conduit_proxy::ProxyError),
+    /// The monitor could not be set up.
+    #[error(transparent)]
+    Monitor(#[from] conduit_monitor::MonitorError),
+    /// The admin socket could not be bound.
+    #[error("admin listener {address}: {source}")]
+    Admin {
+        /// The socket path or TCP address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A background task of ours failed (a bug: report it).
+    #[error("internal error: the {what} task failed: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why.
+        source: tokio::task::JoinError,
+    },
+}
+
+impl GatewayError {
+    /// Whether the same call may succeed later without anybody changing anything (the
+    /// store was busy, a file was locked); `false` for configuration and input errors.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Registry(e) => e.is_transient(),
+            Self::Audit(_) | Self::Admin { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Everything a gateway is started with: where its state is, its configuration, who its
+/// own audit records name.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// The state directory.
+    pub state: StateDir,
+    /// The configuration (`conduit.toml` with its overrides).
+    pub settings: ConduitConfig,
+    /// Where `settings` came from, for error messages (`/etc/conduit/conduit.toml`).
+    pub origin: String,
+    /// The user named in the gateway's own audit records.
+    pub audit_user: String,
+    /// Metric sources to use instead of those `settings.monitor` names (an embedder's own).
+    pub monitor_sources: Option<Vec<Arc<dyn MetricSource>>>,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("state", &self.state)
+            .field("settings", &self.settings)
+            .field("origin", &self.origin)
+            .field("audit_user", &self.audit_user)
+            .field(
+                "monitor_sources",
+                &self.monitor_sources.as_ref().map(Vec::len),
+            )
+            .finish()
+    }
+}
+
+impl GatewayConfig {
+    /// The defaults for a state directory (zone `internal`, DNS on 127.0.0.1:5353, HTTPS on
+    /// 127.0.0.1:8443, plain HTTP on 127.0.0.1:8080, advertising 127.0.0.1).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::with_settings(StateDir::new(dir), ConduitConfig::default(), "defaults")
+    }
+
+    /// A state directory with a configuration read elsewhere.
+    pub fn with_settings(state: StateDir, settings: ConduitConfig, origin: &str) -> Self {
+        Self {
+            state,
+            settings,
+            origin: origin.to_owned(),
+            audit_user: "conduit".to_owned(),
+            monitor_sources: None,
+        }
+    }
+
+    /// The admin socket: `[admin] socket`, else the state directory's.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.settings
+            .admin
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.state.admin_socket())
+    }
+
+    /// The metric sources `settings.monitor` names. GPU monitoring is skipped quietly on a
+    /// host without NVML; a source this build lacks is a configuration error.
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] or [`GatewayError::Monitor`].
+    pub fn build_monitor_sources(&self) -> Result<Vec<Arc<dyn MetricSource>>, GatewayError> {
+        if let Some(s) = &self.monitor_sources {
+            return Ok(s.clone());
+        }
+        let m = &self.settings.monitor;
+        let missing = |what: &str, feature: &str| {
+            GatewayError::Config(ConfigError::Invalid {
+                origin: self.origin.clone(),
+                key: "monitor.sources".to_owned(),
+                problem: format!(
+                    "{what} monitoring is not in this build (cargo feature `{feature}`)"
+                ),
+            })
+        };
+        let mut out: Vec<Arc<dyn MetricSource>> = Vec::new();
+        for source in &m.sources {
+            match source {
+                MonitorSource::Host => out.push(Arc::new(HostSource::new())),
+                MonitorSource::Gpu => {
+                    #[cfg(feature = "gpu")]
+                    {
+                        let nvml = conduit_monitor::NvmlSource::new();
+                        if nvml.is_available() {
+                            out.push(Arc::new(nvml));
+                        }
+                    }
+                }
+                MonitorSource::Docker => {
+                    #[cfg(feature = "docker")]
+                    out.push(Arc::new(match &m.docker_socket {
+                        Some(p) => conduit_monitor::DockerSource::new(&p.to_string_lossy())?,
+                        None => conduit_monitor::DockerSource::from_env()?,
+                    }));
+                    #[cfg(not(feature = "docker"))]
+                    return Err(missing("container", "docker"));
+                }
+            }
+        }
+        for target in &m.ssh {
+            #[cfg(feature = "ssh")]
+            out.push(Arc::new(conduit_monitor::SshSource::new(
+                conduit_monitor::RemoteTarget::parse(target)?,
+            )));
+            #[cfg(not(feature = "ssh"))]
+            {
+                let _ = target;
+                return Err(missing("remote (SSH)", "ssh"));
+            }
+        }
+        let _ = missing;
+        Ok(out)
+    }
+}
+
+/// A bound gateway: call [`Gateway::run`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use conduit::gateway::{Gateway, GatewayConfig};
+/// use conduit::registry::{FileRegistry, Registry, ServiceRecord};
+///
+/// let dir = tempfile::tempdir()?;
+/// let mut cfg = GatewayConfig::new(dir.path());
+/// cfg.settings.dns.listen = vec!["127.0.0.1:0".parse()?];   // any free port
+/// cfg.settings.proxy.listen = vec!["127.0.0.1:0".parse()?];
+/// cfg.settings.proxy.http_listen = vec!["127.0.0.1:0".parse()?];
+/// let gateway = Gateway::start(cfg).await?;        // state created: CA, registry, audit
+/// let handle = gateway.handle();
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let running = tokio::spawn(gateway.run(async { let _ = stopped.await; }));
+///
+/// // Any process may write the registry; the gateway follows it.
+/// let registry = FileRegistry::open(dir.path())?;
+/// registry.register(ServiceRecord::new("grafana".parse()?, "10.0.1.50:3000".parse()?)).await?;
+/// let mut status = handle.status().await?;
+/// for _ in 0..200 {
+///     if status.services.first().is_some_and(|s| s.certificate_not_after.is_some()) { break; }
+///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+///     status = handle.status().await?;
+/// }
+/// assert_eq!(status.services[0].domain, "grafana.internal");
+/// assert!(status.services[0].certificate_not_after.is_some()); // issued, served
+/// let _ = stop.send(());
+/// running.await??;
+/// # Ok(()) }
+/// ```
+pub struct Gateway {
+    samples: Arc<std::sync::RwLock<Vec<Sample>>>,
+    config: GatewayConfig,
+    registry: Arc<FileRegistry>,
+    certs: Arc<CertManager>,
+    audit: Arc<AuditLog>,
+    dns: Option<DnsServer>,
+    proxy: Option<ProxyServer>,
+    admin: Vec<crate::admin::Listener>,
+    admin_socket: PathBuf,
+    monitor_sources: Vec<Arc<dyn MetricSource>>,
+    since: Revision,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("state", &self.config.state)
+            .field("dns", &self.dns_addrs())
+            .field("https", &self.https_addrs())
+            .field("http", &self.http_addrs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Validates the configuration, opens the state (registry, CA, audit), issues the
+    /// certificates of the registered services and binds every listener.
+    ///
+    /// # Errors
+    /// Any [`GatewayError`]; nothing is left bound on error.
+    pub async fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let s = &config.settings;
+        s.validate(&config.origin)?;
+        let proxy_config = s.proxy_config(&config.origin)?;
+        let monitor_sources = config.build_monitor_sources()?;
+        let state = &config.state;
+        state.create()?;
+        let registry = Arc::new(state.open_registry()?);
+        let certs = Arc::new(CertManager::new(
+            state.open_ca(s.ca_config())?,
+            Some(state.tls()),
+            Arc::new(CertResolver::new()),
+            Arc::new(time::OffsetDateTime::now_utc),
+        ));
+        let audit = Arc::new(state.open_audit()?);
+        let since = registry.revision().await?;
+        for rec in registry.list(ListFilter::Active).await? {
+            tasks::ensure_cert(&certs, &audit, &config.audit_user, &rec).await;
+        }
+        let dns = if s.dns.listen.is_empty() {
+            None
+        } else {
+            let mut b = DnsServer::builder()
+                .registry(registry.clone())
+                .zones(s.zone_config())
+                .forwarders(s.dns.forwarders.clone());
+            for a in &s.dns.listen {
+                b = b.listen(*a);
+            }
+            Some(b.bind().await?)
+        };
+        let proxy = if s.proxy.listen.is_empty() {
+            None
+        } else {
+            let mut b = ProxyServer::builder()
+                .registry(registry.clone())
+                .certificates(certs.resolver().clone())
+                .config(proxy_config);
+            for a in &s.proxy.listen {
+                b = b.listen(*a);
+            }
+            for a in &s.proxy.http_listen {
+                b = b.listen_http(*a);
+            }
+            Some(b.bind().await?)
+        };
+        let admin_socket = config.admin_socket();
+        let mut admin = vec![crate::admin::bind_unix(&admin_socket)?];
+        if let Some(addr) = s.admin.listen
+            && let Some(token) = s.admin_token(&config.origin)?
+        {
+            admin.push(crate::admin::bind_tcp(addr, token).await?);
+        }
+        Ok(Self {
+            samples: Arc::default(),
+            config,
+            registry,
+            certs,
+            audit,
+            dns,
+            proxy,
+            admin,
+            admin_socket,
+            monitor_sources,
+            since,
+        })
+    }
+
+    /// The DNS listeners' addresses.
+    pub fn dns_addrs(&self) -> Vec<SocketAddr> {
+        self.dns
+            .as_ref()
+            .map(DnsServer::udp_addrs)
+            .unwrap_or_default()
+    }
+
+    /// The HTTPS listeners' addresses.
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.proxy
+            .as_ref()
+            .map(ProxyServer::https_addrs)
+            .unwrap_or_default()
+    }
+
+    /// The plain-HTTP listeners' addresses.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.proxy
+            .as_ref()
+            .map(ProxyServer::http_addrs)
+            .unwrap_or_default()
+    }
+
+    /// The admin API's unix socket.
+    pub fn admin_socket(&self) -> &std::path::Path {
+        &self.admin_socket
+    }
+
+    /// The gateway's audit log: an embedding program (a tunnel agent) appends its own
+    /// records to the same log and sealed chain.
+    pub fn audit_log(&self) -> Arc<AuditLog> {
+        self.audit.clone()
+    }
+
+    /// A handle on the running parts.
+    pub fn handle(&self) -> GatewayHandle {
+        GatewayHandle::new(
+            self.config.state.clone(),
+            self.samples.clone(),
+            self.registry.clone(),
+            self.certs.clone(),
+            self.audit.clone(),
+            self.config.audit_user.clone(),
+            self.dns.as_ref().map(DnsServer::handle),
+            self.proxy.as_ref().map(ProxyServer::handle),
+        )
+    }
+
+    /// Serves until `shutdown` completes, then stops every task (the proxy drains within
+    /// its grace period) and returns when all of them have finished.
+    ///
+    /// # Errors
+    /// A server's fatal error.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        let handle = self.handle();
+        let Self {
+            samples,
+            config,
+            registry,
+            certs,
+            audit,
+            dns,
+            proxy,
+            admin,
+            admin_socket,
+            monitor_sources,
+            since,
+        } = self;
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let user = config.audit_user.clone();
+        let s = &config.settings;
+        tracker.spawn(tasks::follow_certs(
+            registry.clone(),
+            certs.clone(),
+            audit.clone(),
+            user.clone(),
+            since,
+            token.clone(),
+        ));
+        tracker.spawn(tasks::renew_certs(
+            certs.clone(),
+            s.ca.renew_check_interval,
+            audit.clone(),
+            user.clone(),
+            token.clone(),
+        ));
+        if let Some(p) = &proxy {
+            tracker.spawn(tasks::audit_health(
+                p.handle(),
+                audit.clone(),
+                user.clone(),
+                token.clone(),
+            ));
+        }
+        if !monitor_sources.is_empty() {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let poller = Poller::new(monitor_sources)
+                .with_interval(s.monitor.interval)
+                .with_thresholds(s.monitor.thresholds.clone());
+            tracker.spawn(poller.run(tx, token.clone().cancelled_owned()));
+            tracker.spawn(tasks::keep_rounds(
+                rx,
+                samples.clone(),
+                audit.clone(),
+                user.clone(),
+            ));
+        }
+        for listener in admin {
+            tracker.spawn(crate::admin::serve(
+                listener,
+                handle.clone(),
+                token.clone(),
+                tracker.clone(),
+            ));
+        }
+        let mut servers = Vec::new();
+        if let Some(d) = dns {
+            let stop = token.clone().cancelled_owned();
+            servers
+                .push(tracker.spawn(async move { d.run(stop).await.map_err(GatewayError::from) }));
+        }
+        if let Some(p) = proxy {
+            let stop = token.clone().cancelled_owned();
+            servers
+                .push(tracker.spawn(async move { p.run(stop).await.map_err(GatewayError::from) }));
+        }
+        tracker.close();
+        tracing::info!(dir = %config.state.path().display(), "gateway running");
+        shutdown.await;
+        tracing::info!("gateway stopping");
+        token.cancel();
+        let mut result = Ok(());
+        for server in servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(source) => {
+                    result = Err(GatewayError::Task {
+                        what: "server",
+                        source,
+                    });
+                }
+            }
+        }
+        // The servers drained within the proxy's grace period; what is left is short.
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = tracker.len(),
+                "gateway tasks still running after shutdown"
+            );
+        }
+        let _ = std::fs::remove_file(&admin_socket);
+        result
+    }
+}

@@ -1,0 +1,191 @@
+//! The gateway's background tasks: certificates follow the registry, renewals, health
+//! changes and monitor alerts into the audit log. Each stops on the gateway's token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conduit_audit::AuditLog;
+use conduit_ca::{CertManager, IssueRequest};
+use conduit_monitor::{Round, Sample};
+use conduit_proxy::ProxyHandle;
+use conduit_registry::{ChangeKind, FileRegistry, Registry, Revision, Routing, ServiceRecord};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::audited::record;
+
+/// Issues the leaf of a proxied TLS service unless the one served already covers its domain.
+pub(super) async fn ensure_cert(
+    certs: &Arc<CertManager>,
+    log: &AuditLog,
+    user: &str,
+    rec: &ServiceRecord,
+) {
+    if rec.routing() != Routing::Proxied || !rec.tls() {
+        return;
+    }
+    let name = rec.name().as_str().to_owned();
+    let domain = rec.domain().as_str().to_owned();
+    if let Some(current) = certs.current(&name)
+        && conduit_ca::inspect_pem(
+            &current.chain_pem,
+            time::OffsetDateTime::now_utc(),
+            &Default::default(),
+        )
+        .is_ok_and(|info| info.dns_names.contains(&domain))
+    {
+        return; // reused
+    }
+    let req = IssueRequest {
+        dns_names: vec![domain.clone()],
+        ..IssueRequest::default()
+    };
+    let mgr = certs.clone();
+    let n = name.clone();
+    let issued = tokio::task::spawn_blocking(move || mgr.ensure(&n, req)).await;
+    let details = json!({"name": name, "domain": domain});
+    match issued {
+        Ok(Ok(_)) => {
+            tracing::info!(service = %name, %domain, "certificate issued");
+            let msg = format!("Issued a certificate for {domain}");
+            record(log, "cert_issue", true, msg, user, details).await;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(service = %name, error = %e, "cannot issue the certificate");
+            let msg = format!("Cannot issue a certificate for {domain}: {e}");
+            record(log, "cert_issue", false, msg, user, details).await;
+        }
+        Err(e) => tracing::error!(service = %name, error = %e, "certificate task failed"),
+    }
+}
+
+/// Issues or removes leaves as the registry changes.
+pub(super) async fn follow_certs(
+    registry: Arc<FileRegistry>,
+    certs: Arc<CertManager>,
+    audit: Arc<AuditLog>,
+    user: String,
+    since: Revision,
+    stop: CancellationToken,
+) {
+    let mut watch = registry.watch(since);
+    loop {
+        let ev = tokio::select! {
+            () = stop.cancelled() => return,
+            ev = watch.next() => ev,
+        };
+        let Some(ev) = ev else { return };
+        match ev.kind {
+            ChangeKind::Deregistered => certs.remove(ev.record.name().as_str()),
+            _ if !ev.record.is_active() => certs.remove(ev.record.name().as_str()),
+            _ => ensure_cert(&certs, &audit, &user, &ev.record).await,
+        }
+    }
+}
+
+/// The certificate manager's renewal loop (leaves at 2/3 of their life, the intermediate
+/// when a third is left); each round that renewed something or failed is audited as
+/// `cert_renew`.
+pub(super) async fn renew_certs(
+    certs: Arc<CertManager>,
+    interval: Duration,
+    log: Arc<AuditLog>,
+    user: String,
+    stop: CancellationToken,
+) {
+    certs
+        .run_reporting(interval, stop.cancelled_owned(), |outcome| {
+            let (log, user) = (log.clone(), user.clone());
+            async move {
+                match outcome {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        let msg = format!("Renewed {n} certificate(s)");
+                        record(&*log, "cert_renew", true, msg, &user, json!({"renewed": n})).await;
+                    }
+                    Err(e) => {
+                        let msg = format!("Certificate renewal failed: {e}");
+                        record(&*log, "cert_renew", false, msg, &user, json!({})).await;
+                    }
+                }
+            }
+        })
+        .await;
+}
+
+/// Keeps the last round's samples for the admin API and audits each alert raised or cleared
+/// as `monitor_alert`. Ends when the poller does.
+pub(super) async fn keep_rounds(
+    mut rounds: tokio::sync::mpsc::Receiver<Round>,
+    samples: Arc<std::sync::RwLock<Vec<Sample>>>,
+    log: Arc<AuditLog>,
+    user: String,
+) {
+    while let Some(round) = rounds.recv().await {
+        for a in &round.alerts {
+            let details = json!({
+                "kind": format!("{:?}", a.kind),
+                "raised": a.raised,
+                "target": a.target,
+                "subject": a.subject,
+                "value": a.value,
+            });
+            let msg = a.message.clone();
+            record(&*log, "monitor_alert", !a.raised, msg, &user, details).await;
+        }
+        for (source, error) in &round.errors {
+            tracing::debug!(%source, %error, "monitor source failed");
+        }
+        *samples
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = round.samples;
+    }
+}
+
+/// Audits every upstream health transition as `health_change`.
+pub(super) async fn audit_health(
+    proxy: ProxyHandle,
+    audit_log: Arc<AuditLog>,
+    user: String,
+    stop: CancellationToken,
+) {
+    let mut events = proxy.health_events();
+    loop {
+        let ev = tokio::select! {
+            () = stop.cancelled() => return,
+            ev = events.recv() => ev,
+        };
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "health events were dropped before being audited"
+                );
+                continue;
+            }
+            Err(_) => return,
+        };
+        let state = if ev.healthy { "healthy" } else { "unhealthy" };
+        let msg = format!(
+            "{} upstream {} is {state}: {}",
+            ev.service, ev.endpoint, ev.reason
+        );
+        let details = json!({
+            "name": ev.service.as_str(),
+            "domain": ev.domain.as_str(),
+            "upstream": ev.endpoint.to_string(),
+            "healthy": ev.healthy,
+            "reason": ev.reason,
+        });
+        record(
+            &*audit_log,
+            "health_change",
+            ev.healthy,
+            msg,
+            &user,
+            details,
+        )
+        .await;
+    }
+}

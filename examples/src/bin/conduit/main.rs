@@ -1,0 +1,171 @@
+//! `conduit`: the gateway and its command line.
+//!
+//! ```text
+//! conduit serve                         the gateway (sets up an empty state directory first)
+//! conduit setup                         state directory, CA, empty registry; trust commands
+//! conduit register --name N --upstream HOST:PORT [--upstream …] [--health PATH] [--domain D]
+//!                  [--no-proxy] [--no-tls]          (--host is an alias of --upstream)
+//! conduit deregister --name N
+//! conduit status [--json]               live from a running gateway, else from the files
+//! conduit logs [--action A] [--since T] [--limit N] [--json] [--follow]
+//! conduit monitor [--gpu] [--containers] [--server U@H]… [--json|--prometheus] [--watch]
+//! conduit audit verify [--level structural|full|signatures] [--json]
+//! conduit certs export-ca|trust|list|inspect N|rotate N|revoke N
+//! conduit dns list|resolve NAME
+//! conduit config check [FILE] | show
+//! ```
+//! Global: `--dir` (`CONDUIT_CONFIG_DIR`, default `~/.config/qp-conduit`) is the state
+//! directory; `--config FILE` (`CONDUIT_CONFIG`) the configuration, default `DIR/conduit.toml`.
+//! The configuration is layered: `conduit.toml` < the original tool's `DIR/.env.conduit` <
+//! environment variables < flags (docs/configuration.md). Exit codes: 0 ok, 1 failure,
+//! 2 usage. Errors are one line.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program"
+)]
+
+#[path = "../../signal.rs"]
+mod signal;
+
+mod audit;
+mod certs;
+mod config;
+mod dns;
+mod logs;
+mod monitor;
+mod register;
+mod serve;
+mod settings;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use settings::Global;
+
+#[derive(Parser)]
+#[command(
+    name = "conduit",
+    version,
+    about = "Conduit: DNS, TLS, routes, health checks and an audit trail for internal services"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates the state directory (0700), the CA and an empty registry.
+    Setup,
+    /// Runs the gateway: DNS, HTTPS proxy, health checks, audit (sets up an empty state
+    /// directory first).
+    Serve(serve::Args),
+    /// Registers a service (takes effect in a running gateway at once).
+    Register(register::Args),
+    /// Deregisters a service.
+    Deregister {
+        /// The service name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Services, upstream health, certificate expiry.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit log.
+    Logs(logs::Args),
+    /// Hosts, GPUs and containers: one round, or `--watch` every 5 s.
+    Monitor(monitor::Args),
+    /// The sealed audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: audit::Command,
+    },
+    /// Certificates.
+    Certs {
+        #[command(subcommand)]
+        command: certs::Command,
+    },
+    /// DNS.
+    Dns {
+        #[command(subcommand)]
+        command: dns::Command,
+    },
+    /// The configuration.
+    Config {
+        #[command(subcommand)]
+        command: config::Command,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,conduit_proxy::access=off")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("conduit: error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("conduit: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `config check FILE` reads the file it is given, whatever --config says.
+    if let Command::Config {
+        command: config::Command::Check { file },
+    } = &cli.command
+    {
+        return config::check(&cli.global, file.as_deref());
+    }
+    let (ctx, notices) = cli.global.load()?;
+    match cli.command {
+        Command::Setup => serve::setup(&ctx, true).await,
+        Command::Serve(args) => {
+            settings::warn(&notices);
+            serve::serve(ctx, args).await
+        }
+        Command::Register(args) => register::register(&ctx, args).await,
+        Command::Deregister { name } => register::deregister(&ctx, &name).await,
+        Command::Status { json } => status::status(&ctx, json).await,
+        Command::Logs(args) => logs::logs(&ctx, args).await,
+        Command::Monitor(args) => monitor::monitor(&ctx, args).await,
+        Command::Audit { command } => audit::run(&ctx, command),
+        Command::Certs { command } => certs::run(&ctx, command).await,
+        Command::Dns { command } => dns::run(&ctx, command).await,
+        Command::Config { command } => {
+            settings::warn(&notices);
+            config::run(&ctx, command)
+        }
+    }
+}

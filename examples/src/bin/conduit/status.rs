@@ -1,0 +1,95 @@
+//! `conduit status`: live from the running gateway (where the configuration says its admin
+//! socket is), else what the registry holds.
+
+use std::process::ExitCode;
+
+use conduit::admin::AdminError;
+use conduit::api::{DnsCheck, ServiceStatus, UpstreamHealth};
+use conduit::registry::{ListFilter, Registry as _, Routing};
+use serde::Serialize;
+
+use crate::settings::Context;
+
+/// What `status --json` prints.
+#[derive(Serialize)]
+struct View {
+    /// `running` or `stopped`.
+    gateway: &'static str,
+    services: Vec<ServiceStatus>,
+}
+
+pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    let view = match ctx.admin().status().await {
+        Ok(report) => View {
+            gateway: "running",
+            services: report.services,
+        },
+        Err(AdminError::NotRunning { .. }) => View {
+            gateway: "stopped",
+            services: from_registry(ctx).await?,
+        },
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("gateway: {}", view.gateway);
+    for s in &view.services {
+        let health = match s.healthy {
+            Some(true) => "healthy",
+            Some(false) => "UNHEALTHY",
+            None => "-",
+        };
+        let ups: Vec<&str> = s.upstreams.iter().map(|u| u.endpoint.as_str()).collect();
+        let dns = match &s.dns {
+            Some(DnsCheck::Addresses(a)) => format!(
+                "dns {}",
+                a.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Some(DnsCheck::Outcome(o)) => format!("dns {}", o.as_str()),
+            None => "dns -".to_owned(),
+        };
+        println!(
+            "{:<16} {:<28} {:<10} {:<28} {:<20} cert until {}",
+            s.name,
+            s.domain,
+            health,
+            ups.join(","),
+            dns,
+            s.certificate_not_after.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn from_registry(ctx: &Context) -> anyhow::Result<Vec<ServiceStatus>> {
+    let reg = ctx.state.open_registry()?;
+    Ok(reg
+        .list(ListFilter::Active)
+        .await?
+        .iter()
+        .map(|r| ServiceStatus {
+            name: r.name().as_str().to_owned(),
+            domain: r.domain().as_str().to_owned(),
+            dns: None,
+            routing: r.routing(),
+            tls: r.tls() && r.routing() == Routing::Proxied,
+            health_path: r.health().path.clone(),
+            healthy: None,
+            upstreams: r
+                .endpoints()
+                .iter()
+                .map(|e| UpstreamHealth {
+                    endpoint: e.to_string(),
+                    healthy: None,
+                    in_flight: None,
+                })
+                .collect(),
+            certificate_not_after: None,
+        })
+        .collect())
+}
