@@ -28,6 +28,9 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+# A network namespace with only loopback for the tests that register refused upstreams.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -58,6 +61,10 @@ step "each crate builds on its own, with default features off and on"
 for crate in conduit-registry conduit-dns conduit-ca conduit-proxy conduit-monitor conduit-audit conduit; do
     cargo check --locked -p "$crate" --no-default-features --lib
     cargo check --locked -p "$crate" --lib
+done
+# each façade feature builds alone, not only through another crate's features
+for feature in registry dns ca proxy monitor gpu docker ssh audit gateway; do
+    cargo check --locked -p conduit --no-default-features --features "$feature" --lib
 done
 
 step "tests"

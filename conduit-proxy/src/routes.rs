@@ -163,7 +163,8 @@ impl Route {
         let n = self.backends.len();
         let usable =
             |b: &&Arc<Backend>| b.is_healthy() && !skip.contains(&(Arc::as_ptr(b) as usize));
-        if n == 1 {
+        if n <= 1 {
+            // None at all: every upstream was refused (the SSRF policy) or none is left.
             return self.backends.first().filter(usable);
         }
         let tick = self.next.fetch_add(1, Ordering::Relaxed);
@@ -343,6 +344,26 @@ mod tests {
         assert_eq!(domain("svc.internal").as_deref(), Some("svc.internal"));
         assert_eq!(domain("SVC.Internal").as_deref(), Some("svc.internal"));
         assert_eq!(domain("other.internal"), None);
+    }
+
+    #[test]
+    fn a_route_whose_upstreams_were_all_refused_picks_none() {
+        let rec = ServiceRecord::new(
+            "svc".parse().unwrap(),
+            "169.254.169.254:80".parse().unwrap(),
+        );
+        let t = RouteTable::build(
+            &RouteTable::default(),
+            &[Arc::new(rec)],
+            true,
+            |_| None,
+            |_, _| false,
+        );
+        let r = t.get("svc.internal").unwrap();
+        assert!(r.backends.is_empty());
+        for balance in [Balance::LeastOutstanding, Balance::RoundRobin] {
+            assert!(r.pick(balance, &[]).is_none());
+        }
     }
 
     #[test]

@@ -350,7 +350,8 @@ impl AdminError {
 /// The admin API from the client's side, over the unix socket.
 ///
 /// ```no_run
-/// # async fn f() -> Result<(), conduit::admin::AdminError> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), conduit::admin::AdminError> {
 /// let admin = conduit::admin::AdminClient::new("/var/lib/conduit/admin.sock");
 /// for s in admin.status().await?.services {
 ///     println!("{} {:?}", s.domain, s.healthy);

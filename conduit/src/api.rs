@@ -3,7 +3,7 @@
 //! checks every live answer against it.
 //!
 //! ```
-//! use conduit::api::{StatusReport, ServiceStatus};
+//! use conduit::api::StatusReport;
 //! let report: StatusReport = serde_json::from_str(r#"{"services": [], "dns_serial": 7}"#)?;
 //! assert_eq!(report.dns_serial, Some(7));
 //! # Ok::<(), serde_json::Error>(())

@@ -404,6 +404,11 @@ impl ConduitConfig {
     pub fn from_toml(text: &str, path: &Path) -> Result<(Self, Vec<ConfigNotice>), ConfigError> {
         let mut cfg: Self = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
         let notices = cfg.migrate();
+        // A short interval with the default timeout: the timeout follows the interval.
+        let h = &mut cfg.health;
+        if h.timeout > h.interval && h.timeout == HealthCheck::default().timeout {
+            h.timeout = h.interval;
+        }
         Ok((cfg, notices))
     }
 
@@ -874,9 +879,15 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
                 .map(|(k, _)| k.trim().to_owned())
                 .filter(|k| !k.is_empty() && !k.starts_with('['))
         });
-    let key = match (section, key) {
-        (Some(s), Some(k)) if !line.trim_start().starts_with('[') => Some(format!("{s}.{k}")),
-        (_, k) => k,
+    let header = line.trim();
+    let key = if header.starts_with('[') {
+        // A table header: its own dotted name is the key.
+        Some(header.trim_matches(['[', ']', ' ']).to_owned())
+    } else {
+        match (section, key) {
+            (Some(s), Some(k)) => Some(format!("{s}.{k}")),
+            (_, k) => k,
+        }
     };
     ConfigError::Parse {
         path: path.to_owned(),

@@ -11,29 +11,14 @@
     reason = "test code"
 )]
 
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use conduit_test_support::openapi::Document;
+use conduit_test_support::process::{Killed, free_port, ok, wait_until};
+use conduit_test_support::{have, which};
 use tokio::time::Instant;
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(cmd))
-            .find(|f| f.is_file())
-    })
-}
-
-fn have(cmd: &str) -> bool {
-    let found = which(cmd).is_some();
-    if !found {
-        assert_eq!(std::env::var_os("CI"), None, "CI must install {cmd}");
-        eprintln!("skipping: {cmd} is not installed");
-    }
-    found
-}
 
 fn conduit(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_conduit"));
@@ -41,33 +26,39 @@ fn conduit(dir: &Path) -> Command {
     c
 }
 
-fn ok(out: Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    text
-}
-
-/// A port free for UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+/// `METHOD path` on the admin socket with curl; the answer's body, checked against
+/// `docs/admin-api.yaml` for that path and status when it is JSON.
+fn admin_call(doc: &Document, socket: &Path, method: &str, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code} %{content_type}",
+            "--unix-socket",
+        ])
+        .arg(socket)
+        .arg(format!("http://conduit{path}"))
+        .output()
+        .unwrap();
+    let text = ok(out);
+    let (body, tail) = text.rsplit_once('\n').unwrap();
+    let (code, ctype) = tail.split_once(' ').unwrap();
+    let code: u16 = code.parse().unwrap();
+    if ctype.starts_with("application/json") {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        // Paths the document does not have get its error answer.
+        let checked = match doc.response_schema(method, path, code) {
+            Ok(_) => doc.check(method, path, code, &v),
+            Err(_) if code >= 400 => doc.validate(doc.component("ApiError").unwrap(), &v, ""),
+            Err(m) => Err(m),
+        };
+        if let Err(m) = checked {
+            panic!("{method} {path} ({code}) does not match docs/admin-api.yaml: {m}\n{body}");
         }
     }
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    (code, body.to_owned())
 }
 
 fn upstream(port: u16, root: &Path) -> Killed {
@@ -133,17 +124,6 @@ fn serve(dir: &Path, dns: u16, https: u16) -> Killed {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the gateway could not bind 127.0.0.1:{dns}/{https} again");
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("condition not met within {limit:?}");
 }
 
 fn dig(dns: u16, name: &str) -> String {
@@ -323,15 +303,9 @@ fn the_whole_flow_with_real_processes() {
     assert_eq!(out.status.code(), Some(1));
 
     // the admin API: monitor samples and Prometheus metrics from the running gateway
-    let admin = |path: &str| {
-        let out = Command::new("curl")
-            .args(["-sS", "--unix-socket"])
-            .arg(dir.join("admin.sock"))
-            .arg(format!("http://conduit{path}"))
-            .output()
-            .unwrap();
-        ok(out)
-    };
+    let doc = Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let socket = dir.join("admin.sock");
+    let admin = |path: &str| admin_call(&doc, &socket, "GET", path).1;
     wait_until(Duration::from_secs(5), || {
         admin("/v1/monitor").contains("\"type\":\"host\"")
     });
@@ -349,6 +323,17 @@ fn the_whole_flow_with_real_processes() {
         admin("/v1/audit?limit=1000").contains("service_register"),
         "audit tail"
     );
+    // every other answer the API gives, checked against the document too
+    assert!(admin("/v1/health").contains("true"));
+    assert!(admin("/v1/status").contains("grafana.internal"));
+    assert_eq!(admin_call(&doc, &socket, "DELETE", "/v1/status").0, 405);
+    assert_eq!(
+        admin_call(&doc, &socket, "POST", "/v1/certs/nosuch/rotate").0,
+        409
+    );
+    assert_eq!(admin_call(&doc, &socket, "POST", "/v1/nothing").0, 404);
+    let (code, body) = admin_call(&doc, &socket, "POST", "/v1/certs/grafana/rotate");
+    assert_eq!(code, 200, "{body}");
 
     // status --json: live from the gateway, healthy, with the certificate's expiry
     let text = ok(conduit(&dir).args(["status", "--json"]).output().unwrap());

@@ -583,15 +583,47 @@ async fn tls12_only_when_enabled_and_http_redirects() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text, format!("308 https://{d}:{}/a?b=c", p.addr.port()));
+    // only registered names are redirected: no open redirect for any Host
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .args(["-H", "Host: evil.example"])
+        .arg(format!("http://127.0.0.1:{}/", p.http_addr.port()))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404 ");
+    // no HSTS unless configured
+    let mut c = p.curl(&d, "/");
+    c.arg("-D").arg("/dev/stdout");
+    let (_, _, head) = fetch(c).await;
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("strict-transport-security"),
+        "{head}"
+    );
     p.stop().await;
     let mut cfg = config();
     cfg.tls = TlsVersions::Tls12And13;
+    cfg.hsts = Some(Duration::from_secs(86400));
     let p = Proxy::start(cfg).await;
     let d = p.register("old", &[up.addr]).await;
     p.wait_healthy(&d, 1).await;
     let mut c = p.curl(&d, "/");
-    c.args(["--tlsv1.2", "--tls-max", "1.2"]);
-    assert_eq!(fetch(c).await.0, 200);
+    c.args(["--tlsv1.2", "--tls-max", "1.2", "-D", "/dev/stdout"]);
+    let (code, _, head) = fetch(c).await;
+    assert_eq!(code, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=86400"),
+        "{head}"
+    );
     p.stop().await;
 }
 

@@ -26,6 +26,21 @@ pub(crate) enum Command {
 pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::List => {
+            // The running gateway's zone as served; the registry when it is stopped.
+            match ctx.admin().dns().await {
+                Ok(zone) => {
+                    for r in zone
+                        .records
+                        .iter()
+                        .filter(|r| r.rtype == "A" || r.rtype == "AAAA")
+                    {
+                        println!("{}\t{}", r.name.trim_end_matches('.'), r.data);
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(conduit::admin::AdminError::NotRunning { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             let reg = ctx.state.open_registry()?;
             for rec in reg.list(ListFilter::Active).await? {
                 let answer = match rec.routing() {

@@ -1,0 +1,158 @@
+//! The `api` types and `docs/admin-api.yaml` say the same thing: every type, with every
+//! optional field set and with every one empty, validates against its schema (which refuses
+//! fields it does not list and requires every field it lists).
+#![cfg(feature = "gateway")]
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+use conduit::api::*;
+use conduit::monitor::{Sample, SampleKind};
+use conduit::registry::Routing;
+use conduit_test_support::openapi::Document;
+use serde::Serialize;
+
+fn doc() -> Document {
+    Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap()
+}
+
+fn check<T: Serialize>(doc: &Document, component: &str, value: &T) {
+    let schema = doc.component(component).unwrap_or_else(|| {
+        unreachable!("docs/admin-api.yaml has no schema {component}");
+    });
+    let json = serde_json::to_value(value).unwrap();
+    if let Err(m) = doc.validate(schema, &json, "") {
+        unreachable!("{component}: {m}\n{json:#}");
+    }
+}
+
+fn service(full: bool) -> ServiceStatus {
+    ServiceStatus {
+        name: "grafana".into(),
+        domain: "grafana.internal".into(),
+        dns: full.then(|| {
+            DnsCheck::Addresses(vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()])
+        }),
+        routing: if full {
+            Routing::Proxied
+        } else {
+            Routing::Direct
+        },
+        tls: full,
+        health_path: "/health".into(),
+        healthy: full.then_some(true),
+        upstreams: vec![UpstreamHealth {
+            endpoint: "10.0.1.50:3000".into(),
+            healthy: full.then_some(false),
+            in_flight: full.then_some(3),
+        }],
+        certificate_not_after: full.then(|| "2026-12-06T00:00:00Z".into()),
+    }
+}
+
+#[test]
+fn every_api_type_matches_its_schema() {
+    let doc = doc();
+    for full in [true, false] {
+        check(&doc, "ServiceStatus", &service(full));
+        check(
+            &doc,
+            "StatusReport",
+            &StatusReport {
+                services: vec![service(full)],
+                dns_serial: full.then_some(7),
+            },
+        );
+    }
+    for outcome in [
+        DnsOutcome::NoData,
+        DnsOutcome::NxDomain,
+        DnsOutcome::Refused,
+    ] {
+        let mut s = service(true);
+        s.dns = Some(DnsCheck::Outcome(outcome));
+        check(&doc, "ServiceStatus", &s);
+    }
+    check(&doc, "Health", &Health { ok: true });
+    let cert = CertificateInfo {
+        name: "grafana".into(),
+        serial: "0a1b".into(),
+        not_after: "2026-12-06T00:00:00Z".into(),
+    };
+    check(&doc, "CertificateInfo", &cert);
+    check(
+        &doc,
+        "Revocation",
+        &Revocation {
+            name: "grafana".into(),
+            revoked_serial: "09".into(),
+            new: cert,
+        },
+    );
+    for serial in [Some(3), None] {
+        check(
+            &doc,
+            "DnsZone",
+            &DnsZone {
+                serial,
+                records: vec![DnsRecord {
+                    name: "grafana.internal.".into(),
+                    ttl: 30,
+                    rtype: "A".into(),
+                    data: "127.0.0.1".into(),
+                }],
+            },
+        );
+    }
+    let mut sample = Sample::new("local", SampleKind::Gpu);
+    sample
+        .metrics
+        .insert("temperature_celsius".into(), 71.0.into());
+    sample.metrics.insert("name".into(), "H200".into());
+    sample.metrics.insert("running".into(), true.into());
+    check(
+        &doc,
+        "MonitorSnapshot",
+        &MonitorSnapshot {
+            samples: vec![sample],
+        },
+    );
+    let event = conduit::audited::event(
+        "service_register",
+        true,
+        "Registered grafana".to_owned(),
+        "ops",
+        serde_json::json!({"name": "grafana"}),
+    )
+    .unwrap();
+    check(
+        &doc,
+        "AuditTail",
+        &AuditTail {
+            events: vec![AuditEntry::from(&event)],
+        },
+    );
+    check(
+        &doc,
+        "ApiError",
+        &ApiError {
+            error: "no such endpoint: /x".into(),
+            retryable: false,
+        },
+    );
+}
+
+#[test]
+fn the_document_refuses_what_the_types_never_send() {
+    let doc = doc();
+    let schema = doc.component("ServiceStatus").unwrap();
+    let mut v = serde_json::to_value(service(true)).unwrap();
+    v["extra"] = serde_json::json!(1);
+    assert_eq!(doc.validate(schema, &v, "").unwrap_err().at, "/extra");
+    let mut v = serde_json::to_value(service(true)).unwrap();
+    v.as_object_mut().unwrap().remove("healthy");
+    assert!(
+        doc.validate(schema, &v, "")
+            .unwrap_err()
+            .problem
+            .contains("healthy")
+    );
+}
