@@ -45,6 +45,22 @@ impl fmt::Display for IdleTimeout {
 }
 impl std::error::Error for IdleTimeout {}
 
+/// The client's request body failed (aborted, malformed chunking, reset): the client's
+/// fault, never counted against the upstream.
+#[derive(Debug)]
+pub(crate) struct ClientBodyError(pub(crate) BoxError);
+
+impl fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the client's request body failed: {}", self.0)
+    }
+}
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 /// An idle timer armed only while the inner body is pending.
 pub(crate) struct Idle {
     after: Duration,
@@ -183,7 +199,17 @@ impl Body for RequestBody {
                 let Some(body) = inner.as_mut() else {
                     return Poll::Ready(None);
                 };
-                let frame = ready!(poll_with_idle(body, idle, cx));
+                // Every error of the request body is the client's (a stall is still told
+                // apart, for its own answer).
+                let frame = ready!(poll_with_idle(body, idle, cx)).map(|r| {
+                    r.map_err(|e| -> BoxError {
+                        if e.is::<IdleTimeout>() {
+                            e
+                        } else {
+                            Box::new(ClientBodyError(e))
+                        }
+                    })
+                });
                 if let (Some(Ok(f)), Some(max)) = (&frame, *limit)
                     && let Some(d) = f.data_ref()
                 {

@@ -150,14 +150,20 @@ impl Default for RetryPolicy {
 }
 
 /// Health-check behaviour beyond each service's own [`HealthCheck`](conduit_registry::HealthCheck).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HealthPolicy {
     /// A new upstream gets no traffic until its first active check passes (default `true`).
     pub start_unhealthy: bool,
-    /// Connection errors, timeouts and 5xx answers on real traffic count as failures
-    /// towards the service's unhealthy threshold (default `true`).
+    /// Failures on real traffic that are the upstream's count towards the service's
+    /// unhealthy threshold (default `true`): connection errors, timeouts, resets by the
+    /// upstream, and the statuses in `passive_failure_statuses`. A client's own errors
+    /// (an aborted or malformed request body, a cancelled request) never count, nor does a
+    /// 5xx that is the application's answer (500, 501).
     pub passive: bool,
+    /// The upstream statuses that count as its failure (default 502, 503, 504: a gateway
+    /// or server in front of it, or the server itself, saying it cannot serve).
+    pub passive_failure_statuses: Vec<u16>,
     /// `Retry-After` seconds sent with a 503 when every upstream is down (default 5).
     pub retry_after_secs: u32,
 }
@@ -167,6 +173,7 @@ impl Default for HealthPolicy {
         Self {
             start_unhealthy: true,
             passive: true,
+            passive_failure_statuses: vec![502, 503, 504],
             retry_after_secs: 5,
         }
     }
@@ -209,6 +216,12 @@ pub struct ProxyConfig {
     /// The HTTPS port the plain-HTTP listener redirects to; `None` = the first HTTPS
     /// listener's port.
     pub redirect_port: Option<u16>,
+    /// Protocols a client may upgrade a connection to (default `["websocket"]`); any other
+    /// `Upgrade` (such as `h2c`) is not tunnelled: the request goes on as a plain one.
+    pub upgrades: Vec<String>,
+    /// Clients whose `X-Forwarded-For`, `X-Real-IP` and `Forwarded` are kept (another proxy
+    /// in front of this one); from everyone else those headers are replaced.
+    pub trusted_proxies: Vec<crate::Cidr>,
     /// `Strict-Transport-Security: max-age=…` on every HTTPS answer; `None` (the default)
     /// sends none (browsers would then refuse plain HTTP for the name for that long).
     pub hsts: Option<Duration>,
@@ -229,6 +242,8 @@ impl Default for ProxyConfig {
             pool_idle_per_upstream: 256,
             redirect_port: None,
             hsts: None,
+            trusted_proxies: Vec::new(),
+            upgrades: vec!["websocket".to_owned()],
         }
     }
 }

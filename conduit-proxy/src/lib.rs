@@ -63,6 +63,7 @@ mod routes;
 mod server;
 mod service;
 mod ssrf;
+mod tunnel;
 
 pub use body::ResponseBody;
 pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeouts, TlsVersions};

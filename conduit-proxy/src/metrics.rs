@@ -25,6 +25,7 @@ pub(crate) struct Counters {
     pub(crate) tunnels: AtomicU64,
     pub(crate) tunnels_open: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) client_errors: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_micros: AtomicU64,
 }
@@ -84,6 +85,7 @@ impl Counters {
             websockets: g(&self.tunnels),
             websockets_open: g(&self.tunnels_open),
             idle_timeouts: g(&self.idle_timeouts),
+            client_body_errors: g(&self.client_errors),
             latency_buckets: buckets,
             latency_sum: Duration::from_micros(g(&self.latency_micros)),
         }
@@ -122,6 +124,9 @@ pub struct ProxyStats {
     pub websockets_open: u64,
     /// Streams cut because nothing moved for the idle timeout.
     pub idle_timeouts: u64,
+    /// Requests whose body the client cut short or malformed (answered 400; not the
+    /// upstream's failure).
+    pub client_body_errors: u64,
     /// Cumulative counts of response-head latency per [`LATENCY_BUCKETS`] bound, then +Inf.
     pub latency_buckets: Vec<u64>,
     /// Sum of the response-head latencies.
@@ -188,6 +193,11 @@ impl ProxyStats {
             "idle_timeouts_total",
             "Streams cut by the idle timeout.",
             self.idle_timeouts,
+        );
+        counter(
+            "client_body_errors_total",
+            "Request bodies the client cut short or malformed.",
+            self.client_body_errors,
         );
         let _ = writeln!(
             out,

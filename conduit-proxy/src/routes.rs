@@ -147,6 +147,8 @@ pub(crate) struct Route {
     pub(crate) body_limit: Option<u64>,
     /// Served over HTTPS (with a certificate); `false`: over the plain-HTTP listener only.
     pub(crate) tls: bool,
+    /// `Host` (and `X-Forwarded-Host`) as upstreams get it: the domain.
+    pub(crate) host_header: http::HeaderValue,
     next: AtomicU64,
 }
 
@@ -288,6 +290,8 @@ impl RouteTable {
                 service: rec.name().clone(),
                 body_limit: limit,
                 tls: rec.tls(),
+                host_header: http::HeaderValue::from_str(domain.as_str())
+                    .unwrap_or(http::HeaderValue::from_static("invalid")),
                 domain: domain.clone(),
                 backends,
                 health: rec.health().clone(),

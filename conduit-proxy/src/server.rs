@@ -467,6 +467,7 @@ async fn serve_tls(
     h2: &http2::Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,
 ) {
+    let local_port = tcp.local_addr().map_or(443, |a| a.port());
     let tls = match tokio::time::timeout(shared.config.timeouts.tls_handshake, acceptor.accept(tcp))
         .await
     {
@@ -484,7 +485,9 @@ async fn serve_tls(
     };
     let (_, session) = tls.get_ref();
     let is_h2 = session.alpn_protocol() == Some(b"h2");
-    let info = ConnInfo::new(peer.ip(), session.server_name(), true);
+    let info = ConnInfo::new(peer.ip(), session.server_name(), true)
+        .on_port(local_port)
+        .trusting(&shared.config.trusted_proxies);
     let service = ProxyService::new(Arc::clone(shared), Arc::new(info));
     let io = TokioIo::new(tls);
     let result = if is_h2 {
@@ -507,7 +510,10 @@ async fn serve_plain(
     redirect_port: u16,
     stop: watch::Receiver<bool>,
 ) {
-    let info = ConnInfo::plain(peer.ip(), redirect_port);
+    let local_port = tcp.local_addr().map_or(80, |a| a.port());
+    let info = ConnInfo::plain(peer.ip(), redirect_port)
+        .on_port(local_port)
+        .trusting(&shared.config.trusted_proxies);
     let service = ProxyService::new(Arc::clone(shared), Arc::new(info));
     let io = TokioIo::new(tcp);
     if let Err(e) = graceful(h1.serve_connection(io, service).with_upgrades(), stop).await {

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::body::{BodyTooLarge, IdleTimeout, RequestBody, ResponseBody};
+use crate::body::{BodyTooLarge, ClientBodyError, IdleTimeout, RequestBody, ResponseBody};
 use crate::config::ProxyConfig;
 use crate::metrics::Counters;
 use crate::pool::SendError;
@@ -31,6 +31,7 @@ pub(crate) type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -93,6 +94,13 @@ impl Shared {
 pub(crate) struct ConnInfo {
     pub(crate) client_ip: IpAddr,
     pub(crate) client_ip_header: HeaderValue,
+    /// `for=…;proto=…`, the `Forwarded` value for this connection.
+    pub(crate) forwarded_header: HeaderValue,
+    /// The client is a trusted proxy: its forwarding headers are kept.
+    pub(crate) trusted: bool,
+    /// The listener's port when it is not the scheme's default (443, 80): upstreams get it
+    /// in `Host`, so that the URLs they build point back at the gateway.
+    pub(crate) port: Option<u16>,
     /// The SNI name of a TLS connection (lower case).
     pub(crate) sni: Option<Box<str>>,
     pub(crate) https: bool,
@@ -103,14 +111,36 @@ pub(crate) struct ConnInfo {
 impl ConnInfo {
     pub(crate) fn new(client_ip: IpAddr, sni: Option<&str>, https: bool) -> Self {
         let client_ip = crate::ssrf::canonical(client_ip);
+        let proto = if https { "https" } else { "http" };
+        let forwarded = match client_ip {
+            IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
+        };
         Self {
             client_ip,
             client_ip_header: HeaderValue::from_str(&client_ip.to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded_header: HeaderValue::from_str(&forwarded)
+                .unwrap_or(HeaderValue::from_static("for=unknown")),
+            trusted: false,
+            port: None,
             sni: sni.map(|s| s.to_ascii_lowercase().into_boxed_str()),
             https,
             redirect_port: 443,
         }
+    }
+
+    /// The listener's port (left out of `Host` when it is the scheme's default).
+    pub(crate) fn on_port(mut self, port: u16) -> Self {
+        let default = if self.https { 443 } else { 80 };
+        self.port = (port != default).then_some(port);
+        self
+    }
+
+    /// Marks the client as a trusted proxy when its address is in `trusted`.
+    pub(crate) fn trusting(mut self, trusted: &[crate::Cidr]) -> Self {
+        self.trusted = trusted.iter().any(|n| n.contains(self.client_ip));
+        self
     }
 
     /// A plain-HTTP connection: services without TLS are served, the others redirected to
@@ -167,14 +197,12 @@ pub(crate) fn local(status: StatusCode, text: impl Into<String>) -> Response<Res
     r
 }
 
-/// The request's host: the URI's authority (HTTP/2, absolute form) or the Host header,
-/// without port or trailing dot.
-pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
-    };
-    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+/// One authority (`host[:port]`) as a host name: port and trailing dot removed; `None` when
+/// it is not a plain host (user info, a bad port, characters no host name has).
+fn host_of(raw: &str) -> Option<&str> {
+    if raw.contains('@') {
+        return None;
+    }
     let host = if let Some(rest) = raw.strip_prefix('[') {
         rest.split_once(']')?.0
     } else {
@@ -193,6 +221,45 @@ pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
     valid.then_some(host)
 }
 
+/// The request's host, or why there is no usable one. There is at most one `Host` and no
+/// user info. HTTP/2: `:authority` and `host` must not disagree (RFC 9113 §8.3.1, a
+/// malformed request). HTTP/1.1 absolute form: the target's authority wins and `Host` is
+/// ignored (RFC 9112 §3.2.2).
+pub(crate) fn routed_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let header_host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let header_host = match header_host {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(host_of)
+                .ok_or("invalid Host header")?,
+        ),
+        None => None,
+    };
+    match (req.uri().authority(), header_host) {
+        (Some(a), h) => {
+            let target = host_of(a.as_str()).ok_or("invalid request target")?;
+            if req.version() == Version::HTTP_2
+                && h.is_some_and(|h| !h.eq_ignore_ascii_case(target))
+            {
+                return Err("host and :authority name different hosts");
+            }
+            Ok(target)
+        }
+        (None, Some(h)) => Ok(h),
+        (None, None) => Err("missing Host"),
+    }
+}
+
+/// The request's host when it has a usable one (see [`routed_host`]).
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    routed_host(req).ok()
+}
+
 async fn handle(
     s: Arc<Shared>,
     c: Arc<ConnInfo>,
@@ -200,8 +267,10 @@ async fn handle(
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     s.counters.inc(|c| &c.requests);
-    let log = tracing::enabled!(target: "conduit_proxy::access", tracing::Level::INFO)
-        .then(|| (req.method().clone(), req.uri().clone(), req.version()));
+    let log = tracing::enabled!(target: "conduit_proxy::access", tracing::Level::INFO).then(|| {
+        let host = request_host(&req).unwrap_or("").to_owned();
+        (req.method().clone(), req.uri().clone(), req.version(), host)
+    });
     let (mut resp, upstream) = route(&s, &c, req).await;
     if c.https
         && let Some(v) = &s.hsts
@@ -211,12 +280,12 @@ async fn handle(
     }
     let elapsed = start.elapsed();
     s.counters.response(resp.status().as_u16(), elapsed);
-    if let Some((method, uri, version)) = log {
+    if let Some((method, uri, version, host)) = log {
         tracing::info!(
             target: "conduit_proxy::access",
             client = %c.client_ip,
             %method,
-            host = uri.host().unwrap_or(""),
+            host = %host,
             path = uri.path(),
             ?version,
             status = resp.status().as_u16(),
@@ -240,17 +309,60 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// The size of an HTTP/1.x request head as sent: request line and header lines.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3);
+    // "METHOD TARGET HTTP/1.1\r\n"
+    let line = req.method().as_str().len() + target + 11;
+    req.headers()
+        .iter()
+        .fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// Whether the protocol a request asks to upgrade to is one the configuration allows
+/// (`websocket` by default). Others are not tunnelled: the request goes on as a plain one,
+/// its `Upgrade` header removed (RFC 9110 lets a server ignore an upgrade).
+fn upgrade_allowed<B>(req: &Request<B>, allowed: &[String]) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').all(|p| {
+                let name = p.trim().split('/').next().unwrap_or("");
+                allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+            })
+        })
+}
+
 async fn route(
     s: &Arc<Shared>,
     c: &Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
-    let Some(host) = request_host(&req) else {
+    let host = match routed_host(&req) {
+        Ok(h) => h,
+        Err(why) => {
+            s.counters.inc(|c| &c.client_errors);
+            crate::body::drain(req.into_body());
+            return (local(StatusCode::BAD_REQUEST, why), None);
+        }
+    };
+    if req.version() <= Version::HTTP_11 && head_size(&req) > s.config.limits.max_header_bytes {
+        // hyper's read buffer bounds the head only roughly; the documented limit is exact.
+        s.counters.inc(|c| &c.client_errors);
+        crate::body::drain(req.into_body());
+        let msg = format!(
+            "request head larger than {} bytes",
+            s.config.limits.max_header_bytes
+        );
         return (
-            local(StatusCode::BAD_REQUEST, "missing or invalid Host"),
+            local(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, msg),
             None,
         );
-    };
+    }
     if let Some(sni) = &c.sni
         && !sni.eq_ignore_ascii_case(host)
     {
@@ -282,7 +394,7 @@ async fn route(
         let msg = format!("request body is larger than the limit of {max} bytes");
         return (local(StatusCode::PAYLOAD_TOO_LARGE, msg), None);
     }
-    if is_upgrade(&req) {
+    if is_upgrade(&req) && upgrade_allowed(&req, &s.config.upgrades) {
         // Boxed: rare, and its future is large (see `pool::send`).
         return Box::pin(upgrade(s, c, &route, req)).await;
     }
@@ -348,17 +460,22 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// The request head as the upstream sees it.
-fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, uri: &Uri) {
+/// The request head as the upstream sees it: `Host` and `X-Forwarded-Host` are the name the
+/// route matched (never the client's own value, never stripped through `Connection`), and
+/// the client's address is told in `X-Forwarded-For`, `X-Real-IP` and `Forwarded`; what a
+/// client sent in those is dropped, unless it is a trusted proxy (then its
+/// `X-Forwarded-For` is kept and ours appended).
+fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, route: &Route) {
     strip_hop_by_hop(h);
-    if !h.contains_key(header::HOST)
-        && let Some(a) = uri.authority()
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
-    {
-        h.insert(header::HOST, v);
-    }
+    let host = match c.port {
+        None => route.host_header.clone(),
+        Some(port) => HeaderValue::from_str(&format!("{}:{port}", route.domain))
+            .unwrap_or_else(|_| route.host_header.clone()),
+    };
+    h.insert(X_FORWARDED_HOST, host.clone());
+    h.insert(header::HOST, host);
     let xff = match h.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(prev) if !prev.is_empty() => {
+        Some(prev) if c.trusted && !prev.is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 2 + c.client_ip_header.len());
             v.extend_from_slice(prev);
             v.extend_from_slice(b", ");
@@ -368,13 +485,16 @@ fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, uri: &Uri) {
         _ => c.client_ip_header.clone(),
     };
     h.insert(X_FORWARDED_FOR, xff);
+    if !(c.trusted && h.contains_key(X_REAL_IP)) {
+        h.insert(X_REAL_IP, c.client_ip_header.clone());
+    }
+    if !(c.trusted && h.contains_key(header::FORWARDED)) {
+        h.insert(header::FORWARDED, c.forwarded_header.clone());
+    }
     h.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if c.https { "https" } else { "http" }),
     );
-    if let Some(host) = h.get(header::HOST).cloned() {
-        h.insert(X_FORWARDED_HOST, host);
-    }
 }
 
 /// The upstream's response as the client gets it: hop-by-hop headers removed, the body
@@ -449,7 +569,7 @@ async fn forward(
     req: Request<Incoming>,
 ) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
     let (mut parts, body) = req.into_parts();
-    upstream_headers(&mut parts.headers, c, &parts.uri);
+    upstream_headers(&mut parts.headers, c, route);
     let body = if body.is_end_stream() {
         RequestBody::Empty
     } else {
@@ -478,7 +598,11 @@ async fn forward(
         let sent = tokio::time::timeout(first_byte, crate::pool::send(s, &backend, up)).await;
         match sent {
             Ok(Ok((resp, lease))) => {
-                let ok = !resp.status().is_server_error();
+                let ok = !s
+                    .config
+                    .health
+                    .passive_failure_statuses
+                    .contains(&resp.status().as_u16());
                 s.record(route, &backend, ok, CheckSource::Passive, || {
                     format!("answered {}", resp.status())
                 });
@@ -500,7 +624,8 @@ async fn forward(
                 req.into_body().discard();
                 s.counters.inc(|c| &c.upstream_errors);
                 tracing::warn!(service = %route.service, upstream = %backend.endpoint, error = %why, "upstream unreachable");
-                let msg = format!("upstream {} of {}: {why}", backend.endpoint, route.domain);
+                // The details (address, error) go to the log, not to the client.
+                let msg = format!("{}: the upstream could not be reached", route.domain);
                 return (local(StatusCode::BAD_GATEWAY, msg), Some(backend));
             }
             Ok(Err(SendError::Failed(e))) => {
@@ -517,14 +642,21 @@ async fn forward(
                     let msg = format!("request body: {idle}");
                     return (local(StatusCode::REQUEST_TIMEOUT, msg), Some(backend));
                 }
+                if find_cause::<ClientBodyError>(&e).is_some() {
+                    // The client's fault: not the upstream's health.
+                    s.counters.inc(|c| &c.client_errors);
+                    tracing::debug!(service = %route.service, error = %error_chain(&e), "the client's request body failed");
+                    let msg = format!(
+                        "{}: the request body was cut short or malformed",
+                        route.domain
+                    );
+                    return (local(StatusCode::BAD_REQUEST, msg), Some(backend));
+                }
                 let why = error_chain(&e);
                 s.record(route, &backend, false, CheckSource::Passive, || why.clone());
                 s.counters.inc(|c| &c.upstream_errors);
                 tracing::warn!(service = %route.service, upstream = %backend.endpoint, error = %why, "upstream request failed");
-                let msg = format!(
-                    "upstream {} of {} failed: {why}",
-                    backend.endpoint, route.domain
-                );
+                let msg = format!("{}: the upstream failed to answer", route.domain);
                 return (local(StatusCode::BAD_GATEWAY, msg), Some(backend));
             }
             Err(_) => {
@@ -533,9 +665,10 @@ async fn forward(
                 s.record(route, &backend, false, CheckSource::Passive, || {
                     format!("no response within {first_byte:?}")
                 });
+                tracing::warn!(service = %route.service, upstream = %backend.endpoint, timeout = ?first_byte, "upstream sent no response in time");
                 let msg = format!(
-                    "upstream {} of {} sent no response within {first_byte:?}",
-                    backend.endpoint, route.domain
+                    "{}: the upstream sent no response within {first_byte:?}",
+                    route.domain
                 );
                 return (local(StatusCode::GATEWAY_TIMEOUT, msg), Some(backend));
             }
@@ -558,7 +691,7 @@ async fn upgrade(
     let client_side = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
     let protocol = parts.headers.get(header::UPGRADE).cloned();
-    upstream_headers(&mut parts.headers, c, &parts.uri);
+    upstream_headers(&mut parts.headers, c, route);
     if let Some(p) = protocol {
         parts.headers.insert(header::UPGRADE, p);
         parts
@@ -566,9 +699,10 @@ async fn upgrade(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     let fail = |why: String| {
+        tracing::warn!(service = %route.service, upstream = %backend.endpoint, error = %why, "upgrade to the upstream failed");
         local(
             StatusCode::BAD_GATEWAY,
-            format!("upstream {} of {}: {why}", backend.endpoint, route.domain),
+            format!("{}: the upstream could not take the upgrade", route.domain),
         )
     };
     let io = match crate::pool::connect_io(s, &backend.base_uri).await {
@@ -618,6 +752,8 @@ async fn upgrade(
     let upstream_side = hyper::upgrade::on(&mut resp);
     let shared = Arc::clone(s);
     let service = route.service.clone();
+    let client_ip = c.client_ip;
+    let idle = s.config.timeouts.idle;
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
             Ok(pair) => pair,
@@ -629,11 +765,19 @@ async fn upgrade(
         shared.counters.inc(|c| &c.tunnels);
         shared.counters.inc(|c| &c.tunnels_open);
         shared.tunnels.send_modify(|n| *n += 1);
-        let mut client = TokioIo::new(client);
+        tracing::info!(target: "conduit_proxy::access", client = %client_ip, %service, "upgraded connection opened");
+        let activity = crate::tunnel::Activity::new();
+        let mut client = crate::tunnel::Watched::new(TokioIo::new(client), activity.clone());
         let mut upstream = TokioIo::new(upstream);
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            Ok((up, down)) => tracing::debug!(%service, up, down, "upgraded connection closed"),
-            Err(e) => tracing::debug!(%service, error = %e, "upgraded connection ended"),
+        tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match r {
+                Ok((up, down)) => tracing::info!(target: "conduit_proxy::access", client = %client_ip, %service, up, down, "upgraded connection closed"),
+                Err(e) => tracing::info!(target: "conduit_proxy::access", client = %client_ip, %service, error = %e, "upgraded connection ended"),
+            },
+            () = activity.idle_for(idle) => {
+                shared.counters.inc(|c| &c.idle_timeouts);
+                tracing::info!(target: "conduit_proxy::access", client = %client_ip, %service, ?idle, "upgraded connection idle: closed");
+            }
         }
         shared.tunnels.send_modify(|n| *n = n.saturating_sub(1));
         shared.counters.dec(|c| &c.tunnels_open);
@@ -689,12 +833,47 @@ mod tests {
         assert_eq!(request_host(&r("")), None);
         assert_eq!(request_host(&r("a b")), None);
         assert_eq!(request_host(&r("a/b")), None);
-        let abs = Request::builder()
-            .uri("https://Other.Internal/x")
-            .header("host", "svc.internal")
-            .body(())
-            .unwrap();
-        assert_eq!(request_host(&abs), Some("Other.Internal"));
+        assert_eq!(
+            routed_host(&r("evil@svc.internal")),
+            Err("invalid Host header")
+        );
+        let req = |uri: &str, hosts: &[&str]| {
+            let mut b = Request::builder().uri(uri);
+            for h in hosts {
+                b = b.header("host", *h);
+            }
+            b.body(()).unwrap()
+        };
+        // absolute form / :authority and Host must agree (case and port aside)
+        assert_eq!(
+            routed_host(&req("https://Svc.Internal/x", &["svc.internal:443"])),
+            Ok("Svc.Internal")
+        );
+        // HTTP/1.1 absolute form: the target wins, Host is ignored
+        assert_eq!(
+            routed_host(&req("https://svc.internal/x", &["evil.example"])),
+            Ok("svc.internal")
+        );
+        // HTTP/2: :authority and host must agree
+        let mut h2 = req("https://svc.internal/x", &["evil.example"]);
+        *h2.version_mut() = Version::HTTP_2;
+        assert_eq!(
+            routed_host(&h2),
+            Err("host and :authority name different hosts")
+        );
+        assert_eq!(
+            routed_host(&req("https://svc.internal/x", &[])),
+            Ok("svc.internal")
+        );
+        assert_eq!(
+            routed_host(&req("https://u@svc.internal/x", &[])),
+            Err("invalid request target")
+        );
+        assert_eq!(
+            routed_host(&req("/x", &["svc.internal", "svc.internal"])),
+            Err("more than one Host header")
+        );
+        assert_eq!(routed_host(&req("/x", &[])), Err("missing Host"));
     }
 
     #[test]
@@ -714,6 +893,21 @@ mod tests {
         assert!(h.contains_key("te") && h.contains_key("x-kept"));
     }
 
+    fn route(domain: &str) -> Arc<Route> {
+        let rec = conduit_registry::ServiceRecord::new(
+            domain.split('.').next().unwrap().parse().unwrap(),
+            "10.0.0.1:80".parse().unwrap(),
+        );
+        let t = RouteTable::build(
+            &RouteTable::default(),
+            &[Arc::new(rec)],
+            true,
+            |_| None,
+            |_, _| true,
+        );
+        Arc::clone(t.get(domain).unwrap())
+    }
+
     #[test]
     fn forwarded_headers() {
         let c = ConnInfo::new(
@@ -721,15 +915,43 @@ mod tests {
             Some("svc.internal"),
             true,
         );
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
-        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        let uri: Uri = "https://svc.internal/x".parse().unwrap();
-        upstream_headers(&mut h, &c, &uri);
-        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.8.0.5");
+        let r = route("svc.internal");
+        let client_says = || {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+            h.insert("x-real-ip", HeaderValue::from_static("192.0.2.1"));
+            h.insert("forwarded", HeaderValue::from_static("for=192.0.2.1"));
+            h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+            h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+            h.insert("host", HeaderValue::from_static("evil.example"));
+            h.insert(
+                "connection",
+                HeaderValue::from_static("host, x-forwarded-for"),
+            );
+            h
+        };
+        // an ordinary client: its own values are replaced, Host is the routed name
+        let mut h = client_says();
+        upstream_headers(&mut h, &c, &r);
+        assert_eq!(h["x-forwarded-for"], "10.8.0.5");
+        assert_eq!(h["x-real-ip"], "10.8.0.5");
+        assert_eq!(h["forwarded"], "for=10.8.0.5;proto=https");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["host"], "svc.internal");
         assert_eq!(h["x-forwarded-host"], "svc.internal");
+        assert_eq!(h.get_all("host").iter().count(), 1);
+        // a trusted proxy in front: its chain is kept and extended
+        let trusted = ConnInfo::new("10.8.0.5".parse().unwrap(), None, true)
+            .trusting(&[crate::Cidr::new("10.8.0.0".parse().unwrap(), 24).unwrap()]);
+        let mut h = client_says();
+        h.remove("connection");
+        upstream_headers(&mut h, &trusted, &r);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.8.0.5");
+        assert_eq!(h["x-real-ip"], "192.0.2.1");
+        assert_eq!(h["forwarded"], "for=192.0.2.1");
+        assert_eq!(h["host"], "svc.internal");
+        let v6 = ConnInfo::new("fd00::5".parse().unwrap(), None, false);
+        assert_eq!(v6.forwarded_header, "for=\"[fd00::5]\";proto=http");
     }
 
     #[test]

@@ -261,6 +261,15 @@ pub struct ProxySettings {
     /// How long a shutdown waits for requests and streams in flight (default 30 s).
     #[serde(with = "humantime_serde")]
     pub grace_period: Duration,
+    /// Protocols a client may upgrade to (default `["websocket"]`); others (`h2c`) are not
+    /// tunnelled.
+    pub upgrades: Vec<String>,
+    /// Proxies in front of the gateway (networks) whose `X-Forwarded-For`, `X-Real-IP` and
+    /// `Forwarded` are kept; everyone else's are replaced (default none).
+    pub trusted_proxies: Vec<String>,
+    /// Upstream answers that count as its failure for passive health (default 502, 503,
+    /// 504; a 500 or 501 is the application's answer).
+    pub passive_failure_statuses: Vec<u16>,
 }
 
 impl Default for ProxySettings {
@@ -279,6 +288,9 @@ impl Default for ProxySettings {
             allow_loopback_upstreams: true,
             allow_upstreams: Vec::new(),
             grace_period: p.grace_period,
+            upgrades: p.upgrades.clone(),
+            trusted_proxies: Vec::new(),
+            passive_failure_statuses: p.health.passive_failure_statuses.clone(),
         }
     }
 }
@@ -633,6 +645,18 @@ impl ConduitConfig {
             );
         }
         self.ssrf_policy(origin)?;
+        self.proxy_config(origin)?;
+        if let Some(status) = self
+            .proxy
+            .passive_failure_statuses
+            .iter()
+            .find(|s| !(500..=599).contains(*s))
+        {
+            return bad(
+                "proxy.passive_failure_statuses",
+                format!("{status} is not a 5xx status"),
+            );
+        }
         self.health
             .validate()
             .or_else(|e| bad("health", e.to_string()))?;
@@ -764,6 +788,21 @@ impl ConduitConfig {
         c.hsts = p.hsts;
         c.grace_period = p.grace_period;
         c.ssrf = Some(Arc::new(self.ssrf_policy(origin)?));
+        c.upgrades = p.upgrades.clone();
+        c.health.passive_failure_statuses = p.passive_failure_statuses.clone();
+        c.trusted_proxies = p
+            .trusted_proxies
+            .iter()
+            .map(|t| {
+                parse_cidr(t).ok_or_else(|| {
+                    ConfigError::invalid(
+                        origin,
+                        "proxy.trusted_proxies",
+                        format!("{t:?} is not a network (10.0.0.0/8) or an address"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(c)
     }
 

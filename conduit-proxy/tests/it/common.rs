@@ -21,6 +21,7 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -106,6 +107,8 @@ async fn upstream(req: Request<Incoming>, state: Arc<UpState>) -> Response<UpBod
     match req.uri().path() {
         "/health" => full(StatusCode::OK, "ok"),
         "/status/503" => full(StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        "/status/500" => full(StatusCode::INTERNAL_SERVER_ERROR, "the application failed"),
+        "/status/501" => full(StatusCode::NOT_IMPLEMENTED, "not implemented"),
         "/big" => full(StatusCode::OK, vec![b'b'; 100 * 1024]),
         "/sse" | "/ndjson" => {
             let (n, ms) = (query(&req, "n", 10), query(&req, "ms", 100));
@@ -141,6 +144,8 @@ async fn upstream(req: Request<Incoming>, state: Arc<UpState>) -> Response<UpBod
                 "x-forwarded-for",
                 "x-forwarded-proto",
                 "x-forwarded-host",
+                "x-real-ip",
+                "forwarded",
                 "connection",
                 "keep-alive",
                 "x-secret",
@@ -400,4 +405,68 @@ pub(crate) async fn deregister(p: &Proxy, name: &str) {
         .deregister(&ServiceName::new(name).unwrap())
         .await
         .unwrap();
+}
+
+/// Sends raw bytes over TLS (our root trusted) and returns what came back (lossy text; an
+/// HTTP/2 GOAWAY frame is reported as "GOAWAY").
+pub(crate) async fn raw_tls(
+    port: u16,
+    host: &str,
+    root: &std::path::Path,
+    alpn: &[u8],
+    req: &[u8],
+) -> String {
+    let mut tls = tls_connect(port, host, root, alpn).await;
+    tls.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut out)).await;
+    if alpn == b"h2" {
+        // walk the frames
+        let mut i = 0;
+        while i + 9 <= out.len() {
+            let len = (usize::from(out[i]) << 16)
+                | (usize::from(out[i + 1]) << 8)
+                | usize::from(out[i + 2]);
+            if out[i + 3] == 7 {
+                return "GOAWAY".to_owned();
+            }
+            i += 9 + len;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A TLS connection to the proxy on 127.0.0.1:`port` for `host` (our root trusted).
+pub(crate) async fn tls_connect(
+    port: u16,
+    host: &str,
+    root: &std::path::Path,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(root).unwrap();
+    for cert in rustls_pemfile_certs(&pem) {
+        roots.add(cert).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+pub(crate) fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .map(Result::unwrap)
+        .collect()
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use conduit_proxy::{ProxyConfig, TlsVersions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::common::*;
 
@@ -41,10 +41,8 @@ async fn curl_http1_and_http2_with_forwarded_headers() {
             body.contains(&format!("host: {d}:{}", p.addr.port())),
             "{body}"
         );
-        assert!(
-            body.contains("x-forwarded-for: 192.0.2.7, 127.0.0.1"),
-            "{body}"
-        );
+        // the client's own X-Forwarded-For is not trusted: the gateway says who the client is
+        assert!(body.contains("x-forwarded-for: 127.0.0.1\n"), "{body}");
         assert!(body.contains("x-forwarded-proto: https"), "{body}");
         assert!(
             body.contains(&format!("x-forwarded-host: {d}:{}", p.addr.port())),
@@ -415,7 +413,8 @@ async fn only_requests_that_never_left_are_retried() {
     c.args(["--data-binary", "x=1"]);
     let (code, _, body) = fetch(c).await;
     assert_eq!(code, 502, "{body}");
-    assert!(body.contains("cannot connect"), "{body}");
+    // which service failed, never the upstream's address or the error (that is logged)
+    assert_eq!(body, format!("{d}: the upstream could not be reached\n"));
     assert_eq!(p.handle.stats().retries, 0);
     // The second goes to the live one; the third to the dead one, then again to the live one.
     for _ in 0..2 {
@@ -505,54 +504,6 @@ async fn limits_and_malformed_requests_get_4xx() {
     p.stop().await;
 }
 
-/// Sends raw bytes over TLS (our root trusted) and returns what came back (lossy text; an
-/// HTTP/2 GOAWAY frame is reported as "GOAWAY").
-async fn raw_tls(port: u16, host: &str, root: &std::path::Path, alpn: &[u8], req: &[u8]) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(root).unwrap();
-    for cert in rustls_pemfile_certs(&pem) {
-        roots.add(cert).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(req).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut out)).await;
-    if alpn == b"h2" {
-        // walk the frames
-        let mut i = 0;
-        while i + 9 <= out.len() {
-            let len = (usize::from(out[i]) << 16)
-                | (usize::from(out[i + 1]) << 8)
-                | usize::from(out[i + 2]);
-            if out[i + 3] == 7 {
-                return "GOAWAY".to_owned();
-            }
-            i += 9 + len;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .map(Result::unwrap)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_only_when_enabled_and_http_redirects() {
     if !have("curl") {
@@ -640,7 +591,14 @@ async fn streams_survive_reloads_and_graceful_shutdown() {
         "/sse?n=10&ms=100".to_owned(),
     ];
     let client = tokio::spawn(async move { python(PY_SSE, &args).await });
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // the stream is under way (Python may take a while to start on a loaded machine)
+    for _ in 0..500 {
+        if p.handle.stats().requests >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
     // a certificate reload and a route change mid-stream
     p.certify(&d).await;
     let other = p.register("unrelated", &[up.addr]).await;
