@@ -210,6 +210,32 @@ impl CapsuleStore {
         Ok(out)
     }
 
+    /// Every record's audit event (the six-field entry a capsule carries in
+    /// `outcome.result`), in chain order, with its sequence; `None` for a record whose
+    /// content is not one (`verify` says what is wrong with it).
+    ///
+    /// # Errors
+    /// [`AuditError::Database`].
+    pub fn events(&self) -> Result<Vec<(u64, Option<AuditEvent>)>, AuditError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sequence, data FROM capsules ORDER BY sequence")
+            .map_err(|e| db_err(&self.path, e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| db_err(&self.path, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, data) = row.map_err(|e| db_err(&self.path, e))?;
+            let event = serde_json::from_str::<Value>(&data).ok().and_then(|v| {
+                v.pointer("/outcome/result")
+                    .and_then(|r| AuditEvent::from_value(r).ok())
+            });
+            out.push((u64::try_from(seq).unwrap_or(0), event));
+        }
+        Ok(out)
+    }
+
     /// Number of records.
     ///
     /// # Errors

@@ -54,6 +54,8 @@ pub mod canonical;
 mod capsule;
 #[cfg(feature = "sqlite")]
 mod chain;
+#[cfg(feature = "sqlite")]
+mod crosscheck;
 mod event;
 mod jsonl;
 mod key;
@@ -69,6 +71,9 @@ pub use capsule::{
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use chain::{CapsuleStore, Checkpoint, Level, VerifyFailure, VerifyReport};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use crosscheck::{CrossCheck, LogLine, SealedRecord, cross_check};
 pub use event::{AuditEvent, EventError, Outcome};
 pub use jsonl::{BadLine, FsyncPolicy, JsonlOptions, JsonlSink, LogFilter, LogFollower, read_log};
 pub use shape::{Category, ValidationError, validate_capsule};
@@ -114,6 +119,11 @@ pub enum AuditError {
     /// A batched write failed; every event of the batch gets the same error.
     #[error(transparent)]
     Batch(std::sync::Arc<Self>),
+    /// The event is in `audit.log` but could not be sealed, after retrying (the chain was
+    /// locked or broken). `conduit serve` seals such lines at its next start; `conduit
+    /// audit verify` names them meanwhile.
+    #[error("logged to audit.log but not sealed: {0}")]
+    Unsealed(Box<Self>),
     /// The SQLite chain could not be read or written.
     #[error("{path}: capsule database error: {source}", path = path.display())]
     Database {

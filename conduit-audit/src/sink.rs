@@ -85,10 +85,24 @@ impl AuditSink for JsonlSink {
     }
 }
 
+/// The first pause before sealing again.
+const SEAL_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long sealing is retried before the append fails.
+const SEAL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The error itself when it came for a whole batch.
+fn unbatched(e: &AuditError) -> &AuditError {
+    match e {
+        AuditError::Batch(inner) => unbatched(inner),
+        other => other,
+    }
+}
+
 /// What Conduit writes: every event to `audit.log`, then sealed into `capsules.db` when a
-/// capsule sink is configured. A sealing failure (no key, a broken database) never stops the
-/// JSONL log: the event is logged, the failure is logged through `tracing` and returned in
-/// the [`Receipt`].
+/// capsule sink is configured. A sealing failure never stops the JSONL log. A chain that is
+/// locked or failing is tried again for up to 30 s; if it still fails, `append` returns
+/// [`AuditError::Unsealed`] (the event is in the log, not in the chain: never silently). A
+/// sink without a key logs and reports it in the [`Receipt`].
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     jsonl: JsonlSink,
@@ -110,19 +124,45 @@ impl AuditSink for AuditLog {
             return Ok(Receipt::default());
         };
         // Both writers work at once; the event is in the log whatever happens to the seal.
-        let (logged, sealed) = tokio::join!(self.jsonl.append(event.clone()), capsules.seal(event));
+        let (logged, sealed) = tokio::join!(
+            self.jsonl.append(event.clone()),
+            capsules.seal(event.clone())
+        );
         logged?;
+        let mut sealed = sealed;
+        // A locked or busy chain (another writer, a backup holding it) is waited out: the
+        // event is sealed late rather than never. Each try already waits out SQLite's own
+        // busy timeout.
+        let mut pause = SEAL_RETRY_FIRST;
+        let mut waited = std::time::Duration::ZERO;
+        while let Err(e) = &sealed {
+            if matches!(unbatched(e), AuditError::NoKey | AuditError::Closed)
+                || waited >= SEAL_RETRY_FOR
+            {
+                break;
+            }
+            tracing::warn!(error = %e, "audit event logged, sealing failed; trying again");
+            tokio::time::sleep(pause).await;
+            waited += pause;
+            pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            sealed = capsules.seal(event.clone()).await;
+        }
         match sealed {
             Ok(s) => Ok(Receipt {
                 sealed: Some(s),
                 seal_error: None,
             }),
-            Err(e) => {
+            // A configuration without a key: the log goes on, the receipt says why.
+            Err(e) if matches!(unbatched(&e), AuditError::NoKey) => {
                 tracing::error!(error = %e, "audit event logged but not sealed");
                 Ok(Receipt {
                     sealed: None,
                     seal_error: Some(e.to_string()),
                 })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit event logged but not sealed");
+                Err(AuditError::Unsealed(Box::new(e)))
             }
         }
     }

@@ -65,15 +65,33 @@ pub(crate) fn bind_unix(path: &Path) -> Result<Listener, GatewayError> {
         }
         std::fs::remove_file(path).map_err(err)?;
     }
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(Listener::Unix(listener))
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(err)?;
+    // Bound inside a private directory (0700) and given its mode there, then moved into
+    // place: the socket is never reachable with a looser mode, wherever it lives.
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let private = parent.join(format!(
+        ".conduit-admin-{}-{}",
+        std::process::id(),
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(err)?;
+    let staged = private.join("admin.sock");
+    let bound = UnixListener::bind(&staged)
+        .and_then(|l| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&staged, path)?;
+            Ok(l)
+        })
+        .map_err(err);
+    let _ = std::fs::remove_dir_all(&private);
+    Ok(Listener::Unix(bound?))
 }
 
 /// Binds the TCP listener; every request on it must carry `token`.

@@ -28,7 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use conduit_audit::{AuditEvent, AuditSink, EventError, Outcome};
+use conduit_audit::{AuditError, AuditEvent, AuditSink, EventError, Outcome};
 use conduit_registry::{
     ListFilter, Precondition, Registry, RegistryError, Revision, ServiceName, ServiceRecord, Watch,
 };
@@ -68,6 +68,107 @@ impl<R> AuditedRegistry<R> {
     /// Appends one record of a change that is already durable (or refused).
     async fn record(&self, action: &str, ok: bool, message: String, details: Value) {
         record(self.sink.as_ref(), action, ok, message, &self.user, details).await;
+    }
+
+    /// Appends one record and says whether it was written.
+    async fn record_checked(
+        &self,
+        action: &str,
+        ok: bool,
+        message: String,
+        details: Value,
+    ) -> Result<(), AuditError> {
+        let ev = event(action, ok, message, &self.user, details)?;
+        self.sink.append(ev).await.map(|_| ())
+    }
+}
+
+/// Why a change made through [`AuditedRegistry::register_audited`] or
+/// [`AuditedRegistry::deregister_audited`] did not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditedError {
+    /// The registry refused or failed (nothing changed; the refusal is audited).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The change is stored but its audit record could not be written (or sealed). It is
+    /// not lost: the gateway audits every unaudited registry revision as
+    /// `registry_recovered` when it starts.
+    #[error("{} was changed (revision {}) but its audit record failed: {source}; `conduit serve` records it as recovered at its next start", record.domain(), record.revision())]
+    NotAudited {
+        /// The stored record.
+        record: Arc<ServiceRecord>,
+        /// Why the audit failed.
+        source: AuditError,
+    },
+}
+
+impl<R: Registry> AuditedRegistry<R> {
+    /// Registers `record` and audits it; an audit failure is returned, not only logged (the
+    /// change stays: see [`AuditedError::NotAudited`]).
+    ///
+    /// # Errors
+    /// [`AuditedError`].
+    pub async fn register_audited(
+        &self,
+        record: ServiceRecord,
+    ) -> Result<Arc<ServiceRecord>, AuditedError> {
+        let mut details = describe(&record);
+        let domain = record.domain().clone();
+        match self.inner.register(record).await {
+            Ok(r) => {
+                details["revision"] = json!(r.revision().0);
+                let up = r
+                    .endpoints()
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                let msg = format!("Registered {domain} → {up}");
+                match self
+                    .record_checked("service_register", true, msg, details)
+                    .await
+                {
+                    Ok(()) => Ok(r),
+                    Err(source) => Err(AuditedError::NotAudited { record: r, source }),
+                }
+            }
+            Err(e) => {
+                let msg = format!("Cannot register {domain}: {e}");
+                self.record("service_register", false, msg, details).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Deregisters `name` and audits it; an audit failure is returned (see
+    /// [`AuditedRegistry::register_audited`]).
+    ///
+    /// # Errors
+    /// [`AuditedError`].
+    pub async fn deregister_audited(
+        &self,
+        name: &ServiceName,
+    ) -> Result<Arc<ServiceRecord>, AuditedError> {
+        match self.inner.deregister(name).await {
+            Ok(r) => {
+                let mut details = describe(&r);
+                details["revision"] = json!(r.revision().0);
+                let msg = format!("Deregistered {}", r.domain());
+                match self
+                    .record_checked("service_deregister", true, msg, details)
+                    .await
+                {
+                    Ok(()) => Ok(r),
+                    Err(source) => Err(AuditedError::NotAudited { record: r, source }),
+                }
+            }
+            Err(e) => {
+                let msg = format!("Cannot deregister {name}: {e}");
+                let details = json!({"name": name.as_str()});
+                self.record("service_deregister", false, msg, details).await;
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -129,35 +230,15 @@ fn describe(r: &ServiceRecord) -> Value {
 #[async_trait]
 impl<R: Registry> Registry for AuditedRegistry<R> {
     async fn register(&self, record: ServiceRecord) -> Result<Arc<ServiceRecord>, RegistryError> {
-        let details = describe(&record);
-        let domain = record.domain().clone();
-        let result = self.inner.register(record).await;
-        match &result {
-            Ok(r) => {
-                let up = r
-                    .endpoints()
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                self.record(
-                    "service_register",
-                    true,
-                    format!("Registered {domain} → {up}"),
-                    details,
-                )
-                .await;
-            }
-            Err(e) => {
-                self.record(
-                    "service_register",
-                    false,
-                    format!("Cannot register {domain}: {e}"),
-                    details,
-                )
-                .await;
+        match self.register_audited(record).await {
+            Ok(r) => Ok(r),
+            Err(AuditedError::Registry(e)) => Err(e),
+            // Stored: the registry's answer stands; the record is recovered at the next start.
+            Err(AuditedError::NotAudited { record, source }) => {
+                tracing::error!(error = %source, name = %record.name(), "registered but not audited");
+                Ok(record)
             }
         }
-        result
     }
 
     async fn update(
@@ -167,9 +248,13 @@ impl<R: Registry> Registry for AuditedRegistry<R> {
     ) -> Result<Arc<ServiceRecord>, RegistryError> {
         let details = describe(&record);
         let domain = record.domain().clone();
+        let mut details = details;
         let result = self.inner.update(record, precondition).await;
         let (ok, message) = match &result {
-            Ok(_) => (true, format!("Updated {domain}")),
+            Ok(r) => {
+                details["revision"] = json!(r.revision().0);
+                (true, format!("Updated {domain}"))
+            }
             Err(e) => (false, format!("Cannot update {domain}: {e}")),
         };
         self.record("service_update", ok, message, details).await;
@@ -177,25 +262,14 @@ impl<R: Registry> Registry for AuditedRegistry<R> {
     }
 
     async fn deregister(&self, name: &ServiceName) -> Result<Arc<ServiceRecord>, RegistryError> {
-        let result = self.inner.deregister(name).await;
-        match &result {
-            Ok(r) => {
-                let msg = format!("Deregistered {}", r.domain());
-                self.record("service_deregister", true, msg, describe(r))
-                    .await;
-            }
-            Err(e) => {
-                let msg = format!("Cannot deregister {name}: {e}");
-                self.record(
-                    "service_deregister",
-                    false,
-                    msg,
-                    json!({"name": name.as_str()}),
-                )
-                .await;
+        match self.deregister_audited(name).await {
+            Ok(r) => Ok(r),
+            Err(AuditedError::Registry(e)) => Err(e),
+            Err(AuditedError::NotAudited { record, source }) => {
+                tracing::error!(error = %source, name = %record.name(), "deregistered but not audited");
+                Ok(record)
             }
         }
-        result
     }
 
     async fn get(&self, name: &ServiceName) -> Result<Option<Arc<ServiceRecord>>, RegistryError> {

@@ -15,6 +15,7 @@
 //! returns when all of them have finished or the grace period is over.
 
 mod handle;
+mod recover;
 mod tasks;
 
 use std::future::Future;
@@ -296,6 +297,8 @@ impl Gateway {
             Arc::new(time::OffsetDateTime::now_utc),
         ));
         let audit = Arc::new(state.open_audit()?);
+        // What a crash or a lock left undone: unsealed lines, unaudited revisions.
+        recover::run(state, &registry, &audit, &config.audit_user).await?;
         let since = registry.revision().await?;
         for rec in registry.list(ListFilter::Active).await? {
             tasks::ensure_cert(&certs, &audit, &config.audit_user, &rec).await;

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use conduit::audit::AuditSink;
 use conduit::audited::AuditedRegistry;
-use conduit::registry::{
-    Endpoint, FileRegistry, Registry as _, Routing, ServiceName, ServiceRecord,
-};
+use conduit::registry::{Endpoint, FileRegistry, Routing, ServiceName, ServiceRecord};
 
 use crate::settings::{Context, user};
 
@@ -83,12 +81,29 @@ pub(crate) async fn register(ctx: &Context, r: Args) -> anyhow::Result<ExitCode>
             Routing::Proxied
         })
         .with_tls(!r.no_tls && !r.no_proxy);
-    rec = match r.domain {
+    let zone = &ctx.config.zone;
+    rec = match &r.domain {
         Some(d) => rec.with_domain(d.parse().with_context(|| format!("--domain {d:?}"))?),
-        None => rec.in_zone(&ctx.config.zone)?,
+        None => rec.in_zone(zone)?,
     };
+    // A service's name lies inside the zone, and is neither the zone itself nor the name
+    // server's own name.
+    let domain = rec.domain();
+    if !domain.is_within(zone) || domain == zone {
+        anyhow::bail!(
+            "--domain {domain}: must be a name inside the zone {zone} (such as {}.{zone}); the zone is set by `zone` in {}",
+            rec.name(),
+            ctx.origin
+        );
+    }
+    if domain.as_str() == format!("ns.{zone}") {
+        anyhow::bail!(
+            "{domain} is reserved for the gateway's name server: choose another --name or --domain"
+        );
+    }
     let reg = audited_registry(ctx)?;
-    let stored = reg.register(rec).await?;
+    // Exit 1 unless the change is both stored and audited.
+    let stored = reg.register_audited(rec).await?;
     let ups: Vec<String> = stored.endpoints().iter().map(ToString::to_string).collect();
     println!("registered {} → {}", stored.domain(), ups.join(", "));
     Ok(ExitCode::SUCCESS)
@@ -97,7 +112,7 @@ pub(crate) async fn register(ctx: &Context, r: Args) -> anyhow::Result<ExitCode>
 pub(crate) async fn deregister(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
     let svc = ServiceName::new(name).with_context(|| format!("--name {name:?}"))?;
     let reg = audited_registry(ctx)?;
-    let rec = reg.deregister(&svc).await?;
+    let rec = reg.deregister_audited(&svc).await?;
     println!("deregistered {}", rec.domain());
     Ok(ExitCode::SUCCESS)
 }
