@@ -60,11 +60,13 @@ use conduit_registry::{DomainName, RegistryError};
 mod authority;
 mod forward;
 mod server;
+mod tcp;
 mod zone;
 
 pub use authority::{Authority, Disposition, Transport, ZoneRecord};
 pub use forward::Forwarder;
 pub use server::{DnsHandle, DnsServer, DnsServerBuilder, DnsStats};
+pub use tcp::TcpSettings;
 pub use zone::ZoneConfig;
 
 /// The record types a registry-driven zone answers.

@@ -13,9 +13,7 @@ use nix::sys::socket::{
     ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, setsockopt,
     sockopt,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::authority::{Authority, Disposition, Transport};
@@ -32,7 +30,7 @@ const UDP_POLL: Duration = Duration::from_millis(100);
 
 /// Counters of a running server (all since start).
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     udp_queries: AtomicU64,
     tcp_queries: AtomicU64,
     nxdomain: AtomicU64,
@@ -72,17 +70,17 @@ pub struct DnsStats {
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     authority: RwLock<Arc<Authority>>,
     forwarder: Option<Forwarder>,
-    counters: Counters,
+    pub(crate) counters: Counters,
     /// Forwarded UDP queries in flight (spawned from the UDP threads); waited for at
     /// shutdown.
     forwards: tokio_util::task::TaskTracker,
 }
 
 impl Shared {
-    fn authority(&self) -> Arc<Authority> {
+    pub(crate) fn authority(&self) -> Arc<Authority> {
         match self.authority.read() {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
@@ -155,8 +153,7 @@ pub struct DnsServerBuilder {
     listen: Vec<Listen>,
     forwarders: Vec<SocketAddr>,
     forward_timeout: Duration,
-    tcp_idle_timeout: Duration,
-    max_tcp_connections: usize,
+    tcp: crate::tcp::TcpSettings,
 }
 
 impl DnsServerBuilder {
@@ -205,13 +202,19 @@ impl DnsServerBuilder {
 
     /// How long an idle TCP connection is kept (default 10 s).
     pub fn tcp_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.tcp_idle_timeout = timeout;
+        self.tcp.idle_timeout = timeout;
         self
     }
 
-    /// The most TCP connections served at once (default 512); more wait to be accepted.
+    /// The most TCP connections served at once (default 512).
     pub fn max_tcp_connections(mut self, max: usize) -> Self {
-        self.max_tcp_connections = max.max(1);
+        self.tcp.max_connections = max.max(1);
+        self
+    }
+
+    /// Every TCP limit at once (see [`TcpSettings`](crate::TcpSettings)).
+    pub fn tcp_settings(mut self, settings: crate::tcp::TcpSettings) -> Self {
+        self.tcp = settings;
         self
     }
 
@@ -266,8 +269,7 @@ impl DnsServerBuilder {
             registry: self.registry,
             config: self.config,
             revision,
-            tcp_idle_timeout: self.tcp_idle_timeout,
-            max_tcp_connections: self.max_tcp_connections,
+            tcp_settings: self.tcp,
         })
     }
 }
@@ -341,8 +343,7 @@ pub struct DnsServer {
     registry: Option<Arc<dyn Registry>>,
     config: ZoneConfig,
     revision: Revision,
-    tcp_idle_timeout: Duration,
-    max_tcp_connections: usize,
+    tcp_settings: crate::tcp::TcpSettings,
 }
 
 impl DnsServer {
@@ -355,8 +356,7 @@ impl DnsServer {
             listen: Vec::new(),
             forwarders: Vec::new(),
             forward_timeout: Duration::from_secs(2),
-            tcp_idle_timeout: Duration::from_secs(10),
-            max_tcp_connections: 512,
+            tcp: crate::tcp::TcpSettings::default(),
         }
     }
 
@@ -407,13 +407,12 @@ impl DnsServer {
                 }
             }
         }
-        let limit = Arc::new(Semaphore::new(self.max_tcp_connections));
+        let limits = Arc::new(crate::tcp::TcpLimits::new(self.tcp_settings));
         for listener in self.tcp {
-            tasks.spawn(tcp_accept(
+            tasks.spawn(crate::tcp::accept_loop(
                 listener,
                 Arc::clone(&self.shared),
-                Arc::clone(&limit),
-                self.tcp_idle_timeout,
+                Arc::clone(&limits),
             ));
         }
         if let Some(registry) = self.registry {
@@ -618,19 +617,19 @@ fn udp_loop(
 /// Counters kept by one UDP thread or TCP connection and added to the shared ones in one
 /// go (per UDP batch, per TCP query).
 #[derive(Debug)]
-struct LocalCounts {
+pub(crate) struct LocalCounts {
     transport: Transport,
-    queries: u64,
+    pub(crate) queries: u64,
     nxdomain: u64,
     refused: u64,
     formerr: u64,
     servfail: u64,
     truncated: u64,
-    dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 impl LocalCounts {
-    fn new(transport: Transport) -> Self {
+    pub(crate) fn new(transport: Transport) -> Self {
         Self {
             transport,
             queries: 0,
@@ -644,7 +643,7 @@ impl LocalCounts {
     }
 
     /// Counts one query answered with `response` (its rcode and TC bit).
-    fn add(&mut self, response: &[u8]) {
+    pub(crate) fn add(&mut self, response: &[u8]) {
         self.queries += 1;
         if response.len() < 4 {
             return;
@@ -659,7 +658,7 @@ impl LocalCounts {
         }
     }
 
-    fn flush(&mut self, c: &Counters) {
+    pub(crate) fn flush(&mut self, c: &Counters) {
         let queries = match self.transport {
             Transport::Udp => &c.udp_queries,
             Transport::Tcp => &c.tcp_queries,
@@ -715,7 +714,7 @@ fn response_needs_truncation(query: &[u8], len: usize) -> bool {
     len > crate::authority::udp_limit_of(query)
 }
 
-async fn forward_or_servfail(shared: &Shared, query: &[u8]) -> Vec<u8> {
+pub(crate) async fn forward_or_servfail(shared: &Shared, query: &[u8]) -> Vec<u8> {
     shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
     let answer = match &shared.forwarder {
         Some(forwarder) => forwarder.forward(query).await,
@@ -727,84 +726,4 @@ async fn forward_or_servfail(shared: &Shared, query: &[u8]) -> Vec<u8> {
         crate::authority::servfail(query, &mut out);
         out
     })
-}
-
-async fn tcp_accept(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    limit: Arc<Semaphore>,
-    idle: Duration,
-) {
-    // The connections belong to this loop: when it is aborted (shutdown), they are too.
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(error = %e, "TCP accept failed");
-                continue;
-            }
-        };
-        let shared = Arc::clone(&shared);
-        connections.spawn(async move {
-            if let Err(e) = tcp_connection(stream, &shared, idle).await {
-                tracing::debug!(%peer, error = %e, "TCP connection ended");
-            }
-            drop(permit);
-        });
-    }
-}
-
-/// Length-prefixed queries on one connection, answered in order, until the client closes
-/// or stays idle past `idle`.
-async fn tcp_connection(
-    mut stream: TcpStream,
-    shared: &Shared,
-    idle: Duration,
-) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let mut query = Vec::new();
-    let mut out = Vec::with_capacity(512);
-    let mut counts = LocalCounts::new(Transport::Tcp);
-    loop {
-        let len = match tokio::time::timeout(idle, stream.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
-        };
-        query.resize(len, 0);
-        tokio::time::timeout(idle, stream.read_exact(&mut query))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "query body timed out")
-            })??;
-        let authority = shared.authority();
-        let disposition = authority.respond(&query, Transport::Tcp, &mut out);
-        match disposition {
-            Disposition::Reply => counts.add(&out),
-            Disposition::Drop => counts.dropped += 1,
-            Disposition::Forward => counts.queries += 1,
-        }
-        counts.flush(&shared.counters);
-        let response: &[u8] = match disposition {
-            Disposition::Reply => &out,
-            Disposition::Drop => continue,
-            Disposition::Forward => {
-                out = forward_or_servfail(shared, &query).await;
-                &out
-            }
-        };
-        let Ok(n) = u16::try_from(response.len()) else {
-            continue;
-        };
-        let mut framed = Vec::with_capacity(response.len() + 2);
-        framed.extend_from_slice(&n.to_be_bytes());
-        framed.extend_from_slice(response);
-        stream.write_all(&framed).await?;
-    }
 }

@@ -11,4 +11,5 @@
 mod common;
 mod dig;
 mod nsd;
+mod tcp_starvation;
 mod wire;
