@@ -61,9 +61,16 @@ pub struct Limits {
     pub h2_max_local_error_reset_streams: usize,
     /// Largest HTTP/2 header list in bytes (default 64 KiB).
     pub h2_max_header_list_bytes: u32,
-    /// Most client connections at once; further ones wait in the kernel backlog
-    /// (default 25,000).
+    /// Most client connections at once (default 25,000, lowered to fit the process's file
+    /// descriptor limit). At the cap, a connection still in its TLS handshake or idle
+    /// between requests makes room for a new one; when none is, the new one is closed.
     pub max_connections: usize,
+    /// Most client connections from one address at once (default 1,024).
+    pub max_connections_per_client: usize,
+    /// Most connections to one upstream at once, busy and idle (default 256): further
+    /// requests (HTTP/2 streams included) wait for one of them, so no route can use up
+    /// the gateway's descriptors and starve the others.
+    pub max_conns_per_upstream: usize,
 }
 
 impl Default for Limits {
@@ -78,6 +85,8 @@ impl Default for Limits {
             h2_max_local_error_reset_streams: 256,
             h2_max_header_list_bytes: 64 * 1024,
             max_connections: 25_000,
+            max_connections_per_client: 1024,
+            max_conns_per_upstream: crate::pool::DEFAULT_MAX_CONNS,
         }
     }
 }
@@ -266,6 +275,12 @@ impl ProxyConfig {
         }
         if self.limits.max_connections == 0 {
             return bad("limits.max_connections must be positive");
+        }
+        if self.limits.max_connections_per_client == 0 {
+            return bad("limits.max_connections_per_client must be positive");
+        }
+        if self.limits.max_conns_per_upstream == 0 {
+            return bad("limits.max_conns_per_upstream must be positive");
         }
         let t = &self.timeouts;
         for (name, d) in [

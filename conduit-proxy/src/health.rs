@@ -119,6 +119,8 @@ async fn check_one(
             )
         }
         Ok(Err(SendError::NotSent { why, .. })) => (false, why),
+        // Every connection busy serving: no verdict this round.
+        Ok(Err(SendError::Busy { .. })) => return,
         Ok(Err(SendError::Failed(e))) => (false, error_chain(&e)),
         Err(_) => (false, format!("no answer within {timeout:?}")),
     };

@@ -54,6 +54,7 @@ use std::net::SocketAddr;
 
 use conduit_registry::{DomainName, Endpoint, RegistryError};
 
+mod admission;
 mod body;
 mod config;
 mod health;

@@ -26,6 +26,7 @@ pub(crate) struct Counters {
     pub(crate) tunnels_open: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
     pub(crate) client_errors: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_micros: AtomicU64,
 }
@@ -86,6 +87,7 @@ impl Counters {
             websockets_open: g(&self.tunnels_open),
             idle_timeouts: g(&self.idle_timeouts),
             client_body_errors: g(&self.client_errors),
+            connections_refused: g(&self.connections_refused),
             latency_buckets: buckets,
             latency_sum: Duration::from_micros(g(&self.latency_micros)),
         }
@@ -127,6 +129,9 @@ pub struct ProxyStats {
     /// Requests whose body the client cut short or malformed (answered 400; not the
     /// upstream's failure).
     pub client_body_errors: u64,
+    /// Connections closed at once: over the per-client cap, or with the proxy full and
+    /// nothing able to make room.
+    pub connections_refused: u64,
     /// Cumulative counts of response-head latency per [`LATENCY_BUCKETS`] bound, then +Inf.
     pub latency_buckets: Vec<u64>,
     /// Sum of the response-head latencies.
@@ -193,6 +198,11 @@ impl ProxyStats {
             "idle_timeouts_total",
             "Streams cut by the idle timeout.",
             self.idle_timeouts,
+        );
+        counter(
+            "connections_refused_total",
+            "Connections closed at once (per-client cap, or full).",
+            self.connections_refused,
         );
         counter(
             "client_body_errors_total",

@@ -30,6 +30,25 @@ pub(crate) struct Backend {
     successes: AtomicU32,
 }
 
+/// How a new upstream starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewBackend {
+    /// Healthy before its first check.
+    pub(crate) healthy: bool,
+    /// The most connections open to it at once.
+    pub(crate) max_conns: usize,
+}
+
+impl NewBackend {
+    /// With the default connection cap.
+    pub(crate) fn healthy(healthy: bool) -> Self {
+        Self {
+            healthy,
+            max_conns: crate::pool::DEFAULT_MAX_CONNS,
+        }
+    }
+}
+
 /// Where a health verdict came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -61,7 +80,7 @@ pub struct HealthEvent {
 }
 
 impl Backend {
-    pub(crate) fn new(endpoint: Endpoint, healthy: bool) -> Option<Self> {
+    pub(crate) fn new(endpoint: Endpoint, new: NewBackend) -> Option<Self> {
         let scheme = match endpoint.scheme() {
             conduit_registry::Scheme::Https => Scheme::HTTPS,
             _ => Scheme::HTTP,
@@ -76,8 +95,8 @@ impl Backend {
         Some(Self {
             endpoint,
             base_uri,
-            idle: crate::pool::Idle::default(),
-            healthy: AtomicBool::new(healthy),
+            idle: crate::pool::Idle::new(new.max_conns),
+            healthy: AtomicBool::new(new.healthy),
             outstanding: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             successes: AtomicU32::new(0),
@@ -245,7 +264,7 @@ impl RouteTable {
     pub(crate) fn build(
         previous: &Self,
         services: &[Arc<ServiceRecord>],
-        start_healthy: bool,
+        new_backend: NewBackend,
         body_limit: impl Fn(&DomainName) -> Option<u64>,
         allow: impl Fn(&ServiceRecord, &Endpoint) -> bool,
     ) -> Self {
@@ -282,7 +301,7 @@ impl RouteTable {
                         .and_then(|o| o.backends.iter().find(|b| b.endpoint == *e));
                     match kept {
                         Some(b) => Some(Arc::clone(b)),
-                        None => Backend::new(e.clone(), start_healthy).map(Arc::new),
+                        None => Backend::new(e.clone(), new_backend).map(Arc::new),
                     }
                 })
                 .collect();
@@ -316,7 +335,7 @@ pub(crate) fn fuzz_lookup(host: &str) -> bool {
         RouteTable::build(
             &RouteTable::default(),
             &[Arc::new(rec)],
-            true,
+            NewBackend::healthy(true),
             |_| None,
             |_, _| true,
         )
@@ -335,7 +354,7 @@ mod tests {
         RouteTable::build(
             &RouteTable::default(),
             &[Arc::new(rec)],
-            healthy,
+            NewBackend::healthy(healthy),
             |_| None,
             |_, _| true,
         )
@@ -359,7 +378,7 @@ mod tests {
         let t = RouteTable::build(
             &RouteTable::default(),
             &[Arc::new(rec)],
-            true,
+            NewBackend::healthy(true),
             |_| None,
             |_, _| false,
         );
@@ -433,7 +452,13 @@ mod tests {
                 "10.0.0.1:80".parse().unwrap(),
                 "10.0.0.2:80".parse().unwrap(),
             ]);
-        let t2 = RouteTable::build(&t, &[Arc::new(rec)], false, |_| None, |_, _| true);
+        let t2 = RouteTable::build(
+            &t,
+            &[Arc::new(rec)],
+            NewBackend::healthy(false),
+            |_| None,
+            |_, _| true,
+        );
         let r2 = t2.get("svc.internal").unwrap();
         assert!(Arc::ptr_eq(&r2.backends[0], &r.backends[0]));
         assert!(r2.backends[0].is_healthy());

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::server::ResolvesServerCert;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::ResponseBody;
@@ -255,7 +255,10 @@ fn build_table(
     RouteTable::build(
         previous,
         services,
-        !config.health.start_unhealthy,
+        crate::routes::NewBackend {
+            healthy: !config.health.start_unhealthy,
+            max_conns: config.limits.max_conns_per_upstream,
+        },
         |d| config.limits.body_limit(d),
         |rec, e: &Endpoint| match ssrf.map(|p| p.check_endpoint(e)) {
             Some(Err(err)) => {
@@ -333,7 +336,10 @@ impl ProxyServer {
         let mut checkers = Checkers::default();
         checkers.reconcile(&shared, &shared.routes.load());
         let follower = tokio::spawn(follow(Arc::clone(&shared), registry, since, checkers));
-        let conns = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+        let admission = crate::admission::Admission::new(
+            shared.config.limits.max_connections,
+            shared.config.limits.max_connections_per_client,
+        );
         let h1 = Arc::new(h1_builder(&shared.config));
         let h2 = Arc::new(h2_builder(&shared.config));
         let redirect_port = shared
@@ -350,7 +356,7 @@ impl ProxyServer {
         let ctx = || Accept {
             shared: Arc::clone(&shared),
             stop: stop.clone(),
-            conns: Arc::clone(&conns),
+            admission: Arc::clone(&admission),
             h1: Arc::clone(&h1),
             h2: Arc::clone(&h2),
         };
@@ -365,10 +371,11 @@ impl ProxyServer {
         let _ = stop_tx.send(true);
         while loops.join_next().await.is_some() {}
         follower.abort();
-        let total = shared.config.limits.max_connections;
+        let total = admission.total_permits;
         let drained = tokio::time::timeout(shared.config.grace_period, async {
             // Every connection holds a permit until it ends; upgraded streams are counted apart.
-            let _all = conns
+            let _all = admission
+                .permits
                 .acquire_many(u32::try_from(total).unwrap_or(u32::MAX))
                 .await;
             let mut tunnels = shared.tunnels.subscribe();
@@ -411,7 +418,7 @@ fn h2_builder(config: &ProxyConfig) -> http2::Builder<TokioExecutor> {
 struct Accept {
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
-    conns: Arc<Semaphore>,
+    admission: Arc<crate::admission::Admission>,
     h1: Arc<http1::Builder>,
     h2: Arc<http2::Builder<TokioExecutor>>,
 }
@@ -423,11 +430,6 @@ async fn accept_loop(
     redirect_port: u16,
 ) {
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&ctx.conns).acquire_owned() => p,
-            _ = ctx.stop.wait_for(|s| *s) => return,
-        };
-        let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = ctx.stop.wait_for(|s| *s) => return,
@@ -441,36 +443,70 @@ async fn accept_loop(
                 continue;
             }
         };
+        let admitted = match ctx.admission.admit(crate::ssrf::canonical(peer.ip())) {
+            Ok(a) => a,
+            Err(why) => {
+                // Closed at once: nothing waits in the backlog behind a crowd.
+                ctx.shared.counters.inc(|c| &c.connections_refused);
+                tracing::debug!(%peer, ?why, "connection refused");
+                drop(tcp);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let shared = Arc::clone(&ctx.shared);
         let (h1, h2, stop) = (Arc::clone(&ctx.h1), Arc::clone(&ctx.h2), ctx.stop.clone());
         let tls = tls.clone();
+        let pressure = ctx.admission.under_pressure();
         tokio::spawn(async move {
-            let _permit = permit;
             shared.counters.inc(|c| &c.connections);
             shared.counters.inc(|c| &c.connections_open);
+            let conn = Conn {
+                peer,
+                state: Arc::clone(&admitted.state),
+                pressure,
+            };
             match tls {
-                Some(acceptor) => serve_tls(&shared, acceptor, tcp, peer, &h1, &h2, stop).await,
-                None => serve_plain(&shared, tcp, peer, &h1, redirect_port, stop).await,
+                Some(acceptor) => serve_tls(&shared, acceptor, tcp, conn, &h1, &h2, stop).await,
+                None => serve_plain(&shared, tcp, conn, &h1, redirect_port, stop).await,
             }
+            drop(admitted);
             shared.counters.dec(|c| &c.connections_open);
         });
     }
+}
+
+/// One admitted client connection.
+struct Conn {
+    peer: SocketAddr,
+    state: Arc<crate::admission::ConnState>,
+    /// Admitted while the proxy was near its cap: handshakes get less time.
+    pressure: bool,
 }
 
 async fn serve_tls(
     shared: &Arc<Shared>,
     acceptor: TlsAcceptor,
     tcp: TcpStream,
-    peer: SocketAddr,
+    conn: Conn,
     h1: &http1::Builder,
     h2: &http2::Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,
 ) {
+    let peer = conn.peer;
     let local_port = tcp.local_addr().map_or(443, |a| a.port());
-    let tls = match tokio::time::timeout(shared.config.timeouts.tls_handshake, acceptor.accept(tcp))
-        .await
-    {
+    let mut handshake_time = shared.config.timeouts.tls_handshake;
+    if conn.pressure {
+        handshake_time = handshake_time.min(Duration::from_secs(2));
+    }
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(handshake_time, acceptor.accept(tcp)) => r,
+        () = conn.state.evict.notified() => {
+            tracing::debug!(%peer, "handshake dropped to make room");
+            return;
+        }
+    };
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             shared.counters.inc(|c| &c.tls_failures);
@@ -485,15 +521,22 @@ async fn serve_tls(
     };
     let (_, session) = tls.get_ref();
     let is_h2 = session.alpn_protocol() == Some(b"h2");
+    conn.state.handshaken();
     let info = ConnInfo::new(peer.ip(), session.server_name(), true)
         .on_port(local_port)
-        .trusting(&shared.config.trusted_proxies);
+        .trusting(&shared.config.trusted_proxies)
+        .admitted(Arc::clone(&conn.state));
     let service = ProxyService::new(Arc::clone(shared), Arc::new(info));
     let io = TokioIo::new(tls);
     let result = if is_h2 {
-        graceful(h2.serve_connection(io, service), stop).await
+        graceful(h2.serve_connection(io, service), stop, &conn.state).await
     } else {
-        graceful(h1.serve_connection(io, service).with_upgrades(), stop).await
+        graceful(
+            h1.serve_connection(io, service).with_upgrades(),
+            stop,
+            &conn.state,
+        )
+        .await
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
@@ -505,18 +548,26 @@ async fn serve_tls(
 async fn serve_plain(
     shared: &Arc<Shared>,
     tcp: TcpStream,
-    peer: SocketAddr,
+    conn: Conn,
     h1: &http1::Builder,
     redirect_port: u16,
     stop: watch::Receiver<bool>,
 ) {
+    let peer = conn.peer;
+    conn.state.handshaken();
     let local_port = tcp.local_addr().map_or(80, |a| a.port());
     let info = ConnInfo::plain(peer.ip(), redirect_port)
         .on_port(local_port)
-        .trusting(&shared.config.trusted_proxies);
+        .trusting(&shared.config.trusted_proxies)
+        .admitted(Arc::clone(&conn.state));
     let service = ProxyService::new(Arc::clone(shared), Arc::new(info));
     let io = TokioIo::new(tcp);
-    if let Err(e) = graceful(h1.serve_connection(io, service).with_upgrades(), stop).await {
+    let served = graceful(
+        h1.serve_connection(io, service).with_upgrades(),
+        stop,
+        &conn.state,
+    );
+    if let Err(e) = served.await {
         tracing::debug!(%peer, error = %e, "plain-HTTP connection ended with an error");
     }
 }
@@ -567,11 +618,15 @@ where
 async fn graceful<C: GracefulConn>(
     conn: C,
     mut stop: watch::Receiver<bool>,
+    state: &crate::admission::ConnState,
 ) -> Result<(), hyper::Error> {
     let mut conn = pin!(conn);
+    // Shutdown, or told to make room: the response in flight finishes, then it closes (an
+    // idle keep-alive connection closes at once).
     tokio::select! {
         r = conn.as_mut() => return r,
         _ = stop.wait_for(|s| *s) => conn.as_mut().begin_shutdown(),
+        () = state.evict.notified() => conn.as_mut().begin_shutdown(),
     }
     conn.await
 }

@@ -101,6 +101,8 @@ pub(crate) struct ConnInfo {
     /// The listener's port when it is not the scheme's default (443, 80): upstreams get it
     /// in `Host`, so that the URLs they build point back at the gateway.
     pub(crate) port: Option<u16>,
+    /// The connection's admission record (each request marks it as recently used).
+    pub(crate) admitted: Option<Arc<crate::admission::ConnState>>,
     /// The SNI name of a TLS connection (lower case).
     pub(crate) sni: Option<Box<str>>,
     pub(crate) https: bool,
@@ -124,6 +126,7 @@ impl ConnInfo {
                 .unwrap_or(HeaderValue::from_static("for=unknown")),
             trusted: false,
             port: None,
+            admitted: None,
             sni: sni.map(|s| s.to_ascii_lowercase().into_boxed_str()),
             https,
             redirect_port: 443,
@@ -134,6 +137,12 @@ impl ConnInfo {
     pub(crate) fn on_port(mut self, port: u16) -> Self {
         let default = if self.https { 443 } else { 80 };
         self.port = (port != default).then_some(port);
+        self
+    }
+
+    /// The admission record requests on this connection update.
+    pub(crate) fn admitted(mut self, state: Arc<crate::admission::ConnState>) -> Self {
+        self.admitted = Some(state);
         self
     }
 
@@ -267,6 +276,9 @@ async fn handle(
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     s.counters.inc(|c| &c.requests);
+    if let Some(a) = &c.admitted {
+        a.touch();
+    }
     let log = tracing::enabled!(target: "conduit_proxy::access", tracing::Level::INFO).then(|| {
         let host = request_host(&req).unwrap_or("").to_owned();
         (req.method().clone(), req.uri().clone(), req.version(), host)
@@ -628,6 +640,28 @@ async fn forward(
                 let msg = format!("{}: the upstream could not be reached", route.domain);
                 return (local(StatusCode::BAD_GATEWAY, msg), Some(backend));
             }
+            Ok(Err(SendError::Busy { req })) => {
+                // The gateway's own cap on connections to this upstream: not its failure.
+                drop(flight);
+                if may_retry && (tried.len() as u32) < retry.retries {
+                    s.counters.inc(|c| &c.retries);
+                    tried.push(Arc::as_ptr(&backend) as usize);
+                    up = *req;
+                    continue;
+                }
+                req.into_body().discard();
+                s.counters.inc(|c| &c.no_healthy);
+                tracing::warn!(service = %route.service, upstream = %backend.endpoint, max = s.config.limits.max_conns_per_upstream, "every connection to the upstream stayed busy");
+                let mut r = local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{}: the upstream is busy", route.domain),
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(s.config.health.retry_after_secs),
+                );
+                return (r, Some(backend));
+            }
             Ok(Err(SendError::Failed(e))) => {
                 drop(flight);
                 if let Some(big) = find_cause::<BodyTooLarge>(&e) {
@@ -901,7 +935,7 @@ mod tests {
         let t = RouteTable::build(
             &RouteTable::default(),
             &[Arc::new(rec)],
-            true,
+            crate::routes::NewBackend::healthy(true),
             |_| None,
             |_, _| true,
         );
@@ -997,7 +1031,11 @@ mod future_size {
             assert!(size <= 2048, "the per-request future is {size} bytes");
             let shared = crate::server::shared(crate::ProxyConfig::default(), &[]).unwrap();
             let backend = Arc::new(
-                crate::routes::Backend::new("127.0.0.1:9".parse().unwrap(), true).unwrap(),
+                crate::routes::Backend::new(
+                    "127.0.0.1:9".parse().unwrap(),
+                    crate::routes::NewBackend::healthy(true),
+                )
+                .unwrap(),
             );
             let req = Request::new(crate::body::RequestBody::Empty);
             let send = crate::pool::send(&shared, &backend, req);

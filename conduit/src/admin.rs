@@ -1,6 +1,8 @@
 //! The admin API: JSON over HTTP/1.1 on a unix socket (0600, the gateway's user only), and
 //! optionally on a TCP address where every request must carry `Authorization: Bearer TOKEN`
-//! (a TCP listener without a token is refused at start). Every body is one of the
+//! (a TCP listener without a token is refused at start), over TLS with a certificate from
+//! the gateway's CA unless it is on loopback. Every listener reads a request head within
+//! 10 s and serves at most 64 connections at once (more wait to be accepted). Every body is one of the
 //! [`api`](crate::api) types; `docs/admin-api.yaml` describes them.
 //!
 //! | request | answer |
@@ -46,7 +48,7 @@ use crate::gateway::{GatewayError, GatewayHandle};
 
 /// How long a client may take to send a request head (slow clients hold no connection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once per listener; further ones wait in the kernel's backlog.
+/// Connections served at once per listener; further ones are closed at once.
 const MAX_CONNECTIONS: usize = 64;
 
 /// Binds the unix socket (replacing a stale one), created with mode 0600.
@@ -94,15 +96,61 @@ pub(crate) fn bind_unix(path: &Path) -> Result<Listener, GatewayError> {
     Ok(Listener::Unix(bound?))
 }
 
-/// Binds the TCP listener; every request on it must carry `token`.
-pub(crate) async fn bind_tcp(addr: SocketAddr, token: Secret) -> Result<Listener, GatewayError> {
+/// Binds the TCP listener; every request on it must carry `token`. With `tls`, clients
+/// get the certificate the resolver holds for the listener's address (or the name they ask
+/// for).
+pub(crate) async fn bind_tcp(
+    addr: SocketAddr,
+    token: Secret,
+    tls: Option<Arc<conduit_ca::CertResolver>>,
+) -> Result<Listener, GatewayError> {
     let l = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| GatewayError::Admin {
             address: addr.to_string(),
             source,
         })?;
-    Ok(Listener::Tcp(l, Arc::new(token)))
+    let token = Arc::new(token);
+    Ok(match tls {
+        None => Listener::Tcp(l, token),
+        Some(resolver) => {
+            let cert = Arc::new(AdminCert {
+                resolver,
+                fallback: addr.ip().to_string(),
+            });
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let mut config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .map_err(|e| GatewayError::Admin {
+                    address: addr.to_string(),
+                    source: std::io::Error::other(e),
+                })?
+                .with_no_client_auth()
+                .with_cert_resolver(cert);
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Listener::Tls(l, tokio_rustls::TlsAcceptor::from(Arc::new(config)), token)
+        }
+    })
+}
+
+/// The admin listener's certificate: the one for the name a client asks for, else the one
+/// for the listener's address (clients that connect by IP send no name).
+#[derive(Debug)]
+struct AdminCert {
+    resolver: Arc<conduit_ca::CertResolver>,
+    fallback: String,
+}
+
+impl rustls::server::ResolvesServerCert for AdminCert {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        hello
+            .server_name()
+            .and_then(|n| self.resolver.lookup(n))
+            .or_else(|| self.resolver.lookup(&self.fallback))
+    }
 }
 
 fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
@@ -264,12 +312,27 @@ async fn serve_conn<I>(
 }
 
 /// A bound admin listener.
-#[derive(Debug)]
 pub(crate) enum Listener {
     /// The unix socket (its mode is the authentication).
     Unix(UnixListener),
-    /// TCP: every request must carry the token.
+    /// Plain TCP on loopback: every request must carry the token.
     Tcp(tokio::net::TcpListener, Arc<Secret>),
+    /// TLS: every request must carry the token.
+    Tls(
+        tokio::net::TcpListener,
+        tokio_rustls::TlsAcceptor,
+        Arc<Secret>,
+    ),
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(l) => f.debug_tuple("Unix").field(l).finish(),
+            Self::Tcp(l, _) => f.debug_tuple("Tcp").field(l).finish(),
+            Self::Tls(l, _, _) => f.debug_tuple("Tls").field(l).finish(),
+        }
+    }
 }
 
 /// Serves the admin API on `listener` until `stop` fires; each connection is a task on
@@ -282,15 +345,17 @@ pub(crate) async fn serve(
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => return,
-            p = slots.clone().acquire_owned() => p,
-        };
-        let Ok(permit) = permit else { return };
         let (gw, stop2) = (gw.clone(), stop.clone());
         tokio::select! {
             () = stop.cancelled() => return,
-            accepted = accept(&listener) => match accepted {
+            accepted = accept(&listener) => {
+                // Over the cap: closed at once, so nothing waits in the backlog.
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    tracing::debug!("admin connection refused: {MAX_CONNECTIONS} already open");
+                    drop(accepted);
+                    continue;
+                };
+                match accepted {
                 Ok(Accepted::Unix(s)) => {
                     tracker.spawn(async move {
                         serve_conn(s, gw, None, stop2).await;
@@ -303,11 +368,20 @@ pub(crate) async fn serve(
                         drop(permit);
                     });
                 }
+                Ok(Accepted::Tls(s, acceptor, token)) => {
+                    tracker.spawn(async move {
+                        // The handshake gets the same time as a request head.
+                        if let Ok(Ok(tls)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(s)).await {
+                            serve_conn(tls, gw, Some(token), stop2).await;
+                        }
+                        drop(permit);
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "admin accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            },
+            }},
         }
     }
 }
@@ -315,12 +389,22 @@ pub(crate) async fn serve(
 enum Accepted {
     Unix(tokio::net::UnixStream),
     Tcp(tokio::net::TcpStream, Arc<Secret>),
+    Tls(
+        tokio::net::TcpStream,
+        tokio_rustls::TlsAcceptor,
+        Arc<Secret>,
+    ),
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
     match listener {
         Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
         Listener::Tcp(l, token) => Ok(Accepted::Tcp(l.accept().await?.0, token.clone())),
+        Listener::Tls(l, acceptor, token) => Ok(Accepted::Tls(
+            l.accept().await?.0,
+            acceptor.clone(),
+            token.clone(),
+        )),
     }
 }
 

@@ -383,6 +383,10 @@ pub struct AdminSettings {
     pub token_file: Option<PathBuf>,
     /// The bearer token itself (prefer `token_file` or `CONDUIT_ADMIN_TOKEN`); never printed.
     pub token: Option<Secret>,
+    /// TLS on `listen`, with a certificate from the gateway's CA (default: on unless
+    /// `listen` is a loopback address). Plain HTTP off loopback is refused: the token
+    /// would cross the network in clear.
+    pub tls: Option<bool>,
 }
 
 impl Default for ConduitConfig {
@@ -692,6 +696,14 @@ impl ConduitConfig {
             }
         }
         if let Some(addr) = self.admin.listen {
+            if !self.admin_tls() && !addr.ip().is_loopback() {
+                return bad(
+                    "admin.tls",
+                    format!(
+                        "plain HTTP on {addr} would send the admin token across the network in clear: leave `tls` out (TLS is the default off loopback) or listen on loopback"
+                    ),
+                );
+            }
             match self.admin_token(origin)? {
                 None => {
                     return bad(
@@ -708,6 +720,14 @@ impl ConduitConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether the admin API's TCP listener speaks TLS (`[admin] tls`, default: unless it
+    /// listens on loopback).
+    pub fn admin_tls(&self) -> bool {
+        self.admin
+            .tls
+            .unwrap_or_else(|| self.admin.listen.is_some_and(|a| !a.ip().is_loopback()))
     }
 
     /// The admin token: `[admin] token`, else the file `[admin] token_file` names.
@@ -1106,6 +1126,16 @@ mod tests {
         assert!(e.to_string().contains("16 characters"), "{e}");
         c.admin.token = Some(Secret::new("0123456789abcdef0123"));
         c.validate("conduit.toml").unwrap();
+        assert!(!c.admin_tls(), "plain on loopback by default");
+        c.admin.listen = Some("10.8.0.1:9443".parse().unwrap());
+        assert!(c.admin_tls(), "TLS off loopback by default");
+        c.admin.tls = Some(false);
+        let e = c.validate("conduit.toml").unwrap_err();
+        assert!(
+            e.to_string().contains("`admin.tls`") && e.to_string().contains("in clear"),
+            "{e}"
+        );
+        c.admin.tls = None;
         let shown = c.to_toml().unwrap();
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");

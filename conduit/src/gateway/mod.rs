@@ -219,6 +219,10 @@ impl GatewayConfig {
     }
 }
 
+/// The name the admin listener's certificate is managed under (not a service name: those
+/// are DNS labels).
+const ADMIN_LEAF: &str = "@admin";
+
 /// A bound gateway: call [`Gateway::run`].
 ///
 /// ```
@@ -285,7 +289,29 @@ impl Gateway {
     pub async fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
         let s = &config.settings;
         s.validate(&config.origin)?;
-        let proxy_config = s.proxy_config(&config.origin)?;
+        let mut proxy_config = s.proxy_config(&config.origin)?;
+        // Every connection cap fits the descriptors this process may open.
+        let budget = crate::limits::raise_nofile().map_err(|source| GatewayError::State {
+            path: PathBuf::from("RLIMIT_NOFILE"),
+            source,
+        })?;
+        let l = &mut proxy_config.limits;
+        l.max_connections = l.max_connections.min(budget.client_connections());
+        l.max_connections_per_client = l
+            .max_connections_per_client
+            .min(budget.client_connections_per_address());
+        l.max_conns_per_upstream = l.max_conns_per_upstream.min(budget.upstream_connections());
+        let mut dns_tcp = conduit_dns::TcpSettings::default();
+        dns_tcp.max_connections = dns_tcp.max_connections.min(budget.dns_tcp_connections());
+        tracing::info!(
+            open_files = budget.limit,
+            raised_from = ?budget.raised_from,
+            client_connections = l.max_connections,
+            per_client = l.max_connections_per_client,
+            per_upstream = l.max_conns_per_upstream,
+            dns_tcp = dns_tcp.max_connections,
+            "descriptor budget"
+        );
         let monitor_sources = config.build_monitor_sources()?;
         let state = &config.state;
         state.create()?;
@@ -309,7 +335,8 @@ impl Gateway {
             let mut b = DnsServer::builder()
                 .registry(registry.clone())
                 .zones(s.zone_config())
-                .forwarders(s.dns.forwarders.clone());
+                .forwarders(s.dns.forwarders.clone())
+                .tcp_settings(dns_tcp);
             for a in &s.dns.listen {
                 b = b.listen(*a);
             }
@@ -335,7 +362,28 @@ impl Gateway {
         if let Some(addr) = s.admin.listen
             && let Some(token) = s.admin_token(&config.origin)?
         {
-            admin.push(crate::admin::bind_tcp(addr, token).await?);
+            let tls = if s.admin_tls() {
+                // A leaf from our CA for the listener's address (and a name), renewed with
+                // the others.
+                let mut req = conduit_ca::IssueRequest {
+                    dns_names: vec![format!("conduit-admin.{}", s.zone)],
+                    ..conduit_ca::IssueRequest::default()
+                };
+                if !addr.ip().is_unspecified() {
+                    req.ip_addresses.push(addr.ip());
+                }
+                let mgr = certs.clone();
+                tokio::task::spawn_blocking(move || mgr.ensure(ADMIN_LEAF, req))
+                    .await
+                    .map_err(|source| GatewayError::Task {
+                        what: "admin certificate",
+                        source,
+                    })??;
+                Some(certs.resolver().clone())
+            } else {
+                None
+            };
+            admin.push(crate::admin::bind_tcp(addr, token, tls).await?);
         }
         Ok(Self {
             samples: Arc::default(),
