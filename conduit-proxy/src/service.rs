@@ -101,6 +101,9 @@ pub(crate) struct ConnInfo {
     /// The listener's port when it is not the scheme's default (443, 80): upstreams get it
     /// in `Host`, so that the URLs they build point back at the gateway.
     pub(crate) port: Option<u16>,
+    /// `SNI:PORT`, built once per connection: on a TLS connection the routed name is the
+    /// SNI name, so requests need not format it again.
+    pub(crate) sni_host_port: Option<HeaderValue>,
     /// The connection's admission record (each request marks it as recently used).
     pub(crate) admitted: Option<Arc<crate::admission::ConnState>>,
     /// The SNI name of a TLS connection (lower case).
@@ -126,6 +129,7 @@ impl ConnInfo {
                 .unwrap_or(HeaderValue::from_static("for=unknown")),
             trusted: false,
             port: None,
+            sni_host_port: None,
             admitted: None,
             sni: sni.map(|s| s.to_ascii_lowercase().into_boxed_str()),
             https,
@@ -137,6 +141,10 @@ impl ConnInfo {
     pub(crate) fn on_port(mut self, port: u16) -> Self {
         let default = if self.https { 443 } else { 80 };
         self.port = (port != default).then_some(port);
+        self.sni_host_port = match (&self.sni, self.port) {
+            (Some(sni), Some(port)) => HeaderValue::from_str(&format!("{sni}:{port}")).ok(),
+            _ => None,
+        };
         self
     }
 
@@ -479,9 +487,11 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// `X-Forwarded-For` is kept and ours appended).
 fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, route: &Route) {
     strip_hop_by_hop(h);
-    let host = match c.port {
-        None => route.host_header.clone(),
-        Some(port) => HeaderValue::from_str(&format!("{}:{port}", route.domain))
+    let host = match (c.port, &c.sni_host_port) {
+        (None, _) => route.host_header.clone(),
+        // (the route matched the SNI name: see `route`)
+        (Some(_), Some(cached)) => cached.clone(),
+        (Some(port), None) => HeaderValue::from_str(&format!("{}:{port}", route.domain))
             .unwrap_or_else(|_| route.host_header.clone()),
     };
     h.insert(X_FORWARDED_HOST, host.clone());

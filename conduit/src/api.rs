@@ -101,6 +101,17 @@ pub struct UpstreamHealth {
     pub in_flight: Option<u64>,
 }
 
+impl UpstreamHealth {
+    /// An upstream nobody checks (a direct service, or no proxy running).
+    pub fn unchecked(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            healthy: None,
+            in_flight: None,
+        }
+    }
+}
+
 /// A service's certificate after `rotate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateInfo {

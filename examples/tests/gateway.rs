@@ -62,21 +62,7 @@ fn admin_call(doc: &Document, socket: &Path, method: &str, path: &str) -> (u16, 
 }
 
 fn upstream(port: u16, root: &Path) -> Killed {
-    Killed(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-            ])
-            .current_dir(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    conduit_test_support::process::http_server(port, root)
 }
 
 /// Starts `conduit serve` on these ports; `None` when it exited (a port taken meanwhile by

@@ -103,6 +103,26 @@ fn upstream() -> (Killed, u16, tempfile::TempDir) {
     (k, port, www)
 }
 
+/// `app.internal` → an upstream, registered and served; what keeps it alive.
+fn serve_app(g: &Gateway) -> (Killed, tempfile::TempDir) {
+    let (up, port, www) = upstream();
+    ok(conduit(&g.dir)
+        .args([
+            "register",
+            "--name",
+            "app",
+            "--upstream",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--health", "/"])
+        .output()
+        .unwrap());
+    wait_until(Duration::from_secs(10), || {
+        curl_from(g, "127.0.0.2", "app.internal") == 200
+    });
+    (up, www)
+}
+
 /// curl from `source` (a loopback address) with our root; the status, 0 when it failed.
 fn curl_from(g: &Gateway, source: &str, host: &str) -> u16 {
     let out = Command::new("curl")
@@ -155,22 +175,7 @@ fn a_crowd_of_idle_connections_and_stalled_handshakes_leaves_a_client_served() {
         return;
     }
     let g = gateway(1024, "", false);
-    let (_up, port, _www) = upstream();
-    ok(conduit(&g.dir)
-        .args([
-            "register",
-            "--name",
-            "app",
-            "--upstream",
-            &format!("127.0.0.1:{port}"),
-            "--health",
-            "/",
-        ])
-        .output()
-        .unwrap());
-    wait_until(Duration::from_secs(10), || {
-        curl_from(&g, "127.0.0.2", "app.internal") == 200
-    });
+    let _app = serve_app(&g);
     let addr: SocketAddr = format!("127.0.0.1:{}", g.https).parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -210,22 +215,7 @@ fn half_sent_admin_requests_are_cut_and_https_is_unaffected() {
         return;
     }
     let g = gateway(4096, "", true);
-    let (_up, port, _www) = upstream();
-    ok(conduit(&g.dir)
-        .args([
-            "register",
-            "--name",
-            "app",
-            "--upstream",
-            &format!("127.0.0.1:{port}"),
-            "--health",
-            "/",
-        ])
-        .output()
-        .unwrap());
-    wait_until(Duration::from_secs(10), || {
-        curl_from(&g, "127.0.0.2", "app.internal") == 200
-    });
+    let _app = serve_app(&g);
     let admin: SocketAddr = format!("127.0.0.1:{}", g.admin.unwrap()).parse().unwrap();
     // The admin API speaks TLS with a certificate from our CA, and wants the token.
     let call = |token: &str| {

@@ -68,3 +68,26 @@ pub fn ok(out: Output) -> String {
     assert!(out.status.success(), "{text}");
     text
 }
+
+/// `python3 -m http.server` on 127.0.0.1:`port`, serving `root` (killed when dropped).
+///
+/// # Panics
+/// When python3 cannot be started.
+#[allow(clippy::expect_used, reason = "test support")]
+pub fn http_server(port: u16, root: &std::path::Path) -> Killed {
+    Killed(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server"),
+    )
+}

@@ -95,11 +95,7 @@ impl GatewayHandle {
                 None => rec
                     .endpoints()
                     .iter()
-                    .map(|e| UpstreamHealth {
-                        endpoint: e.to_string(),
-                        healthy: None,
-                        in_flight: None,
-                    })
+                    .map(|e| UpstreamHealth::unchecked(e.to_string()))
                     .collect(),
             };
         let healthy = upstreams.iter().any(|u| u.healthy == Some(true));

@@ -83,11 +83,7 @@ async fn from_registry(ctx: &Context) -> anyhow::Result<Vec<ServiceStatus>> {
             upstreams: r
                 .endpoints()
                 .iter()
-                .map(|e| UpstreamHealth {
-                    endpoint: e.to_string(),
-                    healthy: None,
-                    in_flight: None,
-                })
+                .map(|e| UpstreamHealth::unchecked(e.to_string()))
                 .collect(),
             certificate_not_after: None,
         })
