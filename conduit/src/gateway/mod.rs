@@ -281,8 +281,11 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Validates the configuration, opens the state (registry, CA, audit), issues the
-    /// certificates of the registered services and binds every listener.
+    /// Validates the configuration, opens the state (registry, CA, audit), puts right what
+    /// a crash left undone (unsealed audit lines, unaudited registry revisions), issues the
+    /// certificates of the registered services and binds every listener. It raises the
+    /// process's soft open-file limit to the hard one and fits every connection cap into it
+    /// (see [`limits`](crate::limits)).
     ///
     /// # Errors
     /// Any [`GatewayError`]; nothing is left bound on error.
