@@ -41,8 +41,8 @@ pub struct CrossCheck {
     pub unsealed: Vec<LogLine>,
     /// Sealed records with no line: the line was removed from `audit.log`.
     pub missing: Vec<SealedRecord>,
-    /// A line that differs from the sealed record of the same time, action and user: the
-    /// line was changed.
+    /// A line that differs from the sealed record of the same time, action, user and
+    /// subject (`details.name`): the line was changed.
     pub altered: Vec<(LogLine, SealedRecord)>,
     /// Lines that are not audit records at all (line number, why).
     pub unreadable: Vec<(usize, String)>,
@@ -180,10 +180,13 @@ pub fn cross_check(log: &Path, store: &CapsuleStore) -> Result<CrossCheck, Audit
     left.dedup_by_key(|r| r.sequence);
     // A changed line: same time, action and user as a record no line matched.
     for l in unmatched {
+        // (the same subject too: two writers in the same second, one killed before sealing
+        // and the other before logging, are not an edit)
         let twin = left.iter().position(|r| {
             r.event.timestamp() == l.event.timestamp()
                 && r.event.action() == l.event.action()
                 && r.event.user() == l.event.user()
+                && r.event.details().get("name") == l.event.details().get("name")
         });
         match twin {
             Some(i) => out.altered.push((l, left.remove(i))),

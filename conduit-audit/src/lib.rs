@@ -143,6 +143,16 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`AuditError`] when the event could not be stored.
     async fn append(&self, event: AuditEvent) -> Result<Receipt, AuditError>;
+
+    /// Every event appended so far, oldest first, when the sink can give them back; `None`
+    /// (the default) for a write-only sink. The gateway reads it at start to find registry
+    /// changes that were never audited.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the events cannot be read.
+    async fn history(&self) -> Result<Option<Vec<AuditEvent>>, AuditError> {
+        Ok(None)
+    }
 }
 
 /// What an append produced.

@@ -83,6 +83,16 @@ impl AuditSink for JsonlSink {
         Self::append(self, event).await?;
         Ok(Receipt::default())
     }
+
+    async fn history(&self) -> Result<Option<Vec<AuditEvent>>, AuditError> {
+        let path = self.path().to_path_buf();
+        let read = tokio::task::spawn_blocking(move || {
+            crate::read_log(&path, &crate::LogFilter::default())
+        })
+        .await
+        .map_err(|_| AuditError::Closed)??;
+        Ok(Some(read.0))
+    }
 }
 
 /// The first pause before sealing again.
@@ -165,5 +175,9 @@ impl AuditSink for AuditLog {
                 Err(AuditError::Unsealed(Box::new(e)))
             }
         }
+    }
+
+    async fn history(&self) -> Result<Option<Vec<AuditEvent>>, AuditError> {
+        AuditSink::history(&self.jsonl).await
     }
 }

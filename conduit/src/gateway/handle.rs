@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use conduit_audit::AuditLog;
+use conduit_audit::AuditSink;
 use conduit_ca::CertManager;
 use conduit_dns::DnsHandle;
 use conduit_monitor::Sample;
 use conduit_proxy::ProxyHandle;
-use conduit_registry::{FileRegistry, ListFilter, Registry, Routing, ServiceRecord};
+use conduit_registry::{ListFilter, Registry, Routing, ServiceRecord};
 use serde_json::json;
 
 use super::GatewayError;
@@ -22,11 +22,11 @@ use crate::state::StateDir;
 /// What the admin API and embedders read from a running gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayHandle {
-    state: StateDir,
+    state: Option<StateDir>,
     samples: Arc<std::sync::RwLock<Vec<Sample>>>,
-    registry: Arc<FileRegistry>,
+    registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
-    audit: Arc<AuditLog>,
+    audit: Arc<dyn AuditSink>,
     user: String,
     dns: Option<DnsHandle>,
     proxy: Option<ProxyHandle>,
@@ -39,11 +39,11 @@ fn now() -> time::OffsetDateTime {
 impl GatewayHandle {
     #[allow(clippy::too_many_arguments, reason = "the gateway's parts, once")]
     pub(super) fn new(
-        state: StateDir,
+        state: Option<StateDir>,
         samples: Arc<std::sync::RwLock<Vec<Sample>>>,
-        registry: Arc<FileRegistry>,
+        registry: Arc<dyn Registry>,
         certs: Arc<CertManager>,
-        audit: Arc<AuditLog>,
+        audit: Arc<dyn AuditSink>,
         user: String,
         dns: Option<DnsHandle>,
         proxy: Option<ProxyHandle>,
@@ -222,12 +222,20 @@ impl GatewayHandle {
         }
     }
 
-    /// The last `limit` audit records (most recent last).
+    /// The last `limit` audit records (most recent last), from the state directory's
+    /// `audit.log`.
     ///
     /// # Errors
-    /// [`GatewayError::Audit`] when the log cannot be read.
+    /// [`GatewayError::Audit`] when the log cannot be read; [`GatewayError::Unavailable`]
+    /// for a gateway composed without a state directory (its sink is its own to read).
     pub async fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEntry>, GatewayError> {
-        let path = self.state.audit_log();
+        let path = self
+            .state
+            .as_ref()
+            .ok_or(GatewayError::Unavailable {
+                what: "the audit log (this gateway has no state directory)",
+            })?
+            .audit_log();
         let events = tokio::task::spawn_blocking(move || {
             let mut filter = conduit_audit::LogFilter::default();
             filter.limit = Some(limit);

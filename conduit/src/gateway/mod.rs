@@ -24,12 +24,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conduit_audit::AuditLog;
+use conduit_audit::AuditSink;
 use conduit_ca::{CertManager, CertResolver};
 use conduit_dns::DnsServer;
 use conduit_monitor::{HostSource, MetricSource, Poller, Sample};
 use conduit_proxy::ProxyServer;
-use conduit_registry::{FileRegistry, ListFilter, Registry, Revision};
+use conduit_registry::{ListFilter, Registry, Revision};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -79,6 +79,12 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
+    /// Not available from this gateway (it was composed without that part).
+    #[error("{what} is not available here")]
+    Unavailable {
+        /// What.
+        what: &'static str,
+    },
     /// A background task of ours failed (a bug: report it).
     #[error("internal error: the {what} task failed: {source}")]
     Task {
@@ -106,8 +112,10 @@ impl GatewayError {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct GatewayConfig {
-    /// The state directory.
-    pub state: StateDir,
+    /// The state directory: where [`Gateway::start`] opens the registry, the CA and the
+    /// audit log, and where the admin socket goes by default. `None` for a gateway composed
+    /// of its own parts ([`Gateway::start_with`]).
+    pub state: Option<StateDir>,
     /// The configuration (`conduit.toml` with its overrides).
     pub settings: ConduitConfig,
     /// Where `settings` came from, for error messages (`/etc/conduit/conduit.toml`).
@@ -143,7 +151,19 @@ impl GatewayConfig {
     /// A state directory with a configuration read elsewhere.
     pub fn with_settings(state: StateDir, settings: ConduitConfig, origin: &str) -> Self {
         Self {
-            state,
+            state: Some(state),
+            settings,
+            origin: origin.to_owned(),
+            audit_user: "conduit".to_owned(),
+            monitor_sources: None,
+        }
+    }
+
+    /// A configuration for a gateway made of given parts, with no state directory (no admin
+    /// socket unless `[admin] socket` names one).
+    pub fn without_state(settings: ConduitConfig, origin: &str) -> Self {
+        Self {
+            state: None,
             settings,
             origin: origin.to_owned(),
             audit_user: "conduit".to_owned(),
@@ -152,12 +172,12 @@ impl GatewayConfig {
     }
 
     /// The admin socket: `[admin] socket`, else the state directory's.
-    pub fn admin_socket(&self) -> PathBuf {
+    pub fn admin_socket(&self) -> Option<PathBuf> {
         self.settings
             .admin
             .socket
             .clone()
-            .unwrap_or_else(|| self.state.admin_socket())
+            .or_else(|| self.state.as_ref().map(StateDir::admin_socket))
     }
 
     /// The metric sources `settings.monitor` names. GPU monitoring is skipped quietly on a
@@ -219,6 +239,62 @@ impl GatewayConfig {
     }
 }
 
+/// What a gateway is made of, behind the subsystems' traits: any [`Registry`] (files, etcd,
+/// memory), the certificate manager (issuing through the CA it was given) and any
+/// [`AuditSink`]. [`Parts::open`] gives the defaults of a state directory.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Parts {
+    /// Where services are registered; the gateway follows its changes.
+    pub registry: Arc<dyn Registry>,
+    /// Issues, serves and renews the services' certificates.
+    pub certs: Arc<CertManager>,
+    /// Where the gateway's own records go.
+    pub audit: Arc<dyn AuditSink>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("certs", &self.certs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parts {
+    /// The given parts.
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        certs: Arc<CertManager>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
+        Self {
+            registry,
+            certs,
+            audit,
+        }
+    }
+
+    /// A state directory's parts: `services.json` (FileRegistry), the CA in `tls/`
+    /// (LocalCa), `audit.log` sealed into `capsules.db` (AuditLog).
+    ///
+    /// # Errors
+    /// [`GatewayError`] opening any of them.
+    pub fn open(state: &StateDir, settings: &ConduitConfig) -> Result<Self, GatewayError> {
+        state.create()?;
+        Ok(Self {
+            registry: Arc::new(state.open_registry()?),
+            certs: Arc::new(CertManager::new(
+                state.open_ca(settings.ca_config())?,
+                Some(state.tls()),
+                Arc::new(CertResolver::new()),
+                Arc::new(time::OffsetDateTime::now_utc),
+            )),
+            audit: Arc::new(state.open_audit()?),
+        })
+    }
+}
+
 /// The name the admin listener's certificate is managed under (not a service name: those
 /// are DNS labels).
 const ADMIN_LEAF: &str = "@admin";
@@ -258,13 +334,13 @@ const ADMIN_LEAF: &str = "@admin";
 pub struct Gateway {
     samples: Arc<std::sync::RwLock<Vec<Sample>>>,
     config: GatewayConfig,
-    registry: Arc<FileRegistry>,
+    registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
-    audit: Arc<AuditLog>,
+    audit: Arc<dyn AuditSink>,
     dns: Option<DnsServer>,
     proxy: Option<ProxyServer>,
     admin: Vec<crate::admin::Listener>,
-    admin_socket: PathBuf,
+    admin_socket: Option<PathBuf>,
     monitor_sources: Vec<Arc<dyn MetricSource>>,
     since: Revision,
 }
@@ -290,6 +366,26 @@ impl Gateway {
     /// # Errors
     /// Any [`GatewayError`]; nothing is left bound on error.
     pub async fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
+        config.settings.validate(&config.origin)?;
+        let state = config.state.clone().ok_or_else(|| {
+            GatewayError::Config(ConfigError::Invalid {
+                origin: config.origin.clone(),
+                key: "state directory".to_owned(),
+                problem: "none given: use Gateway::start_with and its own parts".to_owned(),
+            })
+        })?;
+        let parts = Parts::open(&state, &config.settings)?;
+        // What a crash or a lock left undone: unsealed lines, unaudited revisions.
+        recover::seal_and_report(&state, parts.audit.as_ref(), &config.audit_user).await?;
+        Self::start_with(config, parts).await
+    }
+
+    /// As [`Gateway::start`], with the given parts instead of a state directory's: an
+    /// embedder brings its own registry (etcd, in memory), CA and audit sink.
+    ///
+    /// # Errors
+    /// Any [`GatewayError`]; nothing is left bound on error.
+    pub async fn start_with(config: GatewayConfig, parts: Parts) -> Result<Self, GatewayError> {
         let s = &config.settings;
         s.validate(&config.origin)?;
         let mut proxy_config = s.proxy_config(&config.origin)?;
@@ -316,21 +412,17 @@ impl Gateway {
             "descriptor budget"
         );
         let monitor_sources = config.build_monitor_sources()?;
-        let state = &config.state;
-        state.create()?;
-        let registry = Arc::new(state.open_registry()?);
-        let certs = Arc::new(CertManager::new(
-            state.open_ca(s.ca_config())?,
-            Some(state.tls()),
-            Arc::new(CertResolver::new()),
-            Arc::new(time::OffsetDateTime::now_utc),
-        ));
-        let audit = Arc::new(state.open_audit()?);
-        // What a crash or a lock left undone: unsealed lines, unaudited revisions.
-        recover::run(state, &registry, &audit, &config.audit_user).await?;
+        let Parts {
+            registry,
+            certs,
+            audit,
+        } = parts;
+        // Every registry revision without an audit record is audited now.
+        recover::audit_unaudited_revisions(registry.as_ref(), audit.as_ref(), &config.audit_user)
+            .await?;
         let since = registry.revision().await?;
         for rec in registry.list(ListFilter::Active).await? {
-            tasks::ensure_cert(&certs, &audit, &config.audit_user, &rec).await;
+            tasks::ensure_cert(&certs, audit.as_ref(), &config.audit_user, &rec).await;
         }
         let dns = if s.dns.listen.is_empty() {
             None
@@ -361,7 +453,10 @@ impl Gateway {
             Some(b.bind().await?)
         };
         let admin_socket = config.admin_socket();
-        let mut admin = vec![crate::admin::bind_unix(&admin_socket)?];
+        let mut admin = Vec::new();
+        if let Some(path) = &admin_socket {
+            admin.push(crate::admin::bind_unix(path)?);
+        }
         if let Some(addr) = s.admin.listen
             && let Some(token) = s.admin_token(&config.origin)?
         {
@@ -427,14 +522,14 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    /// The admin API's unix socket.
-    pub fn admin_socket(&self) -> &std::path::Path {
-        &self.admin_socket
+    /// The admin API's unix socket, if it has one.
+    pub fn admin_socket(&self) -> Option<&std::path::Path> {
+        self.admin_socket.as_deref()
     }
 
-    /// The gateway's audit log: an embedding program (a tunnel agent) appends its own
+    /// The gateway's audit sink: an embedding program (a tunnel agent) appends its own
     /// records to the same log and sealed chain.
-    pub fn audit_log(&self) -> Arc<AuditLog> {
+    pub fn audit_log(&self) -> Arc<dyn AuditSink> {
         self.audit.clone()
     }
 
@@ -532,7 +627,7 @@ impl Gateway {
                 .push(tracker.spawn(async move { p.run(stop).await.map_err(GatewayError::from) }));
         }
         tracker.close();
-        tracing::info!(dir = %config.state.path().display(), "gateway running");
+        tracing::info!(dir = ?config.state.as_ref().map(StateDir::path), "gateway running");
         shutdown.await;
         tracing::info!("gateway stopping");
         token.cancel();
@@ -559,7 +654,9 @@ impl Gateway {
                 "gateway tasks still running after shutdown"
             );
         }
-        let _ = std::fs::remove_file(&admin_socket);
+        if let Some(path) = &admin_socket {
+            let _ = std::fs::remove_file(path);
+        }
         result
     }
 }

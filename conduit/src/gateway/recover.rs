@@ -3,53 +3,78 @@
 //!
 //! 1. lines of `audit.log` that never reached the sealed chain (a writer killed or a chain
 //!    locked between the two writes: the log line and the seal are written side by side, so
-//!    such a line can be anywhere) are sealed now, as they are, and that is itself audited
-//!    as `audit_recovered` naming the lines. A line that differs from a sealed record is
-//!    not "unsealed" but altered: it is never sealed, and `conduit audit verify` names it;
+//!    such a line can be anywhere) are sealed now, as they are, and sealed records that never
+//!    reached `audit.log` are written back into it; both are audited as `audit_recovered`
+//!    naming the lines and records. A line that differs from a sealed record is not
+//!    "unsealed" but altered: it is never sealed, and `conduit audit verify` names it;
 //! 2. every registry record whose current revision has no audit record (a writer killed
 //!    between storing the change and auditing it) is audited now as `registry_recovered`.
 
 use std::collections::HashSet;
 
-use conduit_audit::{AuditLog, CapsuleStore, LogFilter, cross_check, read_log};
-use conduit_registry::{FileRegistry, ListFilter, Registry};
+use conduit_audit::{AuditSink, CapsuleStore, JsonlOptions, JsonlSink, cross_check};
+use conduit_registry::{ListFilter, Registry};
 use serde_json::json;
 
 use super::GatewayError;
 use crate::audited::record;
 use crate::state::StateDir;
 
-/// Seals the lines of `audit.log` that the chain lacks. Lines that differ from a sealed
-/// record (altered) are left for `conduit audit verify` to name. Returns the line numbers
-/// sealed.
-pub(super) fn seal_backlog(state: &StateDir) -> Result<Vec<usize>, GatewayError> {
-    let mut store = CapsuleStore::open(state.capsules_db())?;
-    let check = cross_check(&state.audit_log(), &store)?;
-    let tail = check.unsealed;
-    if tail.is_empty() {
-        return Ok(Vec::new());
+/// What [`reconcile`] put right.
+#[derive(Debug, Default)]
+pub(super) struct Reconciled {
+    /// `audit.log` lines sealed now.
+    sealed_lines: Vec<usize>,
+    /// Sealed records written back into `audit.log` (their sequence numbers).
+    restored: Vec<u64>,
+}
+
+/// Makes `audit.log` and the chain hold the same records again after a crash: lines the
+/// chain lacks are sealed, sealed records the log lacks are appended to it (the log line
+/// and the seal are written side by side, so a killed writer can leave either without the
+/// other). Lines that differ from a sealed record (altered) are left for `conduit audit
+/// verify` to name.
+pub(super) async fn reconcile(state: &StateDir) -> Result<Reconciled, GatewayError> {
+    let st = state.clone();
+    let (mut done, missing) = tokio::task::spawn_blocking(move || {
+        let mut store = CapsuleStore::open(st.capsules_db())?;
+        let check = cross_check(&st.audit_log(), &store)?;
+        let mut done = Reconciled::default();
+        if !check.unsealed.is_empty() {
+            let key = st.seal_key_or_create()?;
+            let events: Vec<_> = check.unsealed.iter().map(|l| l.event.clone()).collect();
+            store.append(&events, &key)?;
+            done.sealed_lines = check.unsealed.iter().map(|l| l.line).collect();
+        }
+        Ok::<_, GatewayError>((done, check.missing))
+    })
+    .await
+    .map_err(|source| GatewayError::Task {
+        what: "audit reconciliation",
+        source,
+    })??;
+    if !missing.is_empty() {
+        // Written back through the log alone (they are sealed already).
+        let log = JsonlSink::open(state.audit_log(), JsonlOptions::default())?;
+        for r in missing {
+            log.append(r.event).await?;
+            done.restored.push(r.sequence);
+        }
     }
-    let key = state.seal_key_or_create()?;
-    let events: Vec<_> = tail.iter().map(|l| l.event.clone()).collect();
-    store.append(&events, &key)?;
-    Ok(tail.iter().map(|l| l.line).collect())
+    Ok(done)
 }
 
 /// Audits every registry revision that has no audit record, as `registry_recovered`.
-/// Returns how many.
+/// Returns how many. The records are read back from the sink; a sink that cannot give
+/// them back (write-only) makes this a no-op.
 pub(super) async fn audit_unaudited_revisions(
-    state: &StateDir,
-    registry: &FileRegistry,
-    audit: &AuditLog,
+    registry: &dyn Registry,
+    audit: &dyn AuditSink,
     user: &str,
 ) -> Result<usize, GatewayError> {
-    let path = state.audit_log();
-    let (events, _) = tokio::task::spawn_blocking(move || read_log(&path, &LogFilter::default()))
-        .await
-        .map_err(|source| GatewayError::Task {
-            what: "audit read",
-            source,
-        })??;
+    let Some(events) = audit.history().await? else {
+        return Ok(0);
+    };
     // (name, revision) of every audited change; names audited by versions that did not
     // record the revision count as audited.
     let mut audited: HashSet<(String, u64)> = HashSet::new();
@@ -105,20 +130,35 @@ pub(super) async fn audit_unaudited_revisions(
     Ok(recovered)
 }
 
-/// Both, in order, with their own audit record for the backlog.
-pub(super) async fn run(
+/// Reconciles a state directory's log and chain, with its own audit record.
+pub(super) async fn seal_and_report(
     state: &StateDir,
-    registry: &FileRegistry,
-    audit: &AuditLog,
+    audit: &dyn AuditSink,
     user: &str,
 ) -> Result<(), GatewayError> {
-    let st = state.clone();
-    let sealed = tokio::task::spawn_blocking(move || seal_backlog(&st))
-        .await
-        .map_err(|source| GatewayError::Task {
-            what: "audit backlog",
-            source,
-        })??;
+    let done = reconcile(state).await?;
+    if !done.restored.is_empty() {
+        tracing::warn!(records = ?done.restored, "sealed records missing from audit.log: written back");
+        let msg = format!(
+            "Wrote {} sealed audit record(s) back into audit.log that a crash had left out (chain records {})",
+            done.restored.len(),
+            done.restored
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        record(
+            audit,
+            "audit_recovered",
+            true,
+            msg,
+            user,
+            json!({"restored": done.restored}),
+        )
+        .await;
+    }
+    let sealed = done.sealed_lines;
     if !sealed.is_empty() {
         tracing::warn!(lines = ?sealed, "audit.log lines that were never sealed: sealed now");
         let msg = format!(
@@ -140,6 +180,5 @@ pub(super) async fn run(
         )
         .await;
     }
-    audit_unaudited_revisions(state, registry, audit, user).await?;
     Ok(())
 }

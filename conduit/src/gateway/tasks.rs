@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conduit_audit::AuditLog;
+use conduit_audit::AuditSink;
 use conduit_ca::{CertManager, IssueRequest};
 use conduit_monitor::{Round, Sample};
 use conduit_proxy::ProxyHandle;
-use conduit_registry::{ChangeKind, FileRegistry, Registry, Revision, Routing, ServiceRecord};
+use conduit_registry::{ChangeKind, Registry, Revision, Routing, ServiceRecord};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,7 @@ use crate::audited::record;
 /// Issues the leaf of a proxied TLS service unless the one served already covers its domain.
 pub(super) async fn ensure_cert(
     certs: &Arc<CertManager>,
-    log: &AuditLog,
+    log: &dyn AuditSink,
     user: &str,
     rec: &ServiceRecord,
 ) {
@@ -61,9 +61,9 @@ pub(super) async fn ensure_cert(
 
 /// Issues or removes leaves as the registry changes.
 pub(super) async fn follow_certs(
-    registry: Arc<FileRegistry>,
+    registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
-    audit: Arc<AuditLog>,
+    audit: Arc<dyn AuditSink>,
     user: String,
     since: Revision,
     stop: CancellationToken,
@@ -78,7 +78,7 @@ pub(super) async fn follow_certs(
         match ev.kind {
             ChangeKind::Deregistered => certs.remove(ev.record.name().as_str()),
             _ if !ev.record.is_active() => certs.remove(ev.record.name().as_str()),
-            _ => ensure_cert(&certs, &audit, &user, &ev.record).await,
+            _ => ensure_cert(&certs, audit.as_ref(), &user, &ev.record).await,
         }
     }
 }
@@ -89,7 +89,7 @@ pub(super) async fn follow_certs(
 pub(super) async fn renew_certs(
     certs: Arc<CertManager>,
     interval: Duration,
-    log: Arc<AuditLog>,
+    log: Arc<dyn AuditSink>,
     user: String,
     stop: CancellationToken,
 ) {
@@ -118,7 +118,7 @@ pub(super) async fn renew_certs(
 pub(super) async fn keep_rounds(
     mut rounds: tokio::sync::mpsc::Receiver<Round>,
     samples: Arc<std::sync::RwLock<Vec<Sample>>>,
-    log: Arc<AuditLog>,
+    log: Arc<dyn AuditSink>,
     user: String,
 ) {
     while let Some(round) = rounds.recv().await {
@@ -145,7 +145,7 @@ pub(super) async fn keep_rounds(
 /// Audits every upstream health transition as `health_change`.
 pub(super) async fn audit_health(
     proxy: ProxyHandle,
-    audit_log: Arc<AuditLog>,
+    audit_log: Arc<dyn AuditSink>,
     user: String,
     stop: CancellationToken,
 ) {

@@ -53,7 +53,12 @@ struct Cli {
 }
 
 /// One of the agent's own records, in the gateway's log and chain.
-async fn record(log: &conduit::audit::AuditLog, action: &str, message: String, interface: &str) {
+async fn record(
+    log: &dyn conduit::audit::AuditSink,
+    action: &str,
+    message: String,
+    interface: &str,
+) {
     let details = serde_json::json!({ "interface": interface });
     conduit::audited::record(log, action, true, message, "tunnel-agent", details).await;
 }
@@ -65,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let stop = shutdown();
     let mut cfg = GatewayConfig::new(&cli.dir);
     let s = &mut cfg.settings;
     s.dns.listen = vec![SocketAddr::new(cli.tunnel_ip, cli.dns_port)];
@@ -81,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot start on {}", cli.tunnel_ip))?;
     let log = gateway.audit_log();
     record(
-        &log,
+        log.as_ref(),
         "tunnel_up",
         format!(
             "Serving DNS and HTTPS on {} ({})",
@@ -95,9 +101,9 @@ async fn main() -> anyhow::Result<()> {
         gateway.dns_addrs(),
         gateway.https_addrs()
     );
-    gateway.run(shutdown()).await?;
+    gateway.run(stop).await?;
     record(
-        &log,
+        log.as_ref(),
         "tunnel_down",
         format!("Stopped serving on {}", cli.tunnel_ip),
         &cli.interface,

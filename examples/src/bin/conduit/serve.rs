@@ -127,6 +127,8 @@ pub(crate) async fn setup(ctx: &Context, verbose: bool) -> anyhow::Result<ExitCo
 }
 
 pub(crate) async fn serve(mut ctx: Context, args: Args) -> anyhow::Result<ExitCode> {
+    // Installed first: a SIGTERM while starting stops the gateway cleanly once it runs.
+    let stop = shutdown();
     args.apply(&mut ctx.config);
     ctx.config.validate(&ctx.origin)?;
     if !ctx.state.is_initialized() {
@@ -146,7 +148,9 @@ pub(crate) async fn serve(mut ctx: Context, args: Args) -> anyhow::Result<ExitCo
     for a in gw.http_addrs() {
         println!("http {a}");
     }
-    println!("admin {}", gw.admin_socket().display());
-    gw.run(shutdown()).await?;
+    if let Some(socket) = gw.admin_socket() {
+        println!("admin {}", socket.display());
+    }
+    gw.run(stop).await?;
     Ok(ExitCode::SUCCESS)
 }
