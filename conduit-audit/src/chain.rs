@@ -523,12 +523,15 @@ impl CapsuleStore {
     /// the tail, `verify` the links.
     ///
     /// # Errors
-    /// [`AuditError::Database`]; a failed check is `Ok(Err(reason))`.
-    pub fn verify_checkpoint(&self, c: &Checkpoint) -> Result<Result<(), String>, AuditError> {
+    /// [`AuditError::Database`]; a failed check is `Ok(Err(`[`CheckpointFailure`]`))`.
+    pub fn verify_checkpoint(
+        &self,
+        c: &Checkpoint,
+    ) -> Result<Result<(), CheckpointFailure>, AuditError> {
         if let Err(e) =
             crate::capsule::verify_message(&c.public_key, c.message().as_bytes(), &c.signature)
         {
-            return Ok(Err(format!("checkpoint signature: {e}")));
+            return Ok(Err(CheckpointFailure::Signature(e.to_string())));
         }
         let seq = i64::try_from(c.sequence).unwrap_or(i64::MAX);
         let found: Option<String> = self
@@ -541,16 +544,37 @@ impl CapsuleStore {
             .optional()
             .map_err(|e| db_err(&self.path, e))?;
         Ok(match found {
-            None => Err(format!(
-                "chain truncated: it has {} records, the checkpoint saw sequence {}",
-                self.len()?,
-                c.sequence
-            )),
-            Some(h) if h != c.head_hash => Err(format!(
-                "record {} was rewritten since the checkpoint",
-                c.sequence
-            )),
+            None => Err(CheckpointFailure::Truncated {
+                records: self.len()?,
+                sequence: c.sequence,
+            }),
+            Some(h) if h != c.head_hash => Err(CheckpointFailure::Rewritten {
+                sequence: c.sequence,
+            }),
             Some(_) => Ok(()),
         })
     }
+}
+
+/// Why a chain does not hold up to a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointFailure {
+    /// The checkpoint's own signature does not verify.
+    #[error("checkpoint signature: {0}")]
+    Signature(String),
+    /// The chain ends before the checkpoint's record.
+    #[error("chain truncated: it has {records} records, the checkpoint saw sequence {sequence}")]
+    Truncated {
+        /// Records in the chain now.
+        records: u64,
+        /// The checkpoint's sequence.
+        sequence: u64,
+    },
+    /// The checkpoint's record has another hash now.
+    #[error("record {sequence} was rewritten since the checkpoint")]
+    Rewritten {
+        /// The checkpoint's sequence.
+        sequence: u64,
+    },
 }

@@ -70,7 +70,7 @@ pub use capsule::{
 };
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use chain::{CapsuleStore, Checkpoint, Level, VerifyFailure, VerifyReport};
+pub use chain::{CapsuleStore, Checkpoint, CheckpointFailure, Level, VerifyFailure, VerifyReport};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use crosscheck::{CrossCheck, LogLine, SealedRecord, cross_check};

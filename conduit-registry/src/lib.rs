@@ -66,7 +66,10 @@ pub use error::RegistryError;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileOptions, FileRegistry, SCHEMA_VERSION, SERVICES_FILE, default_config_dir};
 pub use name::{DomainName, MAX_DOMAIN_LEN, MAX_LABEL_LEN, NameError, ServiceName};
-pub use record::{HealthCheck, MonitorTarget, Revision, Routing, ServiceRecord, Status, Timestamp};
+pub use record::{
+    HealthCheck, HealthCheckError, MonitorTarget, Revision, Routing, ServiceRecord, Status,
+    Timestamp, TimestampError,
+};
 pub use registry::{Clock, InMemoryRegistry, ListFilter, Precondition, Registry};
 pub use watch::{
     ChangeFeed, ChangeKind, Compactor, DEFAULT_JOURNAL_CAPACITY, RegistryEvent, Watch,

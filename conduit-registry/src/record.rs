@@ -63,11 +63,14 @@ impl Timestamp {
     /// Parses RFC 3339 (`2026-01-15T10:30:00Z`, `…+00:00`, fractions are dropped).
     ///
     /// # Errors
-    /// A message naming the input when it is not RFC 3339.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// [`TimestampError`] naming the input when it is not RFC 3339.
+    pub fn parse(s: &str) -> Result<Self, TimestampError> {
         OffsetDateTime::parse(s, &Rfc3339)
             .map(|t| Self::truncate(t.to_offset(time::UtcOffset::UTC)))
-            .map_err(|e| format!("timestamp {s:?} is not RFC 3339: {e}"))
+            .map_err(|e| TimestampError {
+                input: s.to_owned(),
+                reason: e.to_string(),
+            })
     }
 
     fn truncate(t: OffsetDateTime) -> Self {
@@ -178,35 +181,76 @@ impl HealthCheck {
     /// Checks the path and the timings.
     ///
     /// # Errors
-    /// A message naming the problem.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`HealthCheckError`] naming the problem.
+    pub fn validate(&self) -> Result<(), HealthCheckError> {
         if !self.path.starts_with('/') {
-            return Err(format!("health path {:?} must start with '/'", self.path));
+            return Err(HealthCheckError::PathNotAbsolute(self.path.clone()));
         }
         if self.path.len() > 1024 {
-            return Err("health path is longer than 1024 characters".to_owned());
+            return Err(HealthCheckError::PathTooLong);
         }
         if let Some(c) = self
             .path
             .chars()
             .find(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(format!("health path {:?} contains {c:?}", self.path));
+            return Err(HealthCheckError::PathCharacter {
+                path: self.path.clone(),
+                character: c,
+            });
         }
         if self.interval < Duration::from_millis(100) {
-            return Err(format!(
-                "health interval {:?} is shorter than 100ms",
-                self.interval
-            ));
+            return Err(HealthCheckError::IntervalTooShort(self.interval));
         }
         if self.timeout.is_zero() || self.timeout > self.interval {
-            return Err(format!(
-                "health timeout {:?} must be positive and at most the interval {:?}",
-                self.timeout, self.interval
-            ));
+            return Err(HealthCheckError::TimeoutOutOfRange {
+                timeout: self.timeout,
+                interval: self.interval,
+            });
         }
         Ok(())
     }
+}
+
+/// Why a [`HealthCheck`] cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HealthCheckError {
+    /// The path is not absolute.
+    #[error("health path {0:?} must start with '/'")]
+    PathNotAbsolute(String),
+    /// The path is too long.
+    #[error("health path is longer than 1024 characters")]
+    PathTooLong,
+    /// The path has a space or a control character.
+    #[error("health path {path:?} contains {character:?}")]
+    PathCharacter {
+        /// The path.
+        path: String,
+        /// The character.
+        character: char,
+    },
+    /// Checks would come too often.
+    #[error("health interval {0:?} is shorter than 100ms")]
+    IntervalTooShort(Duration),
+    /// The timeout is zero or longer than the interval.
+    #[error("health timeout {timeout:?} must be positive and at most the interval {interval:?}")]
+    TimeoutOutOfRange {
+        /// The timeout.
+        timeout: Duration,
+        /// The interval.
+        interval: Duration,
+    },
+}
+
+/// A timestamp that is not RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("timestamp {input:?} is not RFC 3339: {reason}")]
+pub struct TimestampError {
+    /// What was given.
+    pub input: String,
+    /// The parser's reason.
+    pub reason: String,
 }
 
 /// Where the monitor looks for the machine or container behind a service.
@@ -425,7 +469,7 @@ impl ServiceRecord {
                 "a direct (--no-proxy) service needs an IP upstream for DNS to answer".to_owned(),
             ));
         }
-        self.health.validate().map_err(invalid)?;
+        self.health.validate().map_err(|e| invalid(e.to_string()))?;
         if let Some(m) = &self.monitor {
             for s in [&m.ssh, &m.container].into_iter().flatten() {
                 if s.is_empty()

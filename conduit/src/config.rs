@@ -536,6 +536,7 @@ impl ConduitConfig {
         origin: &str,
     ) -> Result<Option<ConfigNotice>, ConfigError> {
         let bad = |problem: String| ConfigError::invalid(origin, key, problem);
+        let bad_value = |e: InvalidValue| bad(e.to_string());
         let notice = |message: &str| {
             Ok(Some(ConfigNotice {
                 key: key.to_owned(),
@@ -549,15 +550,15 @@ impl ConduitConfig {
                     .map_err(|e| bad(format!("{value:?} is not a zone: {e}")))?;
             }
             "CONDUIT_DNS_PORT" => {
-                let port = parse_port(value).map_err(bad)?;
+                let port = parse_port(value).map_err(bad_value)?;
                 self.dns.listen = with_port(&self.dns.listen, port);
             }
             "CONDUIT_PROXY_PORT" | "CONDUIT_CADDY_HTTPS_PORT" | "CONDUIT_HTTPS_PORT" => {
-                let port = parse_port(value).map_err(bad)?;
+                let port = parse_port(value).map_err(bad_value)?;
                 self.proxy.listen = with_port(&self.proxy.listen, port);
             }
             "CONDUIT_UPSTREAM_DNS" | "CONDUIT_DNS_UPSTREAM" => {
-                self.dns.forwarders = parse_forwarders(value).map_err(bad)?;
+                self.dns.forwarders = parse_forwarders(value).map_err(bad_value)?;
             }
             "CONDUIT_HEALTH_INTERVAL" => {
                 let d = humantime::parse_duration(value)
@@ -857,15 +858,25 @@ fn parse_cidr(s: &str) -> Option<Cidr> {
     Cidr::new(addr, prefix).ok()
 }
 
+/// A value of a flag, an environment variable or `.env.conduit` that is not what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not {expected}")]
+pub struct InvalidValue {
+    /// What was given.
+    pub value: String,
+    /// What it must be.
+    pub expected: &'static str,
+}
+
 /// A port number from an environment variable or flag.
 ///
 /// # Errors
-/// A message naming the value.
-pub fn parse_port(value: &str) -> Result<u16, String> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{value:?} is not a port (1-65535)"))
+/// [`InvalidValue`] naming the value.
+pub fn parse_port(value: &str) -> Result<u16, InvalidValue> {
+    value.trim().parse().map_err(|_| InvalidValue {
+        value: value.to_owned(),
+        expected: "a port (1-65535)",
+    })
 }
 
 /// The same listeners on another port (the original tool's `*_PORT` variables); loopback
@@ -883,14 +894,17 @@ pub fn with_port(listen: &[SocketAddr], port: u16) -> Vec<SocketAddr> {
 /// `1.1.1.1,10.0.0.2:5353`: resolvers, port 53 when not given.
 ///
 /// # Errors
-/// A message naming the entry.
-pub fn parse_forwarders(value: &str) -> Result<Vec<SocketAddr>, String> {
+/// [`InvalidValue`] naming the entry.
+pub fn parse_forwarders(value: &str) -> Result<Vec<SocketAddr>, InvalidValue> {
     split_list(value)
         .iter()
         .map(|a| {
             a.parse::<SocketAddr>()
                 .or_else(|_| a.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                .map_err(|_| format!("{a:?} is not an address (IP or IP:PORT)"))
+                .map_err(|_| InvalidValue {
+                    value: a.clone(),
+                    expected: "an address (IP or IP:PORT)",
+                })
         })
         .collect()
 }

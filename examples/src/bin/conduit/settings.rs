@@ -62,11 +62,14 @@ pub(crate) struct Global {
     admin_token: Option<String>,
 }
 
-fn parse_forwarder(s: &str) -> Result<SocketAddr, String> {
+fn parse_forwarder(s: &str) -> Result<SocketAddr, conduit::config::InvalidValue> {
     conduit::config::parse_forwarders(s)?
         .into_iter()
         .next()
-        .ok_or_else(|| "empty".to_owned())
+        .ok_or_else(|| conduit::config::InvalidValue {
+            value: s.to_owned(),
+            expected: "an address (IP or IP:PORT)",
+        })
 }
 
 /// The state directory and the effective configuration.
