@@ -708,6 +708,8 @@ impl LocalCa {
     /// Signs an arbitrary leaf with the **root**, bypassing every check. Only for tests that
     /// show clients enforce name constraints.
     #[doc(hidden)]
+    #[cfg(feature = "testing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
     pub fn forge_unchecked_for_tests(&self, dns_name: &str) -> Result<IssuedCert, CaError> {
         let mut p =
             CertificateParams::new(vec![dns_name.to_owned()]).map_err(rcgen_err("params"))?;

@@ -104,9 +104,9 @@ pub enum ProxyError {
     /// The registry could not be read.
     #[error("registry: {0}")]
     Registry(#[from] RegistryError),
-    /// TLS could not be set up.
+    /// TLS could not be set up (the TLS library's error is the source).
     #[error("TLS setup: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The SSRF policy refuses an upstream.
     #[error("upstream {upstream} refused: {reason}")]
     Forbidden {

@@ -214,12 +214,14 @@ fn server_tls(
         _ => &[&rustls::version::TLS13],
     };
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)?
+        .with_protocol_versions(versions)
+        .map_err(|e| ProxyError::Tls(Box::new(e)))?
         .with_no_client_auth()
         .with_cert_resolver(certs);
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Stateless resumption tickets, rotated by rustls every 6 hours.
-    tls.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    tls.ticketer =
+        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| ProxyError::Tls(Box::new(e)))?;
     Ok(Arc::new(tls))
 }
 
@@ -234,7 +236,8 @@ fn connector(config: &ProxyConfig) -> Result<crate::service::Connector, ProxyErr
             // No trust configured: https upstreams fail verification with a clear error.
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()?
+                .with_safe_default_protocol_versions()
+                .map_err(|e| ProxyError::Tls(Box::new(e)))?
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth()
         }

@@ -247,6 +247,7 @@ fn ed25519_leaves_work_for_service_to_service_tls() {
 }
 
 #[test]
+#[cfg(feature = "testing")] // the forging helper exists only there (CI runs --all-features)
 fn a_certificate_forged_outside_the_name_constraints_is_rejected_by_clients() {
     let now = OffsetDateTime::now_utc();
     let ca = LocalCa::generate(CaConfig::default(), now).unwrap();
