@@ -1,0 +1,29 @@
+//! The admin API: JSON over HTTP/1.1 on a unix socket (0600, the gateway's user only), and
+//! optionally on a TCP address where every request must carry `Authorization: Bearer TOKEN`
+//! (a TCP listener without a token is refused at start), over TLS with a certificate from
+//! the gateway's CA unless it is on loopback. Every listener reads a request head within
+//! 10 s and serves at most 64 connections at once (more are closed at once). Every body is one of the
+//! [`api`](crate::api) types; `docs/admin-api.yaml` describes them.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /v1/status` | [`StatusReport`](crate::api::StatusReport): every active service, its upstreams' health, certificate expiry |
+//! | `GET /metrics` | Prometheus text (proxy and DNS counters, upstream health, monitor samples) |
+//! | `GET /v1/health` | [`Health`](crate::api::Health) while the gateway runs |
+//! | `GET /v1/monitor` | [`MonitorSnapshot`](crate::api::MonitorSnapshot): the last monitor round |
+//! | `GET /v1/dns` | [`DnsZone`](crate::api::DnsZone): the zone's records as served now, and the SOA serial |
+//! | `GET /v1/audit?limit=N` | [`AuditTail`](crate::api::AuditTail): the last N audit records (default 50) |
+//! | `POST /v1/certs/{name}/rotate` | [`CertificateInfo`](crate::api::CertificateInfo): a new key and leaf (audited `cert_rotate`) |
+//! | `POST /v1/certs/{name}/revoke` | [`Revocation`](crate::api::Revocation): the leaf revoked (CRL saved), a new one served (audited `cert_revoke`) |
+//!
+//! Services change through the registry (`conduit register`), which the gateway follows;
+//! every other method or path is refused (405 / 404) with an [`ApiError`](crate::api::ApiError), and a failed
+//! action changes nothing and answers 409: the API fails closed.
+//!
+//! [`AdminClient`] is the other end, used by the `conduit` command.
+
+mod client;
+mod server;
+
+pub use client::{AdminClient, AdminError};
+pub(crate) use server::{Listener, bind_tcp, bind_unix, serve};
