@@ -95,17 +95,8 @@ fn first_cert(pem: &str) -> CertificateDer<'static> {
         .unwrap()
 }
 
-fn have(cmd: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install {cmd}");
-        eprintln!("skipping the {cmd} check: not installed");
-    }
-    found
-}
+/// Whether a real peer is installed; under CI a missing one fails the test.
+use conduit_test_support::have;
 
 /// Runs `cmd`: whether it succeeded, and its stdout then stderr.
 fn run(cmd: &mut Command) -> (bool, String) {

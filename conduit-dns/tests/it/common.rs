@@ -109,18 +109,8 @@ impl Server {
     }
 }
 
-/// Whether a command is installed; in CI a missing one fails the test.
-pub(crate) fn have(cmd: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install {cmd}");
-        eprintln!("skipping: {cmd} is not installed");
-    }
-    found
-}
+/// Whether a real peer is installed; under CI a missing one fails the test.
+pub(crate) use conduit_test_support::have;
 
 /// A response as `dig` printed it, reduced to what the tests compare.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,18 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Whether a command is installed; in CI a missing one fails the test.
-pub(crate) fn have(cmd: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert_eq!(std::env::var_os("CI"), None, "CI must install {cmd}");
-        eprintln!("skipping: {cmd} is not installed");
-    }
-    found
-}
+/// Whether a real peer is installed; under CI a missing one fails the test.
+pub(crate) use conduit_test_support::have;
 
 /// Whether a Python module is importable; in CI a missing one fails the test.
 pub(crate) fn have_python_module(module: &str) -> bool {
