@@ -28,6 +28,13 @@ fn conduit(config: &Path) -> Command {
     c
 }
 
+/// What `conduit status --json` prints.
+#[derive(serde::Deserialize)]
+struct StatusView {
+    gateway: String,
+    services: Vec<conduit::api::ServiceStatus>,
+}
+
 fn fails(out: Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -261,16 +268,11 @@ fn one_configuration_file_drives_the_gateway_and_every_command() {
 
     // Every command finds the gateway where the file says: no --admin-socket, no ports.
     let text = ok(site.cmd().args(["status", "--json"]).output().unwrap());
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["gateway"], "running", "{text}");
-    let plain = v["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "plain")
-        .unwrap();
-    assert_eq!(plain["tls"], false, "{text}");
-    assert!(plain["certificate_not_after"].is_null(), "{text}");
+    let v: StatusView = serde_json::from_str(&text).unwrap();
+    assert_eq!(v.gateway, "running", "{text}");
+    let plain = v.services.iter().find(|s| s.name == "plain").unwrap();
+    assert!(!plain.tls, "{text}");
+    assert_eq!(plain.certificate_not_after, None, "{text}");
     let text = ok(site.cmd().args(["certs", "list"]).output().unwrap());
     assert!(
         text.contains("llm.internal") && text.contains("until 20"),
@@ -281,19 +283,15 @@ fn one_configuration_file_drives_the_gateway_and_every_command() {
         .args(["certs", "inspect", "llm"])
         .output()
         .unwrap());
-    let cert: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        cert["dns_names"],
-        serde_json::json!(["llm.internal"]),
-        "{text}"
-    );
+    let cert: conduit::ca::CertInfo = serde_json::from_str(&text).unwrap();
+    assert_eq!(cert.dns_names, ["llm.internal"], "{text}");
     let text = ok(site
         .cmd()
         .args(["certs", "rotate", "llm"])
         .output()
         .unwrap());
-    let rotated: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_ne!(rotated["serial"], cert["serial"]);
+    let rotated: conduit::api::CertificateInfo = serde_json::from_str(&text).unwrap();
+    assert_ne!(rotated.serial, cert.serial);
     let text = ok(site
         .cmd()
         .args(["dns", "resolve", "llm.internal"])
@@ -462,19 +460,10 @@ kill $GW; wait $GW
     assert!(text.contains("code=503"), "{text}");
     let json = &text[text.find("{\n").unwrap()..];
     let json = &json[..json.rfind('}').unwrap() + 1];
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    let names: Vec<&str> = v["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let v: StatusView = serde_json::from_str(json).unwrap();
+    let names: Vec<&str> = v.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["sneaky"], "{text}");
-    assert_eq!(
-        v["services"][0]["upstreams"],
-        serde_json::json!([]),
-        "{text}"
-    );
+    assert_eq!(v.services[0].upstreams, [], "{text}");
     let log = std::fs::read_to_string(site.state.with_file_name("gateway.log")).unwrap();
     assert!(log.contains("refused by the SSRF policy"), "{log}");
     assert!(!log.contains("is down"), "no check was attempted: {log}");

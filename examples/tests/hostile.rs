@@ -123,20 +123,27 @@ fn serve_app(g: &Gateway) -> (Killed, tempfile::TempDir) {
     (up, www)
 }
 
+/// curl with our root trusted, printing only the status code.
+fn curl_status(g: &Gateway) -> Command {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+    ])
+    .arg("--cacert")
+    .arg(g.dir.join("tls/root.pem"));
+    c
+}
+
 /// curl from `source` (a loopback address) with our root; the status, 0 when it failed.
 fn curl_from(g: &Gateway, source: &str, host: &str) -> u16 {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-        ])
-        .args(["--interface", source, "--cacert"])
-        .arg(g.dir.join("tls/root.pem"))
+    let out = curl_status(g)
+        .args(["--interface", source])
         .args(["--resolve", &format!("{host}:{}:127.0.0.1", g.https)])
         .arg(format!("https://{host}:{}/", g.https))
         .output()
@@ -219,18 +226,7 @@ fn half_sent_admin_requests_are_cut_and_https_is_unaffected() {
     let admin: SocketAddr = format!("127.0.0.1:{}", g.admin.unwrap()).parse().unwrap();
     // The admin API speaks TLS with a certificate from our CA, and wants the token.
     let call = |token: &str| {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-                "--cacert",
-            ])
-            .arg(g.dir.join("tls/root.pem"))
+        let out = curl_status(&g)
             .args(["-H", &format!("Authorization: Bearer {token}")])
             .arg(format!("https://{admin}/v1/health"))
             .output()

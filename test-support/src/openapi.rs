@@ -4,6 +4,26 @@
 
 use serde_json::Value;
 
+/// Why a document could not be loaded.
+#[derive(Debug)]
+pub enum DocumentError {
+    /// The file cannot be read.
+    Read(std::path::PathBuf, std::io::Error),
+    /// It is not YAML of a document.
+    Yaml(serde_norway::Error),
+}
+
+impl std::fmt::Display for DocumentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read(path, e) => write!(f, "{}: {e}", path.display()),
+            Self::Yaml(e) => write!(f, "not an OpenAPI document: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DocumentError {}
+
 /// An OpenAPI document.
 #[derive(Debug, Clone)]
 pub struct Document {
@@ -42,9 +62,9 @@ impl Document {
     /// Parses the YAML text of a document.
     ///
     /// # Errors
-    /// The YAML parser's message.
-    pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let root: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    /// [`DocumentError::Yaml`].
+    pub fn from_yaml(text: &str) -> Result<Self, DocumentError> {
+        let root: Value = serde_norway::from_str(text).map_err(DocumentError::Yaml)?;
         Ok(Self { root })
     }
 
@@ -52,11 +72,10 @@ impl Document {
     /// `CARGO_MANIFEST_DIR`).
     ///
     /// # Errors
-    /// The file cannot be read or parsed.
-    pub fn admin_api(manifest_dir: &str) -> Result<Self, String> {
+    /// [`DocumentError`].
+    pub fn admin_api(manifest_dir: &str) -> Result<Self, DocumentError> {
         let path = std::path::Path::new(manifest_dir).join("../docs/admin-api.yaml");
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| DocumentError::Read(path, e))?;
         Self::from_yaml(&text)
     }
 

@@ -518,37 +518,31 @@ async fn tls12_only_when_enabled_and_http_redirects() {
     let (code, _, err) = fetch(c).await;
     assert_eq!(code, 0, "TLS 1.2 must be refused by default: {err}");
     // plain HTTP → 308 to https on the HTTPS listener's port
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-            "-H",
-            &format!("Host: {d}"),
-        ])
-        .arg(format!("http://127.0.0.1:{}/a?b=c", p.http_addr.port()))
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text, format!("308 https://{d}:{}/a?b=c", p.addr.port()));
+    let plain = |host: String, path: &'static str| {
+        let port = p.http_addr.port();
+        async move {
+            let out = tokio::process::Command::new("curl")
+                .args([
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{redirect_url}",
+                ])
+                .args(["-H", &format!("Host: {host}")])
+                .arg(format!("http://127.0.0.1:{port}{path}"))
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    assert_eq!(
+        plain(d.clone(), "/a?b=c").await,
+        format!("308 https://{d}:{}/a?b=c", p.addr.port())
+    );
     // only registered names are redirected: no open redirect for any Host
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-        ])
-        .args(["-H", "Host: evil.example"])
-        .arg(format!("http://127.0.0.1:{}/", p.http_addr.port()))
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "404 ");
+    assert_eq!(plain("evil.example".to_owned(), "/").await, "404 ");
     // no HSTS unless configured
     let mut c = p.curl(&d, "/");
     c.arg("-D").arg("/dev/stdout");

@@ -163,16 +163,28 @@ pub(super) mod byte_size {
         }
     }
 
-    pub(in crate::config) fn parse(t: &str) -> Result<Option<u64>, String> {
+    /// Why a size cannot be read.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub(in crate::config) enum SizeError {
+        /// No number in front.
+        #[error("{0:?} is not a size (write 1048576, \"512MiB\" or \"1GiB\")")]
+        NotASize(String),
+        /// A unit we do not know.
+        #[error("{0:?} is not a size unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")]
+        Unit(String),
+        /// More than 2^64 bytes.
+        #[error("{0:?} is too large")]
+        TooLarge(String),
+    }
+
+    pub(in crate::config) fn parse(t: &str) -> Result<Option<u64>, SizeError> {
         let t = t.trim();
         if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("none") {
             return Ok(None);
         }
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{t:?} is not a size (write 1048576, \"512MiB\" or \"1GiB\")"))?;
+        let n: u64 = num.parse().map_err(|_| SizeError::NotASize(t.to_owned()))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" => 1_000,
@@ -183,14 +195,10 @@ pub(super) mod byte_size {
             "gib" | "g" => 1 << 30,
             "tb" => 1_000_000_000_000,
             "tib" | "t" => 1 << 40,
-            other => {
-                return Err(format!(
-                    "{other:?} is not a size unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
-                ));
-            }
+            other => return Err(SizeError::Unit(other.to_owned())),
         };
         n.checked_mul(mult)
             .map(Some)
-            .ok_or_else(|| format!("{t:?} is too large"))
+            .ok_or_else(|| SizeError::TooLarge(t.to_owned()))
     }
 }

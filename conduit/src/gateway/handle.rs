@@ -22,14 +22,14 @@ use crate::state::StateDir;
 /// What the admin API and embedders read from a running gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayHandle {
-    state: Option<StateDir>,
-    samples: Arc<std::sync::RwLock<Vec<Sample>>>,
-    registry: Arc<dyn Registry>,
-    certs: Arc<CertManager>,
-    audit: Arc<dyn AuditSink>,
-    user: String,
-    dns: Option<DnsHandle>,
-    proxy: Option<ProxyHandle>,
+    pub(super) state: Option<StateDir>,
+    pub(super) samples: Arc<std::sync::RwLock<Vec<Sample>>>,
+    pub(super) registry: Arc<dyn Registry>,
+    pub(super) certs: Arc<CertManager>,
+    pub(super) audit: Arc<dyn AuditSink>,
+    pub(super) user: String,
+    pub(super) dns: Option<DnsHandle>,
+    pub(super) proxy: Option<ProxyHandle>,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -37,29 +37,6 @@ fn now() -> time::OffsetDateTime {
 }
 
 impl GatewayHandle {
-    #[allow(clippy::too_many_arguments, reason = "the gateway's parts, once")]
-    pub(super) fn new(
-        state: Option<StateDir>,
-        samples: Arc<std::sync::RwLock<Vec<Sample>>>,
-        registry: Arc<dyn Registry>,
-        certs: Arc<CertManager>,
-        audit: Arc<dyn AuditSink>,
-        user: String,
-        dns: Option<DnsHandle>,
-        proxy: Option<ProxyHandle>,
-    ) -> Self {
-        Self {
-            state,
-            samples,
-            registry,
-            certs,
-            audit,
-            user,
-            dns,
-            proxy,
-        }
-    }
-
     /// Every active service: domain, what DNS answers, upstreams and their health,
     /// certificate expiry.
     ///

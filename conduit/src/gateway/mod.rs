@@ -535,16 +535,16 @@ impl Gateway {
 
     /// A handle on the running parts.
     pub fn handle(&self) -> GatewayHandle {
-        GatewayHandle::new(
-            self.config.state.clone(),
-            self.samples.clone(),
-            self.registry.clone(),
-            self.certs.clone(),
-            self.audit.clone(),
-            self.config.audit_user.clone(),
-            self.dns.as_ref().map(DnsServer::handle),
-            self.proxy.as_ref().map(ProxyServer::handle),
-        )
+        GatewayHandle {
+            state: self.config.state.clone(),
+            samples: self.samples.clone(),
+            registry: self.registry.clone(),
+            certs: self.certs.clone(),
+            audit: self.audit.clone(),
+            user: self.config.audit_user.clone(),
+            dns: self.dns.as_ref().map(DnsServer::handle),
+            proxy: self.proxy.as_ref().map(ProxyServer::handle),
+        }
     }
 
     /// Serves until `shutdown` completes, then stops every task (the proxy drains within

@@ -142,21 +142,10 @@ pub(super) async fn seal_and_report(
         let msg = format!(
             "Wrote {} sealed audit record(s) back into audit.log that a crash had left out (chain records {})",
             done.restored.len(),
-            done.restored
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(&done.restored)
         );
-        record(
-            audit,
-            "audit_recovered",
-            true,
-            msg,
-            user,
-            json!({"restored": done.restored}),
-        )
-        .await;
+        let details = json!({"restored": done.restored});
+        record(audit, "audit_recovered", true, msg, user, details).await;
     }
     let sealed = done.sealed_lines;
     if !sealed.is_empty() {
@@ -164,11 +153,7 @@ pub(super) async fn seal_and_report(
         let msg = format!(
             "Sealed {} audit record(s) that a crash or a locked chain had left unsealed (audit.log lines {})",
             sealed.len(),
-            sealed
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(&sealed)
         );
         record(
             audit,
@@ -181,4 +166,13 @@ pub(super) async fn seal_and_report(
         .await;
     }
     Ok(())
+}
+
+/// `1, 4, 9`.
+fn listed(items: &[impl ToString]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
