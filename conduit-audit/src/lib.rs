@@ -55,6 +55,8 @@ mod capsule;
 #[cfg(feature = "sqlite")]
 mod chain;
 #[cfg(feature = "sqlite")]
+mod checkpoint;
+#[cfg(feature = "sqlite")]
 mod crosscheck;
 mod event;
 mod jsonl;
@@ -70,7 +72,10 @@ pub use capsule::{
 };
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use chain::{CapsuleStore, Checkpoint, CheckpointFailure, Level, VerifyFailure, VerifyReport};
+pub use chain::{CapsuleStore, Level, VerifyFailure, VerifyReport};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use checkpoint::{Checkpoint, CheckpointFailure};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use crosscheck::{CrossCheck, LogLine, SealedRecord, cross_check};
