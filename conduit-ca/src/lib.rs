@@ -4,7 +4,9 @@
 //! intermediate → short-lived leaves for every registered service, and a rustls
 //! [`CertResolver`] that serves them by SNI and swaps them without a restart.
 //!
-//! * [`CertIssuer`]: the trait (issue; revoke defaulted), implemented by [`LocalCa`].
+//! * [`CertIssuer`]: the trait (issue; revoke, renew and maintenance defaulted), implemented
+//!   by [`LocalCa`] (issuing now, in memory) and [`LocalIssuer`] (the CA kept in a directory,
+//!   what the gateway runs); [`CertManager`] serves and renews leaves through any issuer.
 //! * [`LocalCa`] (feature `rcgen`): ECDSA P-256 by default (what browsers accept), Ed25519
 //!   per CA or per leaf for service-to-service TLS; name constraints limited to the
 //!   configured zones and IP ranges, and requests outside them refused.
@@ -43,6 +45,8 @@ use std::net::IpAddr;
 #[cfg(feature = "rcgen")]
 mod inspect;
 #[cfg(feature = "rcgen")]
+mod issuer;
+#[cfg(feature = "rcgen")]
 mod local;
 #[cfg(feature = "rcgen")]
 mod manager;
@@ -58,10 +62,13 @@ mod trust;
 pub use inspect::{CertInfo, CertStatus, inspect_der, inspect_pem};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
+pub use issuer::{CertClock, LocalIssuer};
+#[cfg(feature = "rcgen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
 pub use local::{CaConfig, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
-pub use manager::{CertManager, Clock};
+pub use manager::CertManager;
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
 pub use resolver::{CertResolver, certified_key};
@@ -248,6 +255,16 @@ pub trait CertIssuer: Send + Sync + fmt::Debug {
     /// As [`CertIssuer::issue`].
     async fn renew(&self, req: &IssueRequest) -> Result<IssuedCert, CaError> {
         self.issue(req).await
+    }
+
+    /// Renews what the issuer itself needs to go on issuing (an intermediate near the end of
+    /// its life); called before each renewal round. Returns whether anything changed. The
+    /// default has nothing to do.
+    ///
+    /// # Errors
+    /// [`CaError`] naming what could not be renewed or saved.
+    async fn maintain(&self) -> Result<bool, CaError> {
+        Ok(false)
     }
 }
 

@@ -1,20 +1,19 @@
-//! [`CertManager`]: the CA, the resolver and the leaves it serves, kept fresh: leaves are
-//! renewed at 2/3 of their life and the intermediate when a third of its life is left, and
-//! each renewed certificate is served from the next handshake on.
+//! [`CertManager`]: the leaves a gateway serves, issued through any [`CertIssuer`] and kept
+//! fresh: leaves are renewed at 2/3 of their life (after the issuer's own maintenance, such
+//! as an intermediate near its end), and each renewed certificate is served from the next
+//! handshake on.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::{CaError, CertResolver, IssueRequest, IssuedCert, LocalCa, certified_key};
-
-/// Where the current time comes from (injectable, so renewal is tested without sleeping).
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+use crate::{
+    CaError, CertClock, CertIssuer, CertResolver, IssueRequest, IssuedCert, certified_key,
+};
 
 struct Managed {
     req: IssueRequest,
@@ -23,36 +22,30 @@ struct Managed {
     cert: IssuedCert,
 }
 
-/// Issues, installs and renews the leaves of a set of names.
+/// Issues, installs and renews the leaves of a set of names through a [`CertIssuer`].
 pub struct CertManager {
-    ca: RwLock<LocalCa>,
-    dir: Option<PathBuf>,
+    issuer: Arc<dyn CertIssuer>,
     resolver: Arc<CertResolver>,
     leaves: Mutex<HashMap<String, Managed>>,
-    clock: Clock,
+    clock: CertClock,
 }
 
 impl fmt::Debug for CertManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.leaves.lock().map(|l| l.len()).unwrap_or(0);
         f.debug_struct("CertManager")
+            .field("issuer", &self.issuer)
             .field("leaves", &n)
-            .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
 }
 
 impl CertManager {
-    /// A manager serving through `resolver`; `dir` is where a renewed intermediate is saved.
-    pub fn new(
-        ca: LocalCa,
-        dir: Option<PathBuf>,
-        resolver: Arc<CertResolver>,
-        clock: Clock,
-    ) -> Self {
+    /// A manager issuing through `issuer` and serving through `resolver`; `clock` decides
+    /// when a leaf is due (the issuer's own clock decides its validity).
+    pub fn new(issuer: Arc<dyn CertIssuer>, resolver: Arc<CertResolver>, clock: CertClock) -> Self {
         Self {
-            ca: RwLock::new(ca),
-            dir,
+            issuer,
             resolver,
             leaves: Mutex::new(HashMap::new()),
             clock,
@@ -64,14 +57,23 @@ impl CertManager {
         &self.resolver
     }
 
-    fn issue_and_install(&self, name: &str, req: IssueRequest) -> Result<IssuedCert, CaError> {
-        let now = (self.clock)();
-        let cert = self
-            .ca
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .issue_at(&req, None, None, false, now)?;
-        let info = crate::inspect_pem(&cert.chain_pem, now, &Default::default())?;
+    /// The issuer the leaves come from.
+    pub fn issuer(&self) -> &Arc<dyn CertIssuer> {
+        &self.issuer
+    }
+
+    async fn issue_and_install(
+        &self,
+        name: &str,
+        req: IssueRequest,
+        renew: bool,
+    ) -> Result<IssuedCert, CaError> {
+        let cert = if renew {
+            self.issuer.renew(&req).await?
+        } else {
+            self.issuer.issue(&req).await?
+        };
+        let info = crate::inspect_pem(&cert.chain_pem, (self.clock)(), &Default::default())?;
         let parse = |s: &str| {
             OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
                 CaError::Pem {
@@ -99,43 +101,38 @@ impl CertManager {
     /// Issues (or reissues) the leaf of `name` for `req` and serves it.
     ///
     /// # Errors
-    /// As [`LocalCa::issue_at`].
-    pub fn ensure(&self, name: &str, req: IssueRequest) -> Result<IssuedCert, CaError> {
-        self.issue_and_install(name, req)
+    /// As the issuer's [`CertIssuer::issue`].
+    pub async fn ensure(&self, name: &str, req: IssueRequest) -> Result<IssuedCert, CaError> {
+        self.issue_and_install(name, req, false).await
     }
 
     /// A new key and leaf for `name`, served from the next handshake.
     ///
     /// # Errors
-    /// [`CaError::Unknown`] for a name not managed here; as [`LocalCa::issue_at`].
-    pub fn rotate(&self, name: &str) -> Result<IssuedCert, CaError> {
-        let req = self
-            .leaves
+    /// [`CaError::Unknown`] for a name not managed here; as the issuer's
+    /// [`CertIssuer::renew`].
+    pub async fn rotate(&self, name: &str) -> Result<IssuedCert, CaError> {
+        let req = self.request_of(name)?;
+        self.issue_and_install(name, req, true).await
+    }
+
+    fn request_of(&self, name: &str) -> Result<IssueRequest, CaError> {
+        self.leaves
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .map(|m| m.req.clone())
             .ok_or_else(|| CaError::Unknown {
                 name: name.to_owned(),
-            })?;
-        self.issue_and_install(name, req)
+            })
     }
 
-    /// Revokes a serial and saves the revocation list at once (a revocation survives a
-    /// restart); returns the new CRL (DER, PEM), valid for a day.
+    /// Revokes a serial through the issuer (which keeps it across a restart).
     ///
     /// # Errors
-    /// As [`LocalCa::revoke_at`], [`LocalCa::save_revocations`], [`LocalCa::crl_at`].
-    pub fn revoke(&self, serial_hex: &str) -> Result<(Vec<u8>, String), CaError> {
-        let now = (self.clock)();
-        let ca = self.ca.read().unwrap_or_else(PoisonError::into_inner);
-        ca.revoke_at(serial_hex, now)?;
-        // Sign first: it bumps the CRL number, which must never repeat after a restart.
-        let crl = ca.crl_at(now, Duration::from_secs(24 * 3600))?;
-        if let Some(dir) = &self.dir {
-            ca.save_revocations(dir)?;
-        }
-        Ok(crl)
+    /// As the issuer's [`CertIssuer::revoke`].
+    pub async fn revoke(&self, serial_hex: &str) -> Result<(), CaError> {
+        self.issuer.revoke(serial_hex).await
     }
 
     /// Stops serving and renewing `name`.
@@ -167,23 +164,16 @@ impl CertManager {
             .map(|m| m.cert.clone())
     }
 
-    /// Renews what is due now: the intermediate when a third of its life is left (saved to
-    /// the directory), then every leaf past 2/3 of its life. Returns how many leaves were
+    /// Renews what is due now: first the issuer's own maintenance
+    /// ([`CertIssuer::maintain`]: a local CA renews its intermediate when a third of its
+    /// life is left), then every leaf past 2/3 of its life. Returns how many leaves were
     /// renewed. A failure on one leaf is logged and the others go on.
     ///
     /// # Errors
-    /// An error renewing or saving the intermediate.
-    pub fn renew_due(&self) -> Result<usize, CaError> {
+    /// The issuer's maintenance failed.
+    pub async fn renew_due(&self) -> Result<usize, CaError> {
+        self.issuer.maintain().await?;
         let now = (self.clock)();
-        {
-            let mut ca = self.ca.write().unwrap_or_else(PoisonError::into_inner);
-            if ca.intermediate_due(now) {
-                ca.renew_intermediate(now)?;
-                if let Some(dir) = &self.dir {
-                    ca.save(dir)?;
-                }
-            }
-        }
         let due: Vec<(String, IssueRequest)> = self
             .leaves
             .lock()
@@ -194,7 +184,7 @@ impl CertManager {
             .collect();
         let mut renewed = 0;
         for (name, req) in due {
-            match self.issue_and_install(&name, req) {
+            match self.issue_and_install(&name, req, true).await {
                 Ok(_) => renewed += 1,
                 Err(error) => {
                     tracing::error!(%error, name, "leaf renewal failed; the old certificate stays")
@@ -232,16 +222,14 @@ impl CertManager {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            let me = Arc::clone(&self);
-            match tokio::task::spawn_blocking(move || me.renew_due()).await {
-                Ok(outcome) => {
-                    if let Err(error) = &outcome {
-                        tracing::error!(%error, "certificate renewal failed");
-                    }
-                    report(outcome).await;
-                }
-                Err(error) => tracing::error!(%error, "certificate renewal task failed"),
+            let outcome = tokio::select! {
+                () = &mut shutdown => return,
+                outcome = self.renew_due() => outcome,
+            };
+            if let Err(error) = &outcome {
+                tracing::error!(%error, "certificate renewal failed");
             }
+            report(outcome).await;
         }
     }
 }

@@ -465,51 +465,43 @@ impl DnsServer {
     }
 }
 
-/// Rebuilds the zone on every registry change.
+/// Rebuilds the zone on every registry change (the registry's one follow loop) and swaps it
+/// in.
 async fn follow(
     registry: Arc<dyn Registry>,
     config: ZoneConfig,
     shared: Arc<Shared>,
     since: Revision,
 ) {
-    let mut watch = registry.watch(since);
-    loop {
-        if watch.next().await.is_none() {
-            tracing::info!("registry closed; serving the last state");
-            return;
+    let mut follower = conduit_registry::RegistryFollower::new(registry, since, "DNS zone");
+    while let Some(services) = follower.next().await {
+        rebuild(&config, &shared, services).await;
+    }
+}
+
+async fn rebuild(config: &ZoneConfig, shared: &Arc<Shared>, services: Vec<Arc<ServiceRecord>>) {
+    let previous = shared.authority().serial();
+    let forwarding = shared.forwarder.is_some();
+    let cfg = config.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        Authority::build(&cfg, &services, next_serial(previous), forwarding)
+    })
+    .await;
+    match built {
+        Ok(Ok(authority)) => {
+            tracing::debug!(
+                serial = authority.serial(),
+                names = authority.name_count(),
+                "zone rebuilt"
+            );
+            shared.install(authority);
+            shared.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
         }
-        // Coalesce whatever else is already queued into one rebuild.
-        while watch.try_next().is_some() {}
-        let services = match registry.list(ListFilter::Active).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the registry; serving the last state");
-                continue;
-            }
-        };
-        let previous = shared.authority().serial();
-        let forwarding = shared.forwarder.is_some();
-        let cfg = config.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            Authority::build(&cfg, &services, next_serial(previous), forwarding)
-        })
-        .await;
-        match built {
-            Ok(Ok(authority)) => {
-                tracing::debug!(
-                    serial = authority.serial(),
-                    names = authority.name_count(),
-                    "zone rebuilt"
-                );
-                shared.install(authority);
-                shared.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot rebuild the zone; serving the last state")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "zone rebuild task failed; serving the last state")
-            }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot rebuild the zone; serving the last state")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "zone rebuild task failed; serving the last state")
         }
     }
 }

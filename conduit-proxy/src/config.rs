@@ -86,7 +86,7 @@ impl Default for Limits {
             h2_max_header_list_bytes: 64 * 1024,
             max_connections: 25_000,
             max_connections_per_client: 1024,
-            max_conns_per_upstream: crate::pool::DEFAULT_MAX_CONNS,
+            max_conns_per_upstream: crate::conn::DEFAULT_MAX_CONNS,
         }
     }
 }

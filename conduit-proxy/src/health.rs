@@ -7,10 +7,11 @@ use http::header::{self, HeaderValue};
 use http::{Request, Uri};
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::body::RequestBody;
+use crate::failure::UpstreamError;
 use crate::pool::SendError;
+use crate::request_body::RequestBody;
 use crate::routes::{Backend, CheckSource, Route, RouteTable};
-use crate::service::{Shared, error_chain};
+use crate::shared::Shared;
 
 /// The running check tasks, by domain.
 #[derive(Debug, Default)]
@@ -118,10 +119,12 @@ async fn check_one(
                 format!("{} answered {status}", route.health.path),
             )
         }
-        Ok(Err(SendError::NotSent { why, .. })) => (false, why),
         // Every connection busy serving: no verdict this round.
-        Ok(Err(SendError::Busy { .. })) => return,
-        Ok(Err(SendError::Failed(e))) => (false, error_chain(&e)),
+        Ok(Err(SendError {
+            error: UpstreamError::Busy,
+            ..
+        })) => return,
+        Ok(Err(e)) => (false, e.error.chain()),
         Err(_) => (false, format!("no answer within {timeout:?}")),
     };
     tracing::trace!(upstream = %backend.endpoint, ok, %reason, "health check");

@@ -55,20 +55,28 @@ use std::net::SocketAddr;
 use conduit_registry::{DomainName, Endpoint, RegistryError};
 
 mod admission;
-mod body;
 mod config;
+mod conn;
+mod failure;
+mod forward;
+mod headers;
 mod health;
 mod metrics;
 mod pool;
+mod request_body;
+mod response_body;
 mod routes;
 mod server;
 mod service;
+mod shared;
 mod ssrf;
 mod tunnel;
+mod upgrade;
 
-pub use body::ResponseBody;
 pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeouts, TlsVersions};
+pub use failure::{FailureSide, UpstreamError};
 pub use metrics::{LATENCY_BUCKETS, ProxyStats};
+pub use response_body::ResponseBody;
 pub use routes::{CheckSource, HealthEvent, UpstreamStatus};
 pub use server::{ProxyHandle, ProxyServer, ProxyServerBuilder};
 pub use service::ProxyService;
@@ -138,7 +146,7 @@ pub mod internal {
         let v = http::HeaderValue::from_bytes(value).ok()?;
         let mut req = http::Request::new(());
         req.headers_mut().insert(http::header::HOST, v);
-        let host = crate::service::request_host(&req)?.to_owned();
+        let host = crate::headers::request_host(&req)?.to_owned();
         let _ = crate::routes::fuzz_lookup(&host);
         Some(host)
     }

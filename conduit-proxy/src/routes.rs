@@ -20,7 +20,7 @@ pub(crate) struct Backend {
     /// `scheme://authority/`, what the connector is given.
     pub(crate) base_uri: http::Uri,
     /// Idle keep-alive connections.
-    pub(crate) idle: crate::pool::Idle,
+    pub(crate) idle: Arc<crate::conn::Idle>,
     healthy: AtomicBool,
     /// Requests sent and not finished (the response body not yet ended).
     outstanding: AtomicUsize,
@@ -44,7 +44,7 @@ impl NewBackend {
     pub(crate) fn healthy(healthy: bool) -> Self {
         Self {
             healthy,
-            max_conns: crate::pool::DEFAULT_MAX_CONNS,
+            max_conns: crate::conn::DEFAULT_MAX_CONNS,
         }
     }
 }
@@ -95,7 +95,7 @@ impl Backend {
         Some(Self {
             endpoint,
             base_uri,
-            idle: crate::pool::Idle::new(new.max_conns),
+            idle: Arc::new(crate::conn::Idle::new(new.max_conns)),
             healthy: AtomicBool::new(new.healthy),
             outstanding: AtomicUsize::new(0),
             failures: AtomicU32::new(0),

@@ -18,12 +18,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::ResponseBody;
 use crate::config::{ProxyConfig, TlsVersions};
 use crate::health::Checkers;
 use crate::metrics::{Counters, ProxyStats};
+use crate::response_body::ResponseBody;
 use crate::routes::{HealthEvent, RouteTable, UpstreamStatus};
-use crate::service::{ConnInfo, ProxyService, Shared};
+use crate::service::ProxyService;
+use crate::shared::{ConnInfo, Connector, Shared};
 use crate::ssrf::GuardedResolver;
 use crate::{ProxyError, Upstream};
 
@@ -225,7 +226,7 @@ fn server_tls(
     Ok(Arc::new(tls))
 }
 
-fn connector(config: &ProxyConfig) -> Result<crate::service::Connector, ProxyError> {
+fn connector(config: &ProxyConfig) -> Result<Connector, ProxyError> {
     let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(config.ssrf.clone()));
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -644,23 +645,16 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     }
 }
 
-/// Rebuilds the route table on every registry change.
+/// Rebuilds the route table on every registry change (the registry's one follow loop) and
+/// swaps it in.
 async fn follow(
     shared: Arc<Shared>,
     registry: Arc<dyn Registry>,
     since: Revision,
     mut checkers: Checkers,
 ) {
-    let mut watch = registry.watch(since);
-    while watch.next().await.is_some() {
-        while watch.try_next().is_some() {}
-        let services = match registry.list(ListFilter::Active).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the registry; keeping the current routes");
-                continue;
-            }
-        };
+    let mut follower = conduit_registry::RegistryFollower::new(registry, since, "routes");
+    while let Some(services) = follower.next().await {
         let previous = shared.routes.load_full();
         let table = build_table(
             &previous,
@@ -672,7 +666,6 @@ async fn follow(
         checkers.reconcile(&shared, &table);
         shared.routes.store(Arc::new(table));
     }
-    tracing::info!("registry closed; keeping the last routes");
     // Keep checking health of the last routes until the server stops.
     std::future::pending::<()>().await;
     drop(checkers);

@@ -54,6 +54,7 @@ mod endpoint;
 mod error;
 #[cfg(feature = "file")]
 mod file;
+mod follow;
 mod name;
 mod record;
 mod registry;
@@ -65,6 +66,7 @@ pub use error::RegistryError;
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileOptions, FileRegistry, SCHEMA_VERSION, SERVICES_FILE, default_config_dir};
+pub use follow::RegistryFollower;
 pub use name::{DomainName, MAX_DOMAIN_LEN, MAX_LABEL_LEN, NameError, ServiceName};
 pub use record::{
     HealthCheck, HealthCheckError, MonitorTarget, Revision, Routing, ServiceRecord, Status,

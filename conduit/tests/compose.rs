@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conduit::audit::{AuditError, AuditEvent, AuditSink, Receipt};
-use conduit::ca::{CaConfig, CertManager, CertResolver, LocalCa};
-use conduit::config::{ConduitConfig, MonitorSource};
-use conduit::gateway::{Gateway, GatewayConfig, GatewayError, Parts};
+use conduit::ca::{CaConfig, LocalCa, LocalIssuer};
+use conduit::config::ConduitConfig;
+use conduit::gateway::{Gateway, GatewayConfig, GatewayError};
+use conduit::monitor::{MetricSource, MonitorError, Sample, SampleKind};
 use conduit::registry::{InMemoryRegistry, Registry, ServiceRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,6 +39,23 @@ impl MemorySink {
             .iter()
             .map(|e| e.action().to_owned())
             .collect()
+    }
+}
+
+/// A metric source of the embedder's own: one host sample with one metric.
+#[derive(Debug)]
+struct FixedSource;
+
+#[async_trait::async_trait]
+impl MetricSource for FixedSource {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+
+    async fn sample(&self) -> Result<Vec<Sample>, MonitorError> {
+        Ok(vec![
+            Sample::new("rack-7", SampleKind::Host).with("load1", 0.25),
+        ])
     }
 }
 
@@ -73,10 +91,10 @@ async fn a_gateway_of_in_memory_parts_registers_serves_and_audits() {
     .unwrap();
     let root = tmp.path().join("root-for-clients.pem");
     std::fs::write(&root, ca.root_pem()).unwrap();
-    let certs = Arc::new(CertManager::new(
+    // The CA's files stay where it was created; the issuer saves nothing.
+    let issuer = Arc::new(LocalIssuer::new(
         ca,
         None,
-        Arc::new(CertResolver::new()),
         Arc::new(time::OffsetDateTime::now_utc),
     ));
     let registry = Arc::new(InMemoryRegistry::new());
@@ -85,12 +103,18 @@ async fn a_gateway_of_in_memory_parts_registers_serves_and_audits() {
     settings.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
     settings.proxy.listen = vec!["127.0.0.1:0".parse().unwrap()];
     settings.proxy.http_listen = Vec::new();
-    settings.monitor.sources = vec![MonitorSource::Host];
+    settings.monitor.interval = Duration::from_secs(1);
     settings.health.interval = Duration::from_millis(300);
     settings.health.timeout = Duration::from_millis(300);
     let config = GatewayConfig::without_state(settings, "test");
-    let parts = Parts::new(registry.clone(), certs, sink.clone());
-    let gateway = Gateway::start_with(config, parts).await.unwrap();
+    let gateway = Gateway::builder(config)
+        .registry(registry.clone())
+        .issuer(issuer)
+        .audit(sink.clone())
+        .metric_source(Arc::new(FixedSource))
+        .start()
+        .await
+        .unwrap();
     assert!(
         gateway.admin_socket().is_none(),
         "no state directory, no socket"
@@ -134,13 +158,17 @@ async fn a_gateway_of_in_memory_parts_registers_serves_and_audits() {
             .services
             .first()
             .is_some_and(|s| s.healthy == Some(true));
-        if dns_ok && cert.is_ok_and(|c| c.dns_names == ["svc.internal"]) && healthy {
+        let sampled = handle.samples().iter().any(|s| s.target == "rack-7");
+        if dns_ok && cert.is_ok_and(|c| c.dns_names == ["svc.internal"]) && healthy && sampled {
             served = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(served, "served by name over DNS and HTTPS");
+    assert!(
+        served,
+        "served by name over DNS and HTTPS, the embedder's metric source polled"
+    );
     let actions = sink.actions();
     assert!(actions.iter().any(|a| a == "cert_issue"), "{actions:?}");
     assert!(actions.iter().any(|a| a == "health_change"), "{actions:?}");
@@ -151,4 +179,16 @@ async fn a_gateway_of_in_memory_parts_registers_serves_and_audits() {
     ));
     let _ = stop.send(());
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_part_missing_with_no_state_directory_is_named() {
+    let config = GatewayConfig::without_state(ConduitConfig::default(), "test");
+    let e = Gateway::builder(config)
+        .registry(Arc::new(InMemoryRegistry::new()))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GatewayError::Config(_)), "{e}");
+    assert!(e.to_string().contains("certificate issuer"), "{e}");
 }

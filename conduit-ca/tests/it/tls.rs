@@ -739,15 +739,15 @@ fn trust_distribution_instructions_profile_and_store() {
     assert!(matches!(e, CaError::TrustInstall { .. }), "{e}");
 }
 
-#[test]
-fn renewal_at_two_thirds_is_served_without_a_restart() {
+#[tokio::test(flavor = "current_thread")]
+async fn renewal_at_two_thirds_is_served_without_a_restart() {
     use std::sync::atomic::{AtomicI64, Ordering};
     // The simulated timeline starts five days ago, so that "five days in" is the real present
     // and the real TLS clients accept every certificate's validity.
     let start = OffsetDateTime::now_utc() - time::Duration::days(5);
     let offset = Arc::new(AtomicI64::new(0));
     let o = Arc::clone(&offset);
-    let clock: conduit_ca::Clock =
+    let clock: conduit_ca::CertClock =
         Arc::new(move || start + time::Duration::seconds(o.load(Ordering::SeqCst)));
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("tls");
@@ -755,25 +755,35 @@ fn renewal_at_two_thirds_is_served_without_a_restart() {
     let root = ca.root_pem().to_owned();
     let first_intermediate = ca.intermediate_pem().to_owned();
     let resolver = Arc::new(CertResolver::new());
-    let manager = conduit_ca::CertManager::new(ca, Some(dir.clone()), Arc::clone(&resolver), clock);
+    let issuer = Arc::new(conduit_ca::LocalIssuer::new(
+        ca,
+        Some(dir.clone()),
+        clock.clone(),
+    ));
+    let manager = conduit_ca::CertManager::new(issuer, Arc::clone(&resolver), clock);
     let leaf = manager
         .ensure("grafana", req(&["grafana.internal"], &[]))
+        .await
         .unwrap();
     let port = serve(Arc::clone(&resolver));
+    let get = |name: &'static str| {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || rustls_get(&root, port, name).unwrap())
+    };
     assert_eq!(
-        rustls_get(&root, port, "grafana.internal").unwrap(),
+        get("grafana.internal").await.unwrap(),
         first_cert(&leaf.chain_pem)
     );
 
     // four days in: nothing is due (less than 2/3 of seven days)
     offset.store(4 * 86_400, Ordering::SeqCst);
-    assert_eq!(manager.renew_due().unwrap(), 0);
+    assert_eq!(manager.renew_due().await.unwrap(), 0);
     assert_eq!(manager.current("grafana").unwrap(), leaf);
 
     // five days in: the intermediate and the leaf are renewed; the next handshake (same
     // server, no restart) gets the new leaf, which still chains to the same root
     offset.store(5 * 86_400, Ordering::SeqCst);
-    assert_eq!(manager.renew_due().unwrap(), 1);
+    assert_eq!(manager.renew_due().await.unwrap(), 1);
     let renewed = manager.current("grafana").unwrap();
     assert_ne!(first_cert(&renewed.chain_pem), first_cert(&leaf.chain_pem));
     assert!(
@@ -786,40 +796,47 @@ fn renewal_at_two_thirds_is_served_without_a_restart() {
         "saved"
     );
     assert_eq!(
-        rustls_get(&root, port, "grafana.internal").unwrap(),
+        get("grafana.internal").await.unwrap(),
         first_cert(&renewed.chain_pem)
     );
 
     // rotation and removal
-    let rotated = manager.rotate("grafana").unwrap();
+    let rotated = manager.rotate("grafana").await.unwrap();
     assert_eq!(
-        rustls_get(&root, port, "grafana.internal").unwrap(),
+        get("grafana.internal").await.unwrap(),
         first_cert(&rotated.chain_pem)
     );
     assert!(matches!(
-        manager.rotate("nope"),
+        manager.rotate("nope").await,
         Err(CaError::Unknown { .. })
     ));
     manager.remove("grafana");
     assert_eq!(resolver.len(), 0, "nothing is served after removal");
 }
 
-#[test]
-fn a_revocation_survives_a_restart() {
+#[tokio::test(flavor = "current_thread")]
+async fn a_revocation_survives_a_restart() {
     let now = OffsetDateTime::now_utc();
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("tls");
-    let clock: conduit_ca::Clock = Arc::new(OffsetDateTime::now_utc);
+    let clock: conduit_ca::CertClock = Arc::new(OffsetDateTime::now_utc);
     let ca = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    let issuer = Arc::new(conduit_ca::LocalIssuer::new(
+        ca,
+        Some(dir.clone()),
+        clock.clone(),
+    ));
     let manager =
-        conduit_ca::CertManager::new(ca, Some(dir.clone()), Arc::new(CertResolver::new()), clock);
+        conduit_ca::CertManager::new(issuer.clone(), Arc::new(CertResolver::new()), clock);
     let leaf = manager
         .ensure("grafana", req(&["grafana.internal"], &[]))
+        .await
         .unwrap();
     let serial = conduit_ca::inspect_pem(&leaf.chain_pem, now, &Default::default())
         .unwrap()
         .serial;
-    let (_, crl) = manager.revoke(&serial).unwrap();
+    manager.revoke(&serial).await.unwrap();
+    let (_, crl) = issuer.last_crl().unwrap();
     assert!(crl.starts_with("-----BEGIN X509 CRL-----"));
     // restart: load the CA again from disk
     let again = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();

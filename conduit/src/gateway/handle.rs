@@ -109,14 +109,7 @@ impl GatewayHandle {
     /// # Errors
     /// [`GatewayError::Ca`] (no certificate managed for `name`, or issuing failed).
     pub async fn rotate(&self, name: &str, user: &str) -> Result<CertificateInfo, GatewayError> {
-        let certs = self.certs.clone();
-        let n = name.to_owned();
-        let issued = tokio::task::spawn_blocking(move || certs.rotate(&n))
-            .await
-            .map_err(|source| GatewayError::Task {
-                what: "certificate rotation",
-                source,
-            })?;
+        let issued = self.certs.rotate(name).await;
         let (ok, message) = match &issued {
             Ok(_) => (true, format!("Rotated the certificate of {name}")),
             Err(e) => (
@@ -146,14 +139,7 @@ impl GatewayHandle {
             })
         })?;
         let info = conduit_ca::inspect_pem(&current.chain_pem, now(), &Default::default())?;
-        let certs = self.certs.clone();
-        let serial = info.serial.clone();
-        let revoked = tokio::task::spawn_blocking(move || certs.revoke(&serial))
-            .await
-            .map_err(|source| GatewayError::Task {
-                what: "certificate revocation",
-                source,
-            })?;
+        let revoked = self.certs.revoke(&info.serial).await;
         let (ok, message) = match &revoked {
             Ok(_) => (
                 true,

@@ -1,6 +1,7 @@
 //! The gateway's background tasks: certificates follow the registry, renewals, health
 //! changes and monitor alerts into the audit log. Each stops on the gateway's token.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,78 +9,107 @@ use conduit_audit::AuditSink;
 use conduit_ca::{CertManager, IssueRequest};
 use conduit_monitor::{Round, Sample};
 use conduit_proxy::ProxyHandle;
-use conduit_registry::{ChangeKind, Registry, Revision, Routing, ServiceRecord};
+use conduit_registry::{Registry, Revision, Routing, ServiceRecord};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::audited::record;
 
-/// Issues the leaf of a proxied TLS service unless the one served already covers its domain.
-pub(super) async fn ensure_cert(
-    certs: &Arc<CertManager>,
+/// The domain each managed service's leaf was issued for, so that a registry change that
+/// does not touch a service's name or domain costs nothing.
+pub(super) type Ensured = HashMap<String, String>;
+
+/// Makes the managed leaves match the active services: a leaf for each proxied TLS service
+/// whose domain is new or changed, none for a service that left (or stopped being proxied
+/// with TLS). Each issue is audited as `cert_issue`; a failed one is tried again at the next
+/// change.
+pub(super) async fn reconcile_certs(
+    certs: &CertManager,
     log: &dyn AuditSink,
     user: &str,
-    rec: &ServiceRecord,
+    active: &[Arc<ServiceRecord>],
+    ensured: &mut Ensured,
 ) {
-    if rec.routing() != Routing::Proxied || !rec.tls() {
-        return;
+    let wanted: HashMap<&str, &str> = active
+        .iter()
+        .filter(|r| r.is_active() && r.routing() == Routing::Proxied && r.tls())
+        .map(|r| (r.name().as_str(), r.domain().as_str()))
+        .collect();
+    ensured.retain(|name, _| {
+        let keep = wanted.contains_key(name.as_str());
+        if !keep {
+            certs.remove(name);
+        }
+        keep
+    });
+    for (name, domain) in wanted {
+        if ensured.get(name).is_some_and(|d| d == domain) {
+            continue;
+        }
+        if ensure_cert(certs, log, user, name, domain).await {
+            ensured.insert(name.to_owned(), domain.to_owned());
+        }
     }
-    let name = rec.name().as_str().to_owned();
-    let domain = rec.domain().as_str().to_owned();
-    if let Some(current) = certs.current(&name)
+}
+
+/// Issues the leaf of `name` for `domain` unless the one served already covers it; whether
+/// it is served now.
+async fn ensure_cert(
+    certs: &CertManager,
+    log: &dyn AuditSink,
+    user: &str,
+    name: &str,
+    domain: &str,
+) -> bool {
+    if let Some(current) = certs.current(name)
         && conduit_ca::inspect_pem(
             &current.chain_pem,
             time::OffsetDateTime::now_utc(),
             &Default::default(),
         )
-        .is_ok_and(|info| info.dns_names.contains(&domain))
+        .is_ok_and(|info| info.dns_names.iter().any(|d| d == domain))
     {
-        return; // reused
+        return true; // reused
     }
     let req = IssueRequest {
-        dns_names: vec![domain.clone()],
+        dns_names: vec![domain.to_owned()],
         ..IssueRequest::default()
     };
-    let mgr = certs.clone();
-    let n = name.clone();
-    let issued = tokio::task::spawn_blocking(move || mgr.ensure(&n, req)).await;
     let details = json!({"name": name, "domain": domain});
-    match issued {
-        Ok(Ok(_)) => {
+    match certs.ensure(name, req).await {
+        Ok(_) => {
             tracing::info!(service = %name, %domain, "certificate issued");
             let msg = format!("Issued a certificate for {domain}");
             record(log, "cert_issue", true, msg, user, details).await;
+            true
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(service = %name, error = %e, "cannot issue the certificate");
             let msg = format!("Cannot issue a certificate for {domain}: {e}");
             record(log, "cert_issue", false, msg, user, details).await;
+            false
         }
-        Err(e) => tracing::error!(service = %name, error = %e, "certificate task failed"),
     }
 }
 
-/// Issues or removes leaves as the registry changes.
+/// Issues or removes leaves as the registry changes (the registry's one follow loop).
 pub(super) async fn follow_certs(
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
     audit: Arc<dyn AuditSink>,
     user: String,
     since: Revision,
+    mut ensured: Ensured,
     stop: CancellationToken,
 ) {
-    let mut watch = registry.watch(since);
+    let mut follower = conduit_registry::RegistryFollower::new(registry, since, "certificates");
     loop {
-        let ev = tokio::select! {
+        let active = tokio::select! {
             () = stop.cancelled() => return,
-            ev = watch.next() => ev,
+            active = follower.next() => active,
         };
-        let Some(ev) = ev else { return };
-        match ev.kind {
-            ChangeKind::Deregistered => certs.remove(ev.record.name().as_str()),
-            _ if !ev.record.is_active() => certs.remove(ev.record.name().as_str()),
-            _ => ensure_cert(&certs, audit.as_ref(), &user, &ev.record).await,
-        }
+        let Some(active) = active else { return };
+        reconcile_certs(&certs, audit.as_ref(), &user, &active, &mut ensured).await;
     }
 }
 

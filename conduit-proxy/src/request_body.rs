@@ -1,9 +1,9 @@
-//! Request and response bodies: streamed frame by frame, never collected, with a byte limit
-//! on the way in and an idle timeout both ways.
+//! The request body: streamed frame by frame to the upstream, never collected, with a byte
+//! limit and an idle timeout; and the errors a body reports (too large, idle, the client's
+//! own failure) so the request path can tell whose fault a failure was.
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -11,10 +11,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
-
-use crate::metrics::Counters;
-use crate::pool::Lease;
-use crate::routes::InFlight;
 
 /// Any error inside a body.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -62,13 +58,13 @@ impl std::error::Error for ClientBodyError {
 }
 
 /// An idle timer armed only while the inner body is pending.
-pub(crate) struct Idle {
+pub(crate) struct IdleTimer {
     after: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
-impl Idle {
-    fn new(after: Duration) -> Self {
+impl IdleTimer {
+    pub(crate) fn new(after: Duration) -> Self {
         Self { after, sleep: None }
     }
 
@@ -91,9 +87,9 @@ impl Idle {
 
 use std::future::Future as _;
 
-fn poll_with_idle(
+pub(crate) fn poll_with_idle(
     inner: &mut Incoming,
-    idle: &mut Idle,
+    idle: &mut IdleTimer,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     match Pin::new(inner).poll_frame(cx) {
@@ -139,7 +135,7 @@ pub(crate) enum RequestBody {
         inner: Option<Incoming>,
         limit: Option<u64>,
         seen: u64,
-        idle: Idle,
+        idle: IdleTimer,
     },
 }
 
@@ -162,7 +158,7 @@ impl RequestBody {
             inner: Some(inner),
             limit,
             seen: 0,
-            idle: Idle::new(idle),
+            idle: IdleTimer::new(idle),
         }
     }
 }
@@ -239,134 +235,6 @@ impl Body for RequestBody {
             Self::Stream { inner, .. } => inner
                 .as_ref()
                 .map_or(SizeHint::with_exact(0), Body::size_hint),
-        }
-    }
-}
-
-/// What goes to the client: a local answer, or the upstream's body passed through frame by
-/// frame (each chunk of an SSE or NDJSON stream is written as soon as it arrives).
-pub struct ResponseBody {
-    kind: Kind,
-}
-
-enum Kind {
-    Full(Option<Bytes>),
-    Upstream {
-        inner: Incoming,
-        idle: Idle,
-        counters: Arc<Counters>,
-        flight: Option<InFlight>,
-        /// The upstream connection, returned to its pool when the body has ended.
-        lease: Option<Lease>,
-    },
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        // A body hyper never polled because it was empty (HEAD, 204, 304, length 0) still
-        // ended; any other unfinished body drops its connection (closing it).
-        if let Kind::Upstream { inner, lease, .. } = &mut self.kind
-            && inner.is_end_stream()
-            && let Some(l) = lease.take()
-        {
-            l.release();
-        }
-    }
-}
-
-impl fmt::Debug for ResponseBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Full(b) => f
-                .debug_struct("ResponseBody")
-                .field("len", &b.as_ref().map_or(0, Bytes::len))
-                .finish(),
-            Kind::Upstream { .. } => f.write_str("ResponseBody(upstream stream)"),
-        }
-    }
-}
-
-impl ResponseBody {
-    /// A complete local body.
-    pub(crate) fn full(b: impl Into<Bytes>) -> Self {
-        let b = b.into();
-        Self {
-            kind: Kind::Full((!b.is_empty()).then_some(b)),
-        }
-    }
-
-    /// The upstream's body; the in-flight guard ends with it, the connection goes back to
-    /// its pool when it has been read to the end.
-    pub(crate) fn upstream(
-        inner: Incoming,
-        idle: Duration,
-        counters: Arc<Counters>,
-        flight: Option<InFlight>,
-        lease: Option<Lease>,
-    ) -> Self {
-        Self {
-            kind: Kind::Upstream {
-                inner,
-                idle: Idle::new(idle),
-                counters,
-                flight,
-                lease,
-            },
-        }
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().kind {
-            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream {
-                inner,
-                idle,
-                counters,
-                flight,
-                lease,
-            } => {
-                let f = ready!(poll_with_idle(inner, idle, cx));
-                match &f {
-                    None => {
-                        flight.take();
-                        if let Some(l) = lease.take() {
-                            l.release();
-                        }
-                    }
-                    Some(Err(e)) => {
-                        flight.take();
-                        lease.take();
-                        if e.is::<IdleTimeout>() {
-                            counters.inc(|c| &c.idle_timeouts);
-                        }
-                        tracing::debug!(error = %e, "upstream response body ended with an error");
-                    }
-                    Some(Ok(_)) => {}
-                }
-                Poll::Ready(f)
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full(b) => b.is_none(),
-            Kind::Upstream { inner, .. } => inner.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Upstream { inner, .. } => inner.size_hint(),
         }
     }
 }

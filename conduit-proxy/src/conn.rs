@@ -1,0 +1,116 @@
+//! Keep-alive connections to one upstream: a small LIFO stack of idle HTTP/1.1 connections
+//! and the cap on all of them (idle and busy), with no per-request task and no shared map
+//! on the request path. The response body carries its connection ([`Lease`]) until it ends:
+//! then the connection goes back on the stack. A body that does not end (the client left)
+//! drops the connection, which closes it: the upstream stops generating.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper::client::conn::http1::SendRequest;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::request_body::RequestBody;
+
+/// How long an idle connection is kept for reuse (the upstream may close it sooner: nginx
+/// after 60 s, Go servers after 90 s; one found closed is skipped).
+const IDLE_FOR: Duration = Duration::from_secs(90);
+
+/// Connections open to one upstream at once, unless configured otherwise.
+pub(crate) const DEFAULT_MAX_CONNS: usize = 256;
+
+/// One connection to an upstream and its slot in the upstream's cap (given back when the
+/// connection is dropped).
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) sender: SendRequest<RequestBody>,
+    /// Held, not read: dropping the connection gives the slot back.
+    pub(crate) _slot: OwnedSemaphorePermit,
+}
+
+/// An upstream's connections: the idle ones, most recently used last, and the cap on all
+/// of them (idle and busy).
+#[derive(Debug)]
+pub(crate) struct Idle {
+    senders: Mutex<Vec<(Conn, Instant)>>,
+    pub(crate) slots: Arc<Semaphore>,
+    /// A connection came back: a request waiting for a slot may take it instead.
+    pub(crate) returned: Notify,
+}
+
+impl Idle {
+    pub(crate) fn new(max_conns: usize) -> Self {
+        Self {
+            senders: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(max_conns.max(1))),
+            returned: Notify::new(),
+        }
+    }
+
+    pub(crate) fn take(&self) -> Option<Conn> {
+        let mut v = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((c, since)) = v.pop() {
+            // (Older ones further down are dropped when reached, or when their upstream
+            // closes them; no sweep on the request path.)
+            if c.sender.is_ready() && since.elapsed() < IDLE_FOR {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Drops the idle connections that can no longer be used (closed by their upstream,
+    /// or kept too long), giving their slots back.
+    pub(crate) fn purge(&self) {
+        let mut v = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        v.retain(|(c, since)| c.sender.is_ready() && since.elapsed() < IDLE_FOR);
+    }
+
+    fn put(&self, conn: Conn, max: usize) {
+        let mut v = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        if v.len() < max {
+            v.push((conn, Instant::now()));
+            drop(v);
+            self.returned.notify_one();
+        }
+    }
+}
+
+/// A connection in use by one response; [`Lease::release`] returns it to its upstream.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    conn: Conn,
+    idle: Arc<Idle>,
+    max: usize,
+}
+
+impl Lease {
+    /// `conn`, to go back to `idle` (which keeps at most `max` idle) when released.
+    pub(crate) fn new(conn: Conn, idle: Arc<Idle>, max: usize) -> Self {
+        Self { conn, idle, max }
+    }
+
+    /// The response has been read to its end: the connection may serve another request.
+    pub(crate) fn release(self) {
+        let Self {
+            mut conn,
+            idle,
+            max,
+        } = self;
+        if conn.sender.is_closed() {
+            return;
+        }
+        if conn.sender.is_ready() {
+            idle.put(conn, max);
+        } else {
+            // The connection task has not yet seen the end of the message: wait for it
+            // off the request path (rare: normally it is ready by the time the body ends).
+            tokio::spawn(async move {
+                if conn.sender.ready().await.is_ok() {
+                    idle.put(conn, max);
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! [`GatewayBuilder`]: a gateway composed over the subsystems' traits. Any part not given
+//! is the state directory's default: `services.json` ([`FileRegistry`]), the CA in `tls/`
+//! ([`LocalIssuer`] over [`LocalCa`]), `audit.log` sealed into `capsules.db` (the Capsule
+//! audit log); metric sources default to what `[monitor]` names.
+//!
+//! [`FileRegistry`]: conduit_registry::FileRegistry
+//! [`LocalCa`]: conduit_ca::LocalCa
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use conduit_audit::AuditSink;
+use conduit_ca::{CertIssuer, CertManager, CertResolver, LocalIssuer};
+use conduit_dns::DnsServer;
+use conduit_monitor::MetricSource;
+use conduit_proxy::ProxyServer;
+use conduit_registry::{ListFilter, Registry};
+
+use super::{ADMIN_LEAF, Gateway, GatewayConfig, GatewayError, recover, sources, tasks};
+use crate::config::ConfigError;
+
+/// Composes a [`Gateway`] from its parts: see [`Gateway::builder`].
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct GatewayBuilder {
+    config: GatewayConfig,
+    registry: Option<Arc<dyn Registry>>,
+    issuer: Option<Arc<dyn CertIssuer>>,
+    audit: Option<Arc<dyn AuditSink>>,
+    sources: Option<Vec<Arc<dyn MetricSource>>>,
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("config", &self.config)
+            .field("registry", &self.registry)
+            .field("issuer", &self.issuer)
+            .field("audit", &self.audit)
+            .field("sources", &self.sources.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl GatewayBuilder {
+    pub(super) fn new(config: GatewayConfig) -> Self {
+        Self {
+            config,
+            registry: None,
+            issuer: None,
+            audit: None,
+            sources: None,
+        }
+    }
+
+    /// Where services are registered (files, etcd, memory); the gateway follows its
+    /// changes.
+    pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Where the services' certificates come from (the local CA, an HSM, an ACME client);
+    /// the gateway's certificate manager issues, serves and renews through it.
+    pub fn issuer(mut self, issuer: Arc<dyn CertIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// Where the gateway's own records go.
+    pub fn audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// A metric source to poll; once one is given, those `[monitor]` names are not built.
+    pub fn metric_source(mut self, source: Arc<dyn MetricSource>) -> Self {
+        self.sources.get_or_insert_with(Vec::new).push(source);
+        self
+    }
+
+    /// Validates the configuration, opens what was not given from the state directory, puts
+    /// right what a crash left undone (unsealed audit lines when the audit log is the state
+    /// directory's, unaudited registry revisions), issues the certificates of the
+    /// registered services and binds every listener. It raises the process's soft open-file
+    /// limit to the hard one and fits every connection cap into it (see
+    /// [`limits`](crate::limits)).
+    ///
+    /// # Errors
+    /// Any [`GatewayError`]; a part missing with no state directory to open it from is
+    /// [`GatewayError::Config`]. Nothing is left bound on error.
+    pub async fn start(self) -> Result<Gateway, GatewayError> {
+        let Self {
+            config,
+            registry,
+            issuer,
+            audit,
+            sources,
+        } = self;
+        let s = &config.settings;
+        s.validate(&config.origin)?;
+        let state = config.state.as_ref();
+        if let Some(st) = state
+            && (registry.is_none() || issuer.is_none() || audit.is_none())
+        {
+            st.create()?;
+        }
+        let missing = |part: &str| {
+            GatewayError::Config(ConfigError::Invalid {
+                origin: config.origin.clone(),
+                key: "state directory".to_owned(),
+                problem: format!("none given, and no {part} either: give one or the other"),
+            })
+        };
+        let registry: Arc<dyn Registry> = match (registry, state) {
+            (Some(r), _) => r,
+            (None, Some(st)) => Arc::new(st.open_registry()?),
+            (None, None) => return Err(missing("registry")),
+        };
+        let issuer: Arc<dyn CertIssuer> = match (issuer, state) {
+            (Some(i), _) => i,
+            (None, Some(st)) => Arc::new(LocalIssuer::new(
+                st.open_ca(s.ca_config())?,
+                Some(st.tls()),
+                Arc::new(time::OffsetDateTime::now_utc),
+            )),
+            (None, None) => return Err(missing("certificate issuer")),
+        };
+        let audit: Arc<dyn AuditSink> = match (audit, state) {
+            (Some(a), _) => a,
+            (None, Some(st)) => {
+                let log: Arc<dyn AuditSink> = Arc::new(st.open_audit()?);
+                // What a crash or a lock left undone: unsealed lines, records missing from
+                // the log.
+                recover::seal_and_report(st, log.as_ref(), &config.audit_user).await?;
+                log
+            }
+            (None, None) => return Err(missing("audit sink")),
+        };
+        let monitor_sources = match sources {
+            Some(given) => given,
+            None => sources::from_settings(s, &config.origin)?,
+        };
+        let certs = Arc::new(CertManager::new(
+            issuer,
+            Arc::new(CertResolver::new()),
+            Arc::new(time::OffsetDateTime::now_utc),
+        ));
+        bind(config, registry, certs, audit, monitor_sources).await
+    }
+}
+
+/// Binds every listener of a gateway made of these parts.
+async fn bind(
+    config: GatewayConfig,
+    registry: Arc<dyn Registry>,
+    certs: Arc<CertManager>,
+    audit: Arc<dyn AuditSink>,
+    monitor_sources: Vec<Arc<dyn MetricSource>>,
+) -> Result<Gateway, GatewayError> {
+    let s = &config.settings;
+    let mut proxy_config = s.proxy_config(&config.origin)?;
+    // Every connection cap fits the descriptors this process may open.
+    let budget = crate::limits::raise_nofile().map_err(|source| GatewayError::State {
+        path: PathBuf::from("RLIMIT_NOFILE"),
+        source,
+    })?;
+    let l = &mut proxy_config.limits;
+    l.max_connections = l.max_connections.min(budget.client_connections());
+    l.max_connections_per_client = l
+        .max_connections_per_client
+        .min(budget.client_connections_per_address());
+    l.max_conns_per_upstream = l.max_conns_per_upstream.min(budget.upstream_connections());
+    let mut dns_tcp = conduit_dns::TcpSettings::default();
+    dns_tcp.max_connections = dns_tcp.max_connections.min(budget.dns_tcp_connections());
+    tracing::info!(
+        open_files = budget.limit,
+        raised_from = ?budget.raised_from,
+        client_connections = l.max_connections,
+        per_client = l.max_connections_per_client,
+        per_upstream = l.max_conns_per_upstream,
+        dns_tcp = dns_tcp.max_connections,
+        "descriptor budget"
+    );
+    // Every registry revision without an audit record is audited now.
+    recover::audit_unaudited_revisions(registry.as_ref(), audit.as_ref(), &config.audit_user)
+        .await?;
+    let since = registry.revision().await?;
+    let mut ensured = tasks::Ensured::default();
+    let active = registry.list(ListFilter::Active).await?;
+    tasks::reconcile_certs(
+        &certs,
+        audit.as_ref(),
+        &config.audit_user,
+        &active,
+        &mut ensured,
+    )
+    .await;
+    let dns = if s.dns.listen.is_empty() {
+        None
+    } else {
+        let mut b = DnsServer::builder()
+            .registry(registry.clone())
+            .zones(s.zone_config())
+            .forwarders(s.dns.forwarders.clone())
+            .tcp_settings(dns_tcp);
+        for a in &s.dns.listen {
+            b = b.listen(*a);
+        }
+        Some(b.bind().await?)
+    };
+    let proxy = if s.proxy.listen.is_empty() {
+        None
+    } else {
+        let mut b = ProxyServer::builder()
+            .registry(registry.clone())
+            .certificates(certs.resolver().clone())
+            .config(proxy_config);
+        for a in &s.proxy.listen {
+            b = b.listen(*a);
+        }
+        for a in &s.proxy.http_listen {
+            b = b.listen_http(*a);
+        }
+        Some(b.bind().await?)
+    };
+    let admin_socket = config.admin_socket();
+    let mut admin = Vec::new();
+    if let Some(path) = &admin_socket {
+        admin.push(crate::admin::bind_unix(path)?);
+    }
+    if let Some(addr) = s.admin.listen
+        && let Some(token) = s.admin_token(&config.origin)?
+    {
+        let tls = if s.admin_tls() {
+            // A leaf from our CA for the listener's address (and a name), renewed with the
+            // others.
+            let mut req = conduit_ca::IssueRequest {
+                dns_names: vec![format!("conduit-admin.{}", s.zone)],
+                ..conduit_ca::IssueRequest::default()
+            };
+            if !addr.ip().is_unspecified() {
+                req.ip_addresses.push(addr.ip());
+            }
+            certs.ensure(ADMIN_LEAF, req).await?;
+            Some(certs.resolver().clone())
+        } else {
+            None
+        };
+        admin.push(crate::admin::bind_tcp(addr, token, tls).await?);
+    }
+    Ok(Gateway {
+        samples: Arc::default(),
+        config,
+        registry,
+        certs,
+        audit,
+        dns,
+        proxy,
+        admin,
+        admin_socket,
+        monitor_sources,
+        since,
+        ensured,
+    })
+}

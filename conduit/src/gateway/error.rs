@@ -1,0 +1,75 @@
+//! [`GatewayError`]: what can go wrong starting or running a gateway, and whether a retry
+//! helps.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+
+/// Errors of the gateway.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration cannot be used (the operator's to fix; a retry does not help).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state directory cannot be created or read.
+    #[error("state directory {}: {source}", path.display())]
+    State {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The registry could not be opened or read.
+    #[error(transparent)]
+    Registry(#[from] conduit_registry::RegistryError),
+    /// The CA could not be loaded or created, or a certificate action failed.
+    #[error(transparent)]
+    Ca(#[from] conduit_ca::CaError),
+    /// The audit log could not be opened or read.
+    #[error(transparent)]
+    Audit(#[from] conduit_audit::AuditError),
+    /// The DNS server could not start.
+    #[error(transparent)]
+    Dns(#[from] conduit_dns::DnsError),
+    /// The proxy could not start.
+    #[error(transparent)]
+    Proxy(#[from] conduit_proxy::ProxyError),
+    /// The monitor could not be set up.
+    #[error(transparent)]
+    Monitor(#[from] conduit_monitor::MonitorError),
+    /// The admin socket could not be bound.
+    #[error("admin listener {address}: {source}")]
+    Admin {
+        /// The socket path or TCP address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not available from this gateway (it was composed without that part).
+    #[error("{what} is not available here")]
+    Unavailable {
+        /// What.
+        what: &'static str,
+    },
+    /// A background task of ours failed (a bug: report it).
+    #[error("internal error: the {what} task failed: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why.
+        source: tokio::task::JoinError,
+    },
+}
+
+impl GatewayError {
+    /// Whether the same call may succeed later without anybody changing anything (the
+    /// store was busy, a file was locked); `false` for configuration and input errors.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Registry(e) => e.is_transient(),
+            Self::Audit(_) | Self::Admin { .. } => true,
+            _ => false,
+        }
+    }
+}
