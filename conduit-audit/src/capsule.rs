@@ -73,7 +73,7 @@ pub struct Reasoning {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs, reason = "field names are the spec's")]
-pub struct Authority {
+pub struct CapsuleAuthority {
     #[serde(rename = "type")]
     pub kind: String,
     pub approver: Option<String>,
@@ -134,7 +134,7 @@ pub struct Capsule {
     pub trigger: Trigger,
     pub context: Context,
     pub reasoning: Reasoning,
-    pub authority: Authority,
+    pub authority: CapsuleAuthority,
     pub execution: Execution,
     pub outcome: CapsuleOutcome,
 }
@@ -258,7 +258,7 @@ impl Capsule {
                 model: None,
                 prompt_hash: None,
             },
-            authority: Authority {
+            authority: CapsuleAuthority {
                 kind: "autonomous".to_owned(),
                 approver: None,
                 policy_reference: None,

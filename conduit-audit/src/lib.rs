@@ -67,7 +67,7 @@ mod sink;
 mod worker;
 
 pub use capsule::{
-    Authority, Capsule, CapsuleOutcome, Context, Execution, Reasoning, ReasoningOption,
+    Capsule, CapsuleAuthority, CapsuleOutcome, Context, Execution, Reasoning, ReasoningOption,
     SPEC_VERSION, SealKey, Sealed, ToolCall, Trigger, content_hash, verify_signature,
 };
 #[cfg(feature = "sqlite")]

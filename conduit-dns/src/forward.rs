@@ -37,7 +37,7 @@ impl Forwarder {
     /// The response to `query` from the first resolver that answers in time, with the
     /// query's own ID; `None` when none did (answer SERVFAIL).
     pub async fn forward(&self, query: &[u8]) -> Option<Vec<u8>> {
-        let question_end = crate::authority::question_end(query)?;
+        let question_end = crate::wire::question_end(query)?;
         let n = self.upstreams.len();
         let first = self.preferred.load(Ordering::Relaxed);
         for i in 0..n {

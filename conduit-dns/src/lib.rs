@@ -58,15 +58,22 @@ use std::net::IpAddr;
 use conduit_registry::{DomainName, RegistryError};
 
 mod authority;
+mod follow;
 mod forward;
 mod server;
+mod shared;
+mod stats;
 mod tcp;
+mod udp;
+mod wire;
 mod zone;
 
-pub use authority::{Authority, Disposition, Transport, ZoneRecord};
+pub use authority::{Authority, ZoneRecord};
 pub use forward::Forwarder;
-pub use server::{DnsHandle, DnsServer, DnsServerBuilder, DnsStats};
+pub use server::{DnsHandle, DnsServer, DnsServerBuilder};
+pub use stats::DnsStats;
 pub use tcp::TcpSettings;
+pub use wire::{Disposition, Transport};
 pub use zone::ZoneConfig;
 
 /// The record types a registry-driven zone answers.

@@ -19,8 +19,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::authority::{Disposition, Transport};
-use crate::server::{LocalCounts, Shared, forward_or_servfail};
+use crate::shared::{Shared, forward_or_servfail};
+use crate::stats::LocalCounts;
+use crate::wire::{Disposition, Transport};
 
 /// Limits of DNS over TCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,8 +20,6 @@ use conduit_audit::{AuditLog, CapsuleOptions, CapsuleSink, JsonlOptions, JsonlSi
 use conduit_ca::{CaConfig, LocalCa};
 use conduit_registry::FileRegistry;
 
-use crate::gateway::GatewayError;
-
 /// A gateway's state directory and every path inside it.
 ///
 /// ```
@@ -104,10 +102,10 @@ impl StateDir {
     /// Creates the directory (and parents) and restricts it to its owner (0700).
     ///
     /// # Errors
-    /// [`GatewayError::State`] naming the directory.
-    pub fn create(&self) -> Result<(), GatewayError> {
+    /// [`StateError::Directory`] naming the directory.
+    pub fn create(&self) -> Result<(), StateError> {
         use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-        let err = |source| GatewayError::State {
+        let err = |source| StateError::Directory {
             path: self.root.clone(),
             source,
         };
@@ -122,16 +120,16 @@ impl StateDir {
     /// The registry (`services.json`).
     ///
     /// # Errors
-    /// [`GatewayError::Registry`].
-    pub fn open_registry(&self) -> Result<FileRegistry, GatewayError> {
+    /// [`StateError::Registry`].
+    pub fn open_registry(&self) -> Result<FileRegistry, StateError> {
         Ok(FileRegistry::open(&self.root)?)
     }
 
     /// The CA in `tls/`, created on first use with `config`.
     ///
     /// # Errors
-    /// [`GatewayError::Ca`].
-    pub fn open_ca(&self, config: CaConfig) -> Result<LocalCa, GatewayError> {
+    /// [`StateError::Ca`].
+    pub fn open_ca(&self, config: CaConfig) -> Result<LocalCa, StateError> {
         Ok(LocalCa::load_or_create(
             &self.tls(),
             config,
@@ -142,16 +140,16 @@ impl StateDir {
     /// The seal key, created on first use.
     ///
     /// # Errors
-    /// [`GatewayError::Audit`].
-    pub fn seal_key_or_create(&self) -> Result<SealKey, GatewayError> {
+    /// [`StateError::Audit`].
+    pub fn seal_key_or_create(&self) -> Result<SealKey, StateError> {
         Ok(SealKey::load_or_create(&self.root)?)
     }
 
     /// The audit log: JSONL, sealed into `capsules.db` with the directory's key.
     ///
     /// # Errors
-    /// [`GatewayError::Audit`].
-    pub fn open_audit(&self) -> Result<AuditLog, GatewayError> {
+    /// [`StateError::Audit`].
+    pub fn open_audit(&self) -> Result<AuditLog, StateError> {
         let key = self.seal_key_or_create()?;
         Ok(AuditLog::new(
             JsonlSink::open(self.audit_log(), JsonlOptions::default())?,
@@ -191,5 +189,40 @@ mod tests {
             "the CA writes the root where we say"
         );
         assert!(state.is_initialized());
+    }
+}
+
+/// Why a part of the state directory cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The directory cannot be created or restricted to its owner.
+    #[error("state directory {}: {source}", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The registry cannot be opened.
+    #[error(transparent)]
+    Registry(#[from] conduit_registry::RegistryError),
+    /// The CA cannot be loaded or created.
+    #[error(transparent)]
+    Ca(#[from] conduit_ca::CaError),
+    /// The audit log, its chain or its key cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] conduit_audit::AuditError),
+}
+
+impl StateError {
+    /// Whether opening again may succeed without anybody changing anything (a locked
+    /// file, a busy store).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Registry(e) => e.is_transient(),
+            Self::Audit(_) => true,
+            Self::Directory { .. } | Self::Ca(_) => false,
+        }
     }
 }

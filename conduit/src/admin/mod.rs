@@ -20,10 +20,10 @@
 //! every other method or path is refused (405 / 404) with an [`ApiError`](crate::api::ApiError), and a failed
 //! action changes nothing and answers 409: the API fails closed.
 //!
-//! [`AdminClient`] is the other end, used by the `conduit` command.
+//! The server is part of the gateway (it answers from a
+//! [`GatewayHandle`](crate::gateway::GatewayHandle)); [`AdminClient`] is the other end, used
+//! by the `conduit` command.
 
 mod client;
-mod server;
 
 pub use client::{AdminClient, AdminError};
-pub(crate) use server::{Listener, bind_tcp, bind_unix, serve};

@@ -6,7 +6,6 @@
 //! [`FileRegistry`]: conduit_registry::FileRegistry
 //! [`LocalCa`]: conduit_ca::LocalCa
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use conduit_audit::AuditSink;
@@ -160,10 +159,7 @@ async fn bind(
     let s = &config.settings;
     let mut proxy_config = s.proxy_config(&config.origin)?;
     // Every connection cap fits the descriptors this process may open.
-    let budget = crate::limits::raise_nofile().map_err(|source| GatewayError::State {
-        path: PathBuf::from("RLIMIT_NOFILE"),
-        source,
-    })?;
+    let budget = crate::limits::raise_nofile().map_err(|source| GatewayError::Limits { source })?;
     let l = &mut proxy_config.limits;
     l.max_connections = l.max_connections.min(budget.client_connections());
     l.max_connections_per_client = l
@@ -226,7 +222,7 @@ async fn bind(
     let admin_socket = config.admin_socket();
     let mut admin = Vec::new();
     if let Some(path) = &admin_socket {
-        admin.push(crate::admin::bind_unix(path)?);
+        admin.push(super::admin::bind_unix(path)?);
     }
     if let Some(addr) = s.admin.listen
         && let Some(token) = s.admin_token(&config.origin)?
@@ -246,7 +242,7 @@ async fn bind(
         } else {
             None
         };
-        admin.push(crate::admin::bind_tcp(addr, token, tls).await?);
+        admin.push(super::admin::bind_tcp(addr, token, tls).await?);
     }
     Ok(Gateway {
         samples: Arc::default(),

@@ -1,8 +1,6 @@
 //! [`GatewayError`]: what can go wrong starting or running a gateway, and whether a retry
 //! helps.
 
-use std::path::PathBuf;
-
 use crate::config::ConfigError;
 
 /// Errors of the gateway.
@@ -12,11 +10,12 @@ pub enum GatewayError {
     /// The configuration cannot be used (the operator's to fix; a retry does not help).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The state directory cannot be created or read.
-    #[error("state directory {}: {source}", path.display())]
-    State {
-        /// The directory.
-        path: PathBuf,
+    /// A part of the state directory cannot be opened.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The open-file limit cannot be read or raised.
+    #[error("cannot raise the open-file limit: {source}")]
+    Limits {
         /// Why.
         source: std::io::Error,
     },
@@ -68,6 +67,7 @@ impl GatewayError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Registry(e) => e.is_transient(),
+            Self::State(e) => e.is_retryable(),
             Self::Audit(_) | Self::Admin { .. } => true,
             _ => false,
         }

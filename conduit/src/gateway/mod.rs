@@ -19,6 +19,7 @@
 //! spawned on one [`TaskTracker`] and stopped through one [`CancellationToken`]; `run`
 //! returns when all of them have finished or the grace period is over.
 
+mod admin;
 mod builder;
 mod config;
 mod error;
@@ -94,7 +95,7 @@ pub struct Gateway {
     audit: Arc<dyn AuditSink>,
     dns: Option<DnsServer>,
     proxy: Option<ProxyServer>,
-    admin: Vec<crate::admin::Listener>,
+    admin: Vec<admin::Listener>,
     admin_socket: Option<PathBuf>,
     monitor_sources: Vec<Arc<dyn MetricSource>>,
     since: Revision,
@@ -241,7 +242,7 @@ impl Gateway {
             ));
         }
         for listener in admin {
-            tracker.spawn(crate::admin::serve(
+            tracker.spawn(admin::serve(
                 listener,
                 handle.clone(),
                 token.clone(),

@@ -16,9 +16,9 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::{GatewayError, GatewayHandle};
 use crate::api::{ApiError, AuditTail, Health, MonitorSnapshot};
 use crate::config::Secret;
-use crate::gateway::{GatewayError, GatewayHandle};
 
 /// How long a client may take to send a request head (slow clients hold no connection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
