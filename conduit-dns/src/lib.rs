@@ -74,7 +74,7 @@ pub use server::{DnsHandle, DnsServer, DnsServerBuilder};
 pub use stats::DnsStats;
 pub use tcp::TcpSettings;
 pub use wire::{Disposition, Transport};
-pub use zone::ZoneConfig;
+pub use zone::{ZoneConfig, ZoneError};
 
 /// The record types a registry-driven zone answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,9 +122,23 @@ pub enum DnsError {
     /// A UDP serving thread could not be started.
     #[error("cannot start a DNS thread: {0}")]
     Thread(#[source] std::io::Error),
-    /// The configuration is invalid; the message names the problem.
+    /// The zone configuration is invalid.
     #[error("invalid DNS configuration: {0}")]
-    Config(String),
+    Zone(#[from] ZoneError),
+    /// A server setting is out of range (the caller's to fix).
+    #[error("invalid DNS configuration: {key} {problem}")]
+    InvalidSetting {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// No UDP and TCP port pair was free on the address (port 0 asked for).
+    #[error("no port free for both UDP and TCP on {addr}")]
+    NoFreePort {
+        /// The address.
+        addr: std::net::SocketAddr,
+    },
     /// The registry could not be read.
     #[error("cannot read the registry: {0}")]
     Registry(#[source] RegistryError),

@@ -135,12 +135,16 @@ impl DnsServerBuilder {
     pub async fn bind(self) -> Result<DnsServer, DnsError> {
         self.config.validate()?;
         if self.listen.is_empty() {
-            return Err(DnsError::Config("no listen address".into()));
+            return Err(DnsError::InvalidSetting {
+                key: "listen",
+                problem: "needs at least one address",
+            });
         }
         if self.forward_timeout.is_zero() {
-            return Err(DnsError::Config(
-                "forward timeout must be above zero".into(),
-            ));
+            return Err(DnsError::InvalidSetting {
+                key: "forward_timeout",
+                problem: "must be above zero",
+            });
         }
         for zone in self.config.zones() {
             if zone.is_mdns() {
@@ -223,7 +227,7 @@ fn bind_both(addr: SocketAddr) -> Result<(std::net::UdpSocket, TcpListener), Dns
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| DnsError::Config(format!("no free port on {addr}"))))
+    Err(last.unwrap_or_else(|| DnsError::NoFreePort { addr }))
 }
 
 /// An authoritative DNS server for the registry's names; see the crate documentation.

@@ -107,49 +107,81 @@ impl ZoneConfig {
     }
 
     /// Checks the configuration; the error names the problem.
-    pub fn validate(&self) -> Result<(), DnsError> {
-        let bad = |reason: String| Err(DnsError::Config(reason));
+    ///
+    /// # Errors
+    /// The first [`ZoneError`] found.
+    pub fn validate(&self) -> Result<(), ZoneError> {
         if self.zones.is_empty() {
-            return bad("no zone configured".into());
+            return Err(ZoneError::NoZone);
         }
         let mut seen = HashSet::new();
         for zone in self.zones.iter().chain(&self.reverse_zones) {
             if !seen.insert(zone.as_str()) {
-                return bad(format!("zone {zone} is configured twice"));
+                return Err(ZoneError::Duplicate(zone.clone()));
             }
         }
         for zone in &self.reverse_zones {
             let s = zone.as_str();
             if !(s.ends_with("in-addr.arpa") || s.ends_with("ip6.arpa")) {
-                return bad(format!(
-                    "reverse zone {zone} is not under in-addr.arpa or ip6.arpa"
-                ));
+                return Err(ZoneError::NotReverse(zone.clone()));
             }
         }
-        for zone in &self.zones {
-            if zone.as_str().ends_with("arpa") {
-                return bad(format!(
-                    "zone {zone} is a reverse zone; configure it as one (with_reverse_zones)"
-                ));
-            }
+        if let Some(zone) = self.zones.iter().find(|z| z.as_str().ends_with("arpa")) {
+            return Err(ZoneError::ReverseAsForward(zone.clone()));
         }
         if self.ttl > 86_400 * 7 || self.negative_ttl > 86_400 {
-            return bad("TTL above a week (or negative TTL above a day)".into());
+            return Err(ZoneError::Ttl);
         }
         if let Some(ns) = &self.nameserver
             && !self.zones.iter().any(|z| ns.is_within(z))
         {
-            return bad(format!("name server {ns} is outside every configured zone"));
+            return Err(ZoneError::NameServerOutside(ns.clone()));
         }
-        for addr in &self.advertise {
-            if addr.is_unspecified() || addr.is_multicast() {
-                return bad(format!(
-                    "advertised address {addr} cannot be given to clients"
-                ));
-            }
+        if let Some(addr) = self
+            .advertise
+            .iter()
+            .find(|a| a.is_unspecified() || a.is_multicast())
+        {
+            return Err(ZoneError::Advertise(*addr));
         }
         Ok(())
     }
+}
+
+/// What is wrong with a zone configuration (the caller's to fix; a retry does not help).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZoneError {
+    /// No zone at all.
+    #[error("no zone configured")]
+    NoZone,
+    /// One zone twice.
+    #[error("zone {0} is configured twice")]
+    Duplicate(DomainName),
+    /// A reverse zone outside `in-addr.arpa` and `ip6.arpa`.
+    #[error("reverse zone {0} is not under in-addr.arpa or ip6.arpa")]
+    NotReverse(DomainName),
+    /// A reverse zone given as a forward one.
+    #[error("zone {0} is a reverse zone; configure it as one (with_reverse_zones)")]
+    ReverseAsForward(DomainName),
+    /// A TTL out of range.
+    #[error("TTL above a week (or negative TTL above a day)")]
+    Ttl,
+    /// The name server's name is in none of the zones.
+    #[error("name server {0} is outside every configured zone")]
+    NameServerOutside(DomainName),
+    /// An advertised address clients cannot use.
+    #[error("advertised address {0} cannot be given to clients")]
+    Advertise(IpAddr),
+    /// A name the DNS library cannot represent.
+    #[error("{name} is not a usable DNS name: {source}")]
+    Name {
+        /// The name.
+        name: String,
+        /// The DNS library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// One zone we are authoritative for.
@@ -175,7 +207,10 @@ pub(crate) struct Records {
 
 fn domain_to_name(domain: &DomainName) -> Result<Name, DnsError> {
     let mut name = Name::from_ascii(domain.as_str())
-        .map_err(|e| DnsError::Config(format!("{domain}: {e}")))?
+        .map_err(|e| ZoneError::Name {
+            name: domain.to_string(),
+            source: Box::new(e),
+        })?
         .to_lowercase();
     name.set_fqdn(true);
     Ok(name)
@@ -254,13 +289,18 @@ impl Records {
                     } else {
                         apex
                     };
-                    base.prepend_label("ns")
-                        .map_err(|e| DnsError::Config(format!("name server name: {e}")))?
+                    base.prepend_label("ns").map_err(|e| ZoneError::Name {
+                        name: format!("ns.{base}"),
+                        source: Box::new(e),
+                    })?
                 }
             };
             let hostmaster = apex
                 .prepend_label("hostmaster")
-                .map_err(|e| DnsError::Config(format!("hostmaster name: {e}")))?;
+                .map_err(|e| ZoneError::Name {
+                    name: format!("hostmaster.{apex}"),
+                    source: Box::new(e),
+                })?;
             let soa = SOA::new(ns_name.clone(), hostmaster, serial, 3600, 600, 86_400, neg);
             let negative_soa_tail = soa_tail(&soa, ttl.min(neg));
             let soa_record = Record::from_rdata(apex.clone(), ttl, RData::SOA(soa.clone()));

@@ -34,9 +34,11 @@ impl DockerSource {
     /// Connecting is lazy: a missing socket shows up as an unavailable source when sampled.
     pub fn new(socket: &str) -> Result<Self, MonitorError> {
         if socket.trim().is_empty() {
-            return Err(MonitorError::Config(
-                "the Docker socket path is empty".into(),
-            ));
+            return Err(MonitorError::InvalidSetting {
+                key: "monitor.docker_socket",
+                value: socket.to_owned(),
+                problem: "the socket path is empty",
+            });
         }
         Ok(Self {
             socket: socket.to_owned(),
@@ -66,10 +68,11 @@ impl DockerSource {
         self
     }
 
-    fn unavailable(&self, e: impl std::fmt::Display) -> MonitorError {
-        MonitorError::Unavailable {
+    fn unavailable(&self, e: impl std::error::Error + Send + Sync + 'static) -> MonitorError {
+        MonitorError::Backend {
             source_name: "docker".into(),
-            reason: format!("{}: {e}", self.socket),
+            what: self.socket.clone(),
+            source: Box::new(e),
         }
     }
 

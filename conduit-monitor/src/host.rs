@@ -50,9 +50,10 @@ impl HostSource {
 impl HostInner {
     fn read(&self, file: &str) -> Result<String, MonitorError> {
         let path = self.proc_root.join(file);
-        std::fs::read_to_string(&path).map_err(|e| MonitorError::Unavailable {
+        std::fs::read_to_string(&path).map_err(|e| MonitorError::Backend {
             source_name: "host".into(),
-            reason: format!("{}: {e}", path.display()),
+            what: path.display().to_string(),
+            source: Box::new(e),
         })
     }
 
@@ -167,9 +168,10 @@ impl MetricSource for HostSource {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || inner.sample_blocking())
             .await
-            .map_err(|e| MonitorError::Unavailable {
+            .map_err(|e| MonitorError::Backend {
                 source_name: "host".into(),
-                reason: e.to_string(),
+                what: "the sampling task".into(),
+                source: Box::new(e),
             })?
     }
 }

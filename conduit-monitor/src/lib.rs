@@ -46,10 +46,10 @@ mod host;
 #[cfg(feature = "nvml")]
 mod nvml;
 mod poll;
-pub mod proc;
+mod proc;
 pub mod render;
 mod sample;
-pub mod smi;
+mod smi;
 #[cfg(feature = "ssh")]
 mod ssh;
 
@@ -75,9 +75,28 @@ pub enum MonitorError {
         /// Why.
         reason: String,
     },
-    /// The configuration is invalid; the message names the problem.
-    #[error("invalid monitor configuration: {0}")]
-    Config(String),
+    /// A library or the system failed reading the source (the Docker API client, NVML, a
+    /// file under /proc); usually worth retrying at the next round.
+    #[error("{source_name} is unavailable: {what}: {source}")]
+    Backend {
+        /// The source.
+        source_name: String,
+        /// What was being read (`/proc/stat`, the socket path).
+        what: String,
+        /// The library's or the system's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A setting is invalid (the caller's to fix).
+    #[error("invalid monitor configuration: {key} {value:?}: {problem}")]
+    InvalidSetting {
+        /// The setting (`monitor.ssh`).
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }
 
 /// A source of samples.
@@ -92,4 +111,18 @@ pub trait MetricSource: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`MonitorError`] when the source cannot be read.
     async fn sample(&self) -> Result<Vec<Sample>, MonitorError>;
+}
+
+/// The text parsers behind the sources (`/proc` files, `df`, `nvidia-smi`'s CSV), reachable
+/// for this crate's tests and fuzzing; not part of the stable API.
+#[doc(hidden)]
+pub mod internal {
+    /// Parsers of /proc files and `df` output.
+    pub mod proc {
+        pub use crate::proc::*;
+    }
+    /// The `nvidia-smi` CSV parser and its query.
+    pub mod smi {
+        pub use crate::smi::*;
+    }
 }

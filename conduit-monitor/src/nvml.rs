@@ -86,9 +86,10 @@ pub(crate) fn container_of(cgroup: &str) -> Option<String> {
 }
 
 fn sample_blocking(nvml: &Nvml, target: &str) -> Result<Vec<Sample>, MonitorError> {
-    let unavailable = |e: NvmlError| MonitorError::Unavailable {
+    let unavailable = |e: NvmlError| MonitorError::Backend {
         source_name: "nvml".into(),
-        reason: e.to_string(),
+        what: "the NVIDIA driver".into(),
+        source: Box::new(e),
     };
     let count = nvml.device_count().map_err(unavailable)?;
     let mut out = Vec::new();
@@ -174,9 +175,10 @@ impl MetricSource for NvmlSource {
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || sample_blocking(&nvml, &target))
             .await
-            .map_err(|e| MonitorError::Unavailable {
+            .map_err(|e| MonitorError::Backend {
                 source_name: "nvml".into(),
-                reason: e.to_string(),
+                what: "the sampling task".into(),
+                source: Box::new(e),
             })?
     }
 }

@@ -392,7 +392,11 @@ impl RemoteTarget {
 
     /// One entry: `host:name`, `user@host`, `user@host:name`.
     pub fn parse(entry: &str) -> Result<Self, MonitorError> {
-        let bad = |why: &str| MonitorError::Config(format!("remote server {entry:?}: {why}"));
+        let bad = |problem: &'static str| MonitorError::InvalidSetting {
+            key: "monitor.ssh",
+            value: entry.to_owned(),
+            problem,
+        };
         let (user, rest) = match entry.split_once('@') {
             Some((u, r)) => (Some(u.to_owned()), r),
             None => (None, entry),

@@ -261,39 +261,39 @@ impl ProxyConfig {
     /// Checks the values that can be wrong.
     ///
     /// # Errors
-    /// [`ProxyError::Config`](crate::ProxyError::Config) naming the field.
+    /// [`ProxyError::InvalidSetting`](crate::ProxyError::InvalidSetting) naming the field.
     pub fn validate(&self) -> Result<(), crate::ProxyError> {
-        let bad = |m: &str| Err(crate::ProxyError::Config(m.to_owned()));
+        let bad = |key: &'static str, problem: &'static str| {
+            Err(crate::ProxyError::InvalidSetting { key, problem })
+        };
         if self.limits.max_header_bytes < 8192 {
-            return bad("limits.max_header_bytes must be at least 8192");
+            return bad("limits.max_header_bytes", "must be at least 8192");
         }
         if self.limits.max_headers == 0 {
-            return bad("limits.max_headers must be positive");
+            return bad("limits.max_headers", "must be positive");
         }
         if self.limits.h2_max_concurrent_streams == 0 {
-            return bad("limits.h2_max_concurrent_streams must be positive");
+            return bad("limits.h2_max_concurrent_streams", "must be positive");
         }
         if self.limits.max_connections == 0 {
-            return bad("limits.max_connections must be positive");
+            return bad("limits.max_connections", "must be positive");
         }
         if self.limits.max_connections_per_client == 0 {
-            return bad("limits.max_connections_per_client must be positive");
+            return bad("limits.max_connections_per_client", "must be positive");
         }
         if self.limits.max_conns_per_upstream == 0 {
-            return bad("limits.max_conns_per_upstream must be positive");
+            return bad("limits.max_conns_per_upstream", "must be positive");
         }
         let t = &self.timeouts;
         for (name, d) in [
-            ("tls_handshake", t.tls_handshake),
-            ("header_read", t.header_read),
-            ("upstream_connect", t.upstream_connect),
-            ("upstream_first_byte", t.upstream_first_byte),
-            ("idle", t.idle),
+            ("timeouts.tls_handshake", t.tls_handshake),
+            ("timeouts.header_read", t.header_read),
+            ("timeouts.upstream_connect", t.upstream_connect),
+            ("timeouts.upstream_first_byte", t.upstream_first_byte),
+            ("timeouts.idle", t.idle),
         ] {
             if d.is_zero() {
-                return Err(crate::ProxyError::Config(format!(
-                    "timeouts.{name} must be positive"
-                )));
+                return bad(name, "must be positive");
             }
         }
         Ok(())

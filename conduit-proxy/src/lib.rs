@@ -80,7 +80,7 @@ pub use response_body::ResponseBody;
 pub use routes::{CheckSource, HealthEvent, UpstreamStatus};
 pub use server::{ProxyHandle, ProxyServer, ProxyServerBuilder};
 pub use service::ProxyService;
-pub use ssrf::{Cidr, SsrfPolicy};
+pub use ssrf::{Cidr, CidrError, SsrfPolicy};
 
 /// Picks the upstream for a request's host. Called on the hot path: no I/O, no await.
 pub trait Upstream: Send + Sync + fmt::Debug {
@@ -98,9 +98,23 @@ pub enum ProxyError {
         /// The host.
         host: String,
     },
-    /// The configuration is invalid.
-    #[error("invalid proxy configuration: {0}")]
-    Config(String),
+    /// A setting of [`ProxyConfig`] is out of range (the caller's to fix).
+    #[error("invalid proxy configuration: {key} {problem}")]
+    InvalidSetting {
+        /// The setting (`limits.max_header_bytes`).
+        key: &'static str,
+        /// What is wrong (`must be positive`).
+        problem: &'static str,
+    },
+    /// The server was built without something it needs (the caller's to fix).
+    #[error("the proxy needs {what}")]
+    Missing {
+        /// What (`a registry`).
+        what: &'static str,
+    },
+    /// An address or network could not be read.
+    #[error(transparent)]
+    Cidr(#[from] CidrError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

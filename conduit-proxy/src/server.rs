@@ -94,23 +94,26 @@ impl ProxyServerBuilder {
     /// Validates, reads the registry's routes and binds every listener.
     ///
     /// # Errors
-    /// [`ProxyError::Config`] (invalid configuration, no registry, no certificates),
+    /// [`ProxyError::InvalidSetting`], [`ProxyError::Missing`] (no registry, listener or
+    /// certificates),
     /// [`ProxyError::Bind`], [`ProxyError::Registry`], [`ProxyError::Tls`].
     pub async fn bind(self) -> Result<ProxyServer, ProxyError> {
         let config = self.config;
         config.validate()?;
-        let registry = self
-            .registry
-            .ok_or_else(|| ProxyError::Config("no registry given".to_owned()))?;
+        let registry = self.registry.ok_or(ProxyError::Missing {
+            what: "a registry (ProxyServerBuilder::registry)",
+        })?;
         if self.https.is_empty() && self.http.is_empty() {
-            return Err(ProxyError::Config("no listener given".to_owned()));
+            return Err(ProxyError::Missing {
+                what: "a listener (ProxyServerBuilder::listen or listen_http)",
+            });
         }
         let acceptor = match (self.https.is_empty(), self.certs) {
             (true, _) => None,
             (false, None) => {
-                return Err(ProxyError::Config(
-                    "an HTTPS listener needs a certificate resolver".to_owned(),
-                ));
+                return Err(ProxyError::Missing {
+                    what: "a certificate resolver for its HTTPS listener (ProxyServerBuilder::certificates)",
+                });
             }
             (false, Some(certs)) => Some(TlsAcceptor::from(server_tls(&config, certs)?)),
         };

@@ -26,17 +26,35 @@ pub struct Cidr {
     prefix: u8,
 }
 
+/// Why a string is not an address or CIDR network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CidrError {
+    /// Not `ADDRESS` or `ADDRESS/PREFIX`.
+    #[error("{input:?} is not an address or CIDR network")]
+    NotNetwork {
+        /// What was given.
+        input: String,
+    },
+    /// The prefix is longer than the address.
+    #[error("prefix /{prefix} is longer than {max} bits")]
+    PrefixTooLong {
+        /// The prefix given.
+        prefix: u8,
+        /// The address's length in bits.
+        max: u8,
+    },
+}
+
 impl Cidr {
     /// The network of `addr` with `prefix` bits.
     ///
     /// # Errors
-    /// [`ProxyError::Config`] when the prefix is longer than the address.
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, ProxyError> {
+    /// [`CidrError::PrefixTooLong`] when the prefix is longer than the address.
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
-            return Err(ProxyError::Config(format!(
-                "prefix /{prefix} is longer than {max} bits"
-            )));
+            return Err(CidrError::PrefixTooLong { prefix, max });
         }
         Ok(Self { addr, prefix })
     }
@@ -63,9 +81,11 @@ impl Cidr {
 }
 
 impl FromStr for Cidr {
-    type Err = ProxyError;
+    type Err = CidrError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ProxyError::Config(format!("{s:?} is not an address or CIDR network"));
+        let bad = || CidrError::NotNetwork {
+            input: s.to_owned(),
+        };
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),

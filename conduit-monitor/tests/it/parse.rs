@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conduit_monitor::proc::{
+use conduit_monitor::internal::proc::{
     parse_df, parse_loadavg, parse_meminfo, parse_mounts, parse_net_dev, parse_stat, parse_uptime,
 };
+use conduit_monitor::internal::smi;
 use conduit_monitor::{
     AlertKind, AlertState, MetricSource, MonitorError, Poller, RemoteTarget, Sample, SampleKind,
-    Thresholds, smi,
+    Thresholds,
 };
 use proptest::prelude::*;
 

@@ -91,8 +91,9 @@ async fn remote_host_over_ssh_with_checked_host_keys() {
         .expect("a host sample over ssh");
     assert_eq!(host.target, "gpu-server");
     // The remote is this machine: the same memory total as read locally.
-    let local =
-        conduit_monitor::proc::parse_meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap());
+    let local = conduit_monitor::internal::proc::parse_meminfo(
+        &std::fs::read_to_string("/proc/meminfo").unwrap(),
+    );
     assert_eq!(
         host.number("memory_total_bytes"),
         local.total.map(|t| t as f64)
