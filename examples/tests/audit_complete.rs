@@ -15,6 +15,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use conduit::audit::{LogFilter, read_log};
 use conduit::registry::{FileRegistry, ListFilter, Registry as _};
 use conduit_test_support::process::{Killed, free_port, ok, wait_until};
@@ -129,13 +131,8 @@ fn a_change_written_behind_the_commands_back_is_audited_as_recovered() {
     let state = tempfile::tempdir().unwrap();
     let dir = state.path().join("conduit");
     ok(conduit(&dir).arg("setup").output().unwrap());
-    // the registry example writes services.json without auditing anything
-    ok(Command::new(env!("CARGO_BIN_EXE_registry"))
-        .arg("--dir")
-        .arg(&dir)
-        .args(["register", "--name", "quiet", "--upstream", "10.0.1.9:80"])
-        .output()
-        .unwrap());
+    // another process writes services.json without auditing anything
+    common::write_behind_the_back(&dir, "quiet", "10.0.1.9:80");
     start_and_stop(&dir);
     let text = ok(conduit(&dir)
         .args(["logs", "--action", "registry_recovered"])

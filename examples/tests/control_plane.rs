@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use conduit_test_support::have;
 use conduit_test_support::process::{Killed, free_port, ok, wait_until};
 
@@ -419,7 +421,8 @@ $C register --name meta6 --upstream '[fd00:ec2::254]:80'; echo "rc=$?"
 $C register --name gname --upstream metadata.google.internal:80; echo "rc=$?"
 $C register --name ll --upstream 169.254.10.1:80; echo "rc=$?"
 echo "written-by-another-process:"
-{registry} --dir {state} register --name sneaky --upstream 169.254.169.254:80 >/dev/null; echo "rc=$?"
+touch "{ready}"
+for i in $(seq 200); do [ -e "{written}" ] && break; sleep 0.05; done
 for i in $(seq 50); do
   code=$(curl -sS -o /dev/null -w "%{{http_code}}" --cacert {state}/tls/root.pem --resolve sneaky.internal:{https}:127.0.0.1 https://sneaky.internal:{https}/)
   [ "$code" != 000 ] && break; sleep 0.1
@@ -429,17 +432,27 @@ $C status --json
 kill $GW; wait $GW
 "#,
         bin = env!("CARGO_BIN_EXE_conduit"),
-        registry = env!("CARGO_BIN_EXE_registry"),
+        ready = site.state.with_file_name("ready-for-sneaky").display(),
+        written = site.state.with_file_name("sneaky-written").display(),
         config = site.config.display(),
         state = site.state.display(),
         socket = site.socket.display(),
         log = site.state.with_file_name("gateway.log").display(),
         https = site.https,
     );
-    let out = Command::new("unshare")
+    let child = Command::new("unshare")
         .args(["-n", "sh", "-c", &script])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // Another process (this one, outside the namespace) writes the registry while the
+    // gateway runs.
+    let ready = site.state.with_file_name("ready-for-sneaky");
+    wait_until(Duration::from_secs(20), || ready.exists());
+    common::write_behind_the_back(&site.state, "sneaky", "169.254.169.254:80");
+    std::fs::write(site.state.with_file_name("sneaky-written"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -15,15 +15,25 @@ use conduit_audit::{
     JsonlSink, Level, Outcome, SealKey,
 };
 
+/// Seals N audit events into DIR/capsules.db, then verifies the chain.
+#[derive(Debug, clap::Parser)]
+#[command(name = "audit-load")]
+struct Args {
+    /// Where the log and the chain go.
+    dir: std::path::PathBuf,
+    /// How many events.
+    n: usize,
+    /// How many tasks append at once.
+    #[arg(default_value_t = 64)]
+    concurrency: usize,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() < 3 {
-        eprintln!("usage: audit-load DIR N [CONCURRENCY]");
-        std::process::exit(2);
-    }
-    let dir = std::path::PathBuf::from(&args[1]);
-    let n: usize = args[2].parse()?;
-    let conc: usize = args.get(3).map_or(Ok(64), |c| c.parse())?;
+    let Args {
+        dir,
+        n,
+        concurrency: conc,
+    } = clap::Parser::parse();
     std::fs::create_dir_all(&dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use conduit::gateway::{Gateway, GatewayConfig};
 use conduit::state::StateDir;
@@ -111,18 +110,21 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v.get(i).copied().unwrap_or(f64::NAN)
 }
 
+/// Registers services into a running gateway and measures register → served.
+#[derive(Debug, clap::Parser)]
+#[command(name = "gateway-load")]
+struct Args {
+    /// How many services are registered first.
+    #[arg(long, default_value_t = 1000)]
+    services: usize,
+    /// How many register → served delays are measured.
+    #[arg(long, default_value_t = 100)]
+    samples: usize,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let mut services = 1000usize;
-    let mut samples = 100usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--services" => services = args.next().context("--services N")?.parse()?,
-            "--samples" => samples = args.next().context("--samples M")?.parse()?,
-            other => anyhow::bail!("unknown option {other}"),
-        }
-    }
+    let Args { services, samples } = clap::Parser::parse();
     let dir = tempfile::tempdir()?;
     let up = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let up_ep = Endpoint::from_socket_addr(up.local_addr()?)?;

@@ -23,16 +23,27 @@ fn cpu_ticks() -> u64 {
     f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
 }
 
+/// Polls TARGETS host sources every INTERVAL_MS for SECONDS; prints the CPU share.
+#[derive(Debug, clap::Parser)]
+#[command(name = "monitor-load")]
+struct Args {
+    /// How many host sources.
+    #[arg(default_value_t = 20)]
+    targets: u64,
+    /// For how long.
+    #[arg(default_value_t = 30)]
+    seconds: u64,
+    /// Between rounds, milliseconds.
+    #[arg(default_value_t = 5000)]
+    interval_ms: u64,
+}
+
 fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let (targets, seconds, interval_ms) = (
-        args.first().copied().unwrap_or(20),
-        args.get(1).copied().unwrap_or(30),
-        args.get(2).copied().unwrap_or(5000),
-    );
+    let Args {
+        targets,
+        seconds,
+        interval_ms,
+    } = clap::Parser::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

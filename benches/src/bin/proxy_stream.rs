@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use conduit_ca::{CaConfig, CertIssuer, CertResolver, IssueRequest, LocalCa, certified_key};
 use conduit_proxy::{ProxyConfig, ProxyServer};
@@ -129,17 +128,23 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v.get(i).copied().unwrap_or(f64::NAN)
 }
 
+/// Streams chunks through the proxy and measures each chunk's delay.
+#[derive(Debug, clap::Parser)]
+#[command(name = "proxy-stream")]
+struct Args {
+    /// How many chunks the upstream sends.
+    #[arg(long, default_value_t = 500)]
+    chunks: u32,
+    /// Between chunks, milliseconds.
+    #[arg(long, default_value_t = 10)]
+    interval_ms: u64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut chunks = 500u32;
-    let mut interval_ms = 10u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--chunks" => chunks = args.next().context("--chunks N")?.parse()?,
-            "--interval-ms" => interval_ms = args.next().context("--interval-ms MS")?.parse()?,
-            other => anyhow::bail!("unknown option {other}"),
-        }
-    }
+    let Args {
+        chunks,
+        interval_ms,
+    } = clap::Parser::parse();
     // The proxy on a thread and runtime of its own, as it runs in production.
     let proxy_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -20,56 +20,49 @@ use std::process::ExitCode;
 
 use conduit_audit::{CapsuleStore, Checkpoint, Level, SealKey};
 
-fn usage(msg: &str) -> ExitCode {
-    eprintln!(
-        "audit-verify: {msg}\nusage: audit-verify --db PATH [--structural|--full|--signatures] [--pubkey HEX] [--json] [--checkpoint FILE]"
-    );
-    ExitCode::from(2)
+/// Verifies a Capsule chain like the reference's `capsule verify`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "audit-verify", version)]
+struct Args {
+    /// The chain (`capsules.db`).
+    #[arg(long)]
+    db: PathBuf,
+    /// Links and hashes only.
+    #[arg(long, group = "level")]
+    structural: bool,
+    /// Links, hashes and content (the default).
+    #[arg(long, group = "level")]
+    full: bool,
+    /// Everything, and every signature.
+    #[arg(long, group = "level")]
+    signatures: bool,
+    /// The public key (hex); implies `--signatures`.
+    #[arg(long)]
+    pubkey: Option<String>,
+    /// One JSON object, the reference's shape.
+    #[arg(long)]
+    json: bool,
+    /// A checkpoint exported earlier: a chain cut short fails.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let mut db: Option<PathBuf> = None;
-    let mut level = Level::Full;
-    let mut pubkey: Option<String> = None;
-    let mut json = false;
-    let mut checkpoint: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if a.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--db" => match value("--db") {
-                Ok(v) => db = Some(v.into()),
-                Err(e) => return usage(&e),
-            },
-            "--pubkey" => match value("--pubkey") {
-                Ok(v) => {
-                    pubkey = Some(v);
-                    level = Level::Signatures;
-                }
-                Err(e) => return usage(&e),
-            },
-            "--checkpoint" => match value("--checkpoint") {
-                Ok(v) => checkpoint = Some(v.into()),
-                Err(e) => return usage(&e),
-            },
-            "--structural" => level = Level::Structural,
-            "--full" => level = Level::Full,
-            "--signatures" => level = Level::Signatures,
-            "--json" => json = true,
-            other => return usage(&format!("unknown option {other}")),
-        }
-    }
-    let Some(db) = db else {
-        return usage("--db PATH is required");
+    let Args {
+        db,
+        structural,
+        full: _,
+        signatures,
+        mut pubkey,
+        json,
+        checkpoint,
+    } = clap::Parser::parse();
+    let level = if signatures || pubkey.is_some() {
+        Level::Signatures
+    } else if structural {
+        Level::Structural
+    } else {
+        Level::Full
     };
     if !db.is_file() {
         eprintln!("audit-verify: {}: no such database", db.display());

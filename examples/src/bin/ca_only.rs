@@ -20,34 +20,31 @@ use std::sync::Arc;
 
 use conduit_ca::{CaConfig, CertResolver, IssueRequest, LocalCa, certified_key};
 
+/// The CA alone: a leaf for the names given, served over TLS 1.3.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ca_only", version)]
+struct Args {
+    /// Where the CA is created or loaded.
+    #[arg(long)]
+    dir: PathBuf,
+    /// A DNS name for the leaf (repeat for more).
+    #[arg(long = "name")]
+    names: Vec<String>,
+    /// An IP address for the leaf (repeat for more).
+    #[arg(long = "ip")]
+    ips: Vec<IpAddr>,
+    /// Where to serve.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut dir: Option<PathBuf> = None;
-    let mut names = Vec::new();
-    let mut ips: Vec<IpAddr> = Vec::new();
-    let mut listen: SocketAddr = "127.0.0.1:8443".parse()?;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if a.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--dir" => dir = Some(value()?.into()),
-            "--name" => names.push(value()?),
-            "--ip" => ips.push(value()?.parse()?),
-            "--listen" => listen = value()?.parse()?,
-            other => anyhow::bail!(
-                "unknown option {other}; usage: ca_only --dir DIR --name NAME [--ip IP] [--listen ADDR]"
-            ),
-        }
-    }
-    let dir = dir.ok_or_else(|| anyhow::anyhow!("--dir DIR is required"))?;
+    let Args {
+        dir,
+        names,
+        ips,
+        listen,
+    } = clap::Parser::parse();
     anyhow::ensure!(
         !names.is_empty() || !ips.is_empty(),
         "give at least one --name or --ip"

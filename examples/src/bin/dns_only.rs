@@ -1,5 +1,5 @@
 //! `dns_only`: the DNS server alone, embedded. Serves the registry in `--dir` (followed
-//! live: `registry --dir DIR register …` is answered at once), or the names of a hosts file
+//! live: `conduit --dir DIR register …` is answered at once), or the names of a hosts file
 //! (`--hosts FILE`, lines `IP NAME`, served as direct services) for benchmarks.
 //!
 //! ```text
@@ -30,58 +30,37 @@ use conduit_registry::{
     ServiceRecord, default_config_dir,
 };
 
-const USAGE: &str = "usage: dns_only [--dir DIR | --hosts FILE] [--listen ADDR:PORT]… [--zone Z]… \
-[--advertise IP]… [--reverse-zone Z]… [--forward ADDR:PORT]… [--ttl SECONDS] [--https-port PORT]";
-
-#[derive(Default)]
+/// The DNS server alone, serving a registry directory or a hosts file.
+#[derive(Debug, clap::Parser)]
+#[command(name = "dns_only", version)]
 struct Options {
+    /// The registry to serve (followed live).
+    #[arg(long, conflicts_with = "hosts")]
     dir: Option<PathBuf>,
+    /// A hosts file (`IP NAME` lines) served as direct services.
+    #[arg(long)]
     hosts: Option<PathBuf>,
+    /// Where to listen, UDP and TCP (repeat for more; default 127.0.0.1:5353).
+    #[arg(long)]
     listen: Vec<SocketAddr>,
+    /// A zone to serve (repeat for more; default `internal`).
+    #[arg(long = "zone")]
     zones: Vec<DomainName>,
+    /// A reverse zone to serve.
+    #[arg(long = "reverse-zone")]
     reverse: Vec<DomainName>,
+    /// The address proxied names resolve to.
+    #[arg(long)]
     advertise: Vec<IpAddr>,
+    /// Where names outside the zones are forwarded.
+    #[arg(long)]
     forward: Vec<SocketAddr>,
+    /// TTL of answers, seconds.
+    #[arg(long)]
     ttl: Option<u32>,
+    /// The HTTPS port SRV records give.
+    #[arg(long)]
     https_port: Option<u16>,
-}
-
-fn parse() -> anyhow::Result<Options> {
-    let mut o = Options::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if a.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--dir" => o.dir = Some(value()?.into()),
-            "--hosts" => o.hosts = Some(value()?.into()),
-            "--listen" => o.listen.push(value()?.parse().context("--listen")?),
-            "--zone" => o.zones.push(value()?.parse().context("--zone")?),
-            "--reverse-zone" => o.reverse.push(value()?.parse().context("--reverse-zone")?),
-            "--advertise" => o.advertise.push(value()?.parse().context("--advertise")?),
-            "--forward" => o.forward.push(value()?.parse().context("--forward")?),
-            "--ttl" => o.ttl = Some(value()?.parse().context("--ttl")?),
-            "--https-port" => o.https_port = Some(value()?.parse().context("--https-port")?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown option {other}\n{USAGE}"),
-        }
-    }
-    anyhow::ensure!(
-        o.dir.is_none() || o.hosts.is_none(),
-        "give --dir or --hosts, not both"
-    );
-    Ok(o)
 }
 
 /// Direct services from `IP NAME` lines (`#` comments and blank lines skipped).
@@ -119,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let o = parse()?;
+    let o = <Options as clap::Parser>::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
