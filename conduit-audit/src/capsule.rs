@@ -592,15 +592,34 @@ pub struct Sealed {
     pub hash: String,
 }
 
+/// Why a signature does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The public key is not 32 bytes of hex.
+    #[error("public key is not 64 hex characters")]
+    KeyFormat,
+    /// The public key is not a valid Ed25519 point.
+    #[error("public key is invalid")]
+    KeyInvalid,
+    /// The signature is not 64 bytes of hex.
+    #[error("signature is not 128 hex characters")]
+    SignatureFormat,
+    /// The signature does not match the message and key.
+    #[error("invalid signature")]
+    Mismatch,
+}
+
 /// Checks an Ed25519 signature (hex) of a hex hash against a public key (hex).
 ///
 /// # Errors
-/// A message naming what is wrong (malformed key or signature, or an invalid signature).
+/// [`SignatureError`] naming what is wrong (malformed key or signature, or an invalid
+/// signature).
 pub fn verify_signature(
     public_hex: &str,
     hash_hex: &str,
     signature_hex: &str,
-) -> Result<(), String> {
+) -> Result<(), SignatureError> {
     verify_message(public_hex, hash_hex.as_bytes(), signature_hex)
 }
 
@@ -608,14 +627,14 @@ pub(crate) fn verify_message(
     public_hex: &str,
     msg: &[u8],
     signature_hex: &str,
-) -> Result<(), String> {
+) -> Result<(), SignatureError> {
     let pk: [u8; 32] = unhex(public_hex)
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| "public key is not 64 hex characters".to_owned())?;
-    let pk = VerifyingKey::from_bytes(&pk).map_err(|e| format!("public key is invalid: {e}"))?;
+        .ok_or(SignatureError::KeyFormat)?;
+    let pk = VerifyingKey::from_bytes(&pk).map_err(|_| SignatureError::KeyInvalid)?;
     let sig: [u8; 64] = unhex(signature_hex)
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| "signature is not 128 hex characters".to_owned())?;
+        .ok_or(SignatureError::SignatureFormat)?;
     pk.verify(msg, &Signature::from_bytes(&sig))
-        .map_err(|_| "invalid signature".to_owned())
+        .map_err(|_| SignatureError::Mismatch)
 }

@@ -412,7 +412,7 @@ fn check_row(
     }
     if level == Level::Signatures {
         r.signature_error = match public_hex {
-            Some(pk) => verify_signature(pk, hash, sig).err(),
+            Some(pk) => verify_signature(pk, hash, sig).err().map(|e| e.to_string()),
             None => Some("no public key".to_owned()),
         };
     }

@@ -79,7 +79,7 @@ impl CapsuleStore {
         if let Err(e) =
             crate::capsule::verify_message(&c.public_key, c.message().as_bytes(), &c.signature)
         {
-            return Ok(Err(CheckpointFailure::Signature(e.to_string())));
+            return Ok(Err(CheckpointFailure::Signature(e)));
         }
         let seq = i64::try_from(c.sequence).unwrap_or(i64::MAX);
         let found: Option<String> = self
@@ -110,7 +110,7 @@ impl CapsuleStore {
 pub enum CheckpointFailure {
     /// The checkpoint's own signature does not verify.
     #[error("checkpoint signature: {0}")]
-    Signature(String),
+    Signature(crate::SignatureError),
     /// The chain ends before the checkpoint's record.
     #[error("chain truncated: it has {records} records, the checkpoint saw sequence {sequence}")]
     Truncated {

@@ -64,11 +64,15 @@ mod key;
 mod shape;
 #[cfg(feature = "sqlite")]
 mod sink;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod worker;
 
 pub use capsule::{
     Capsule, CapsuleAuthority, CapsuleOutcome, Context, Execution, Reasoning, ReasoningOption,
-    SPEC_VERSION, SealKey, Sealed, ToolCall, Trigger, content_hash, verify_signature,
+    SPEC_VERSION, SealKey, Sealed, SignatureError, ToolCall, Trigger, content_hash,
+    verify_signature,
 };
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

@@ -54,6 +54,9 @@ mod manager;
 mod resolver;
 #[cfg(feature = "rcgen")]
 mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 #[cfg(feature = "rcgen")]
 mod trust;
 

@@ -64,6 +64,9 @@ mod server;
 mod shared;
 mod stats;
 mod tcp;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod udp;
 mod wire;
 mod zone;

@@ -52,6 +52,9 @@ mod sample;
 mod smi;
 #[cfg(feature = "ssh")]
 mod ssh;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 #[cfg(feature = "docker")]
 pub use docker::DockerSource;

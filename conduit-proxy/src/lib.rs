@@ -70,6 +70,9 @@ mod server;
 mod service;
 mod shared;
 mod ssrf;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod tunnel;
 mod upgrade;
 

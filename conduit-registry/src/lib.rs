@@ -59,6 +59,9 @@ mod name;
 mod record;
 mod registry;
 mod table;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod watch;
 
 pub use endpoint::{Endpoint, EndpointError, Host, Scheme};

@@ -192,3 +192,16 @@ async fn a_part_missing_with_no_state_directory_is_named() {
     assert!(matches!(e, GatewayError::Config(_)), "{e}");
     assert!(e.to_string().contains("certificate issuer"), "{e}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_embedders_parts_meet_their_contracts() {
+    conduit_audit::testing::sink_contract(Arc::new(MemorySink::default())).await;
+    conduit_monitor::testing::source_contract(&FixedSource).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_audited_registry_meets_the_registry_contract() {
+    let sink = Arc::new(MemorySink::default());
+    let audited = conduit::audited::AuditedRegistry::new(InMemoryRegistry::new(), sink, "contract");
+    conduit_registry::testing::registry_contract(&audited).await;
+}

@@ -9,5 +9,6 @@
 )]
 
 mod chain;
+mod contract;
 mod sink;
 mod vectors;

@@ -86,7 +86,7 @@ fn fixed_seed_signature_matches_pynacl() {
         &minimal.sha3_256_hash,
         std::str::from_utf8(&bad).unwrap(),
     );
-    assert_eq!(err, Err("invalid signature".to_owned()));
+    assert_eq!(err, Err(conduit_audit::SignatureError::Mismatch));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 )]
 
 mod common;
+mod contract;
 mod dig;
 mod nsd;
 mod tcp_starvation;

@@ -142,6 +142,7 @@ async fn running_exited_and_unhealthy_containers_through_podman() {
         .unwrap();
 
     let source = DockerSource::new(&uri).unwrap();
+    conduit_monitor::testing::source_contract(&source).await;
     let samples = source.sample().await.unwrap();
     let find = |name: &str| {
         samples

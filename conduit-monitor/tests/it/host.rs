@@ -103,3 +103,8 @@ async fn host_metrics_match_free_and_df() {
     assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
     assert!(json["metrics"]["memory_total_bytes"].is_number());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_source_meets_the_contract() {
+    conduit_monitor::testing::source_contract(&HostSource::new()).await;
+}

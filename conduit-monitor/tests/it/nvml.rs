@@ -7,6 +7,7 @@ async fn nvml_reads_every_gpu() {
     use conduit_monitor::{MetricSource, NvmlSource, SampleKind, render};
     let source = NvmlSource::new();
     assert!(source.is_available(), "{:?}", source.unavailable_reason());
+    conduit_monitor::testing::source_contract(&source).await;
     let samples = source.sample().await.unwrap();
     let gpus: Vec<_> = samples
         .iter()

@@ -85,6 +85,7 @@ async fn remote_host_over_ssh_with_checked_host_keys() {
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
+    conduit_monitor::testing::source_contract(&source).await;
     let host = samples
         .iter()
         .find(|s| s.kind == SampleKind::Host)

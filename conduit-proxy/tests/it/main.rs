@@ -10,6 +10,7 @@
 )]
 
 mod common;
+mod contract;
 mod hostile;
 mod proxy;
 mod wire;
