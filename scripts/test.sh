@@ -62,10 +62,19 @@ for crate in conduit-registry conduit-dns conduit-ca conduit-proxy conduit-monit
     cargo check --locked -p "$crate" --no-default-features --lib
     cargo check --locked -p "$crate" --lib
 done
-# each façade feature builds alone, not only through another crate's features
+# each façade feature builds alone, not only through another crate's features (the
+# equivalent of `cargo hack check --each-feature` on the façade)
 for feature in registry dns ca proxy monitor gpu docker ssh audit gateway; do
     cargo check --locked -p conduit --no-default-features --features "$feature" --lib
 done
+
+# each trait's contract suite builds on its own
+for crate in conduit-registry conduit-dns conduit-ca conduit-proxy conduit-monitor conduit-audit; do
+    cargo check --locked -p "$crate" --no-default-features --features testing --lib
+done
+
+step "fuzz targets build (stable, RUSTC_BOOTSTRAP) and each runs for a few seconds"
+./scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
 
 step "tests"
 cargo nextest run --workspace --all-features --locked --no-fail-fast

@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sha3::{Digest, Sha3_256};
 
-use crate::capsule::{content_hash, verify_signature};
+use crate::capsule::content_hash;
+use crate::seal::verify_signature;
 use crate::{AuditError, AuditEvent, Capsule, SealKey, Sealed};
 
 const DDL: &str = "CREATE TABLE IF NOT EXISTS capsules (

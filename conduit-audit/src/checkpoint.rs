@@ -77,7 +77,7 @@ impl CapsuleStore {
         c: &Checkpoint,
     ) -> Result<Result<(), CheckpointFailure>, AuditError> {
         if let Err(e) =
-            crate::capsule::verify_message(&c.public_key, c.message().as_bytes(), &c.signature)
+            crate::seal::verify_message(&c.public_key, c.message().as_bytes(), &c.signature)
         {
             return Ok(Err(CheckpointFailure::Signature(e)));
         }

@@ -52,6 +52,7 @@ use std::fmt;
 
 pub mod canonical;
 mod capsule;
+mod capsule_canon;
 #[cfg(feature = "sqlite")]
 mod chain;
 #[cfg(feature = "sqlite")]
@@ -61,6 +62,7 @@ mod crosscheck;
 mod event;
 mod jsonl;
 mod key;
+mod seal;
 mod shape;
 #[cfg(feature = "sqlite")]
 mod sink;
@@ -71,8 +73,7 @@ mod worker;
 
 pub use capsule::{
     Capsule, CapsuleAuthority, CapsuleOutcome, Context, Execution, Reasoning, ReasoningOption,
-    SPEC_VERSION, SealKey, Sealed, SignatureError, ToolCall, Trigger, content_hash,
-    verify_signature,
+    SPEC_VERSION, ToolCall, Trigger, content_hash,
 };
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -85,6 +86,7 @@ pub use checkpoint::{Checkpoint, CheckpointFailure};
 pub use crosscheck::{CrossCheck, LogLine, SealedRecord, cross_check};
 pub use event::{AuditEvent, EventError, Outcome};
 pub use jsonl::{BadLine, FsyncPolicy, JsonlOptions, JsonlSink, LogFilter, LogFollower, read_log};
+pub use seal::{SealKey, Sealed, SignatureError, verify_signature};
 pub use shape::{Category, ValidationError, validate_capsule};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

@@ -59,8 +59,10 @@ mod config;
 mod conn;
 mod failure;
 mod forward;
+mod handle;
 mod headers;
 mod health;
+mod listener;
 mod metrics;
 mod pool;
 mod request_body;
@@ -78,10 +80,11 @@ mod upgrade;
 
 pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeouts, TlsVersions};
 pub use failure::{FailureSide, UpstreamError};
+pub use handle::ProxyHandle;
 pub use metrics::{LATENCY_BUCKETS, ProxyStats};
 pub use response_body::ResponseBody;
 pub use routes::{CheckSource, HealthEvent, UpstreamStatus};
-pub use server::{ProxyHandle, ProxyServer, ProxyServerBuilder};
+pub use server::{ProxyServer, ProxyServerBuilder};
 pub use service::ProxyService;
 pub use ssrf::{Cidr, CidrError, SsrfPolicy};
 

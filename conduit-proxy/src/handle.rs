@@ -1,0 +1,95 @@
+//! [`ProxyHandle`]: a running proxy's counters, health events and upstream states, and its
+//! [`Upstream`] picker.
+
+use std::sync::Arc;
+
+use conduit_registry::{DomainName, Endpoint};
+use tokio::sync::broadcast;
+
+use crate::Upstream;
+use crate::metrics::ProxyStats;
+use crate::routes::{HealthEvent, UpstreamStatus};
+use crate::shared::Shared;
+
+/// A handle on a running proxy: stats, health events, upstream states.
+#[derive(Debug, Clone)]
+pub struct ProxyHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ProxyHandle {
+    /// The counters now.
+    pub fn stats(&self) -> ProxyStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Prometheus text: the counters, the latency histogram and each upstream's health.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = self.stats().prometheus();
+        let _ = writeln!(
+            out,
+            "# HELP conduit_proxy_upstream_healthy Whether an upstream gets traffic.\n# TYPE conduit_proxy_upstream_healthy gauge"
+        );
+        let table = self.shared.routes.load();
+        let mut routes: Vec<_> = table.routes().collect();
+        routes.sort_by(|a, b| a.domain.cmp(&b.domain));
+        for r in routes {
+            for b in r.backends.iter() {
+                let _ = writeln!(
+                    out,
+                    "conduit_proxy_upstream_healthy{{service=\"{}\",upstream=\"{}\"}} {}",
+                    r.service,
+                    b.endpoint,
+                    u8::from(b.is_healthy())
+                );
+            }
+        }
+        out
+    }
+
+    /// Every upstream transition from now on (up → down, down → up).
+    pub fn health_events(&self) -> broadcast::Receiver<HealthEvent> {
+        self.shared.health_tx.subscribe()
+    }
+
+    /// The domains routed now.
+    pub fn routes(&self) -> Vec<DomainName> {
+        let mut v: Vec<_> = self
+            .shared
+            .routes
+            .load()
+            .routes()
+            .map(|r| r.domain.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The upstreams of a domain and their state; `None` without a route.
+    pub fn upstreams(&self, domain: &str) -> Option<Vec<UpstreamStatus>> {
+        let table = self.shared.routes.load();
+        let route = table.get(domain.trim_end_matches('.'))?;
+        Some(
+            route
+                .backends
+                .iter()
+                .map(|b| UpstreamStatus {
+                    endpoint: b.endpoint.clone(),
+                    healthy: b.is_healthy(),
+                    outstanding: b.outstanding(),
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Upstream for ProxyHandle {
+    fn select(&self, host: &DomainName) -> Option<Endpoint> {
+        let table = self.shared.routes.load();
+        let route = table.get(host.as_str())?;
+        route
+            .pick(self.shared.config.balance, &[])
+            .map(|b| b.endpoint.clone())
+    }
+}
