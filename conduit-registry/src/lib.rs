@@ -55,9 +55,11 @@ mod error;
 #[cfg(feature = "file")]
 mod file;
 mod follow;
+mod health;
 mod name;
 mod record;
 mod registry;
+mod revision;
 mod table;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -70,12 +72,11 @@ pub use error::RegistryError;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileOptions, FileRegistry, SCHEMA_VERSION, SERVICES_FILE, default_config_dir};
 pub use follow::RegistryFollower;
+pub use health::{HealthCheck, HealthCheckError};
 pub use name::{DomainName, MAX_DOMAIN_LEN, MAX_LABEL_LEN, NameError, ServiceName};
-pub use record::{
-    HealthCheck, HealthCheckError, MonitorTarget, Revision, Routing, ServiceRecord, Status,
-    Timestamp, TimestampError,
-};
+pub use record::{MonitorTarget, Routing, ServiceRecord, Status};
 pub use registry::{Clock, InMemoryRegistry, ListFilter, Precondition, Registry};
+pub use revision::{Revision, Timestamp, TimestampError};
 pub use watch::{
     ChangeFeed, ChangeKind, Compactor, DEFAULT_JOURNAL_CAPACITY, RegistryEvent, Watch,
 };
