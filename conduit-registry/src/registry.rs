@@ -91,6 +91,43 @@ pub trait Registry: Send + Sync + fmt::Debug {
     fn watch(&self, since: Revision) -> Watch;
 }
 
+/// A shared registry is a registry: `Arc<dyn Registry>` can be wrapped (an audited
+/// registry over whatever backend the gateway was given).
+#[async_trait]
+impl<T: Registry + ?Sized> Registry for Arc<T> {
+    async fn register(&self, record: ServiceRecord) -> Result<Arc<ServiceRecord>, RegistryError> {
+        (**self).register(record).await
+    }
+
+    async fn update(
+        &self,
+        record: ServiceRecord,
+        precondition: Precondition,
+    ) -> Result<Arc<ServiceRecord>, RegistryError> {
+        (**self).update(record, precondition).await
+    }
+
+    async fn deregister(&self, name: &ServiceName) -> Result<Arc<ServiceRecord>, RegistryError> {
+        (**self).deregister(name).await
+    }
+
+    async fn get(&self, name: &ServiceName) -> Result<Option<Arc<ServiceRecord>>, RegistryError> {
+        (**self).get(name).await
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<Arc<ServiceRecord>>, RegistryError> {
+        (**self).list(filter).await
+    }
+
+    async fn revision(&self) -> Result<Revision, RegistryError> {
+        (**self).revision().await
+    }
+
+    fn watch(&self, since: Revision) -> Watch {
+        (**self).watch(since)
+    }
+}
+
 /// Where the registry's state lives in memory: the table plus its change feed. Shared by the
 /// in-memory and file backends.
 pub(crate) struct State {

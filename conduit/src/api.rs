@@ -202,11 +202,89 @@ impl From<&conduit_audit::AuditEvent> for AuditEntry {
     }
 }
 
-/// Every answer that is not a success: what went wrong, whose fault, and whether to retry.
+/// Every answer that is not a success: `{"error": {"code", "message", "retryable"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiError {
-    /// What went wrong, naming the command that fixes it where there is one.
-    pub error: String,
+    /// What went wrong.
+    pub error: ApiErrorBody,
+}
+
+/// What went wrong, whose fault, and whether to retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiErrorBody {
+    /// A stable, machine-readable code, one per HTTP status: `bad_request` (400),
+    /// `unauthorized` (401), `forbidden` (403), `not_found` (404), `method_not_allowed`
+    /// (405), `conflict` (409), `stale` (412), `refused` (422), `internal` (500),
+    /// `not_ready` (503).
+    pub code: String,
+    /// What went wrong, naming the command or setting that fixes it where there is one.
+    pub message: String,
     /// Whether the same request may succeed later (the gateway was busy, a store was down).
     pub retryable: bool,
+}
+
+impl ApiError {
+    /// An error of `code` saying `message`.
+    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            error: ApiErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+                retryable,
+            },
+        }
+    }
+}
+
+/// A registered service as stored: `GET /v1/services/{name}` (with an `ETag` of its
+/// revision), and the answer to `POST /v1/services`, `PUT` and `DELETE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceView {
+    /// The service name.
+    pub name: String,
+    /// Its DNS name.
+    pub domain: String,
+    /// Its upstreams.
+    pub upstreams: Vec<String>,
+    /// Its health check.
+    pub health: conduit_registry::HealthCheck,
+    /// Proxied or direct.
+    pub routing: Routing,
+    /// Whether the proxy serves it over TLS.
+    pub tls: bool,
+    /// `true` until it is deregistered.
+    pub active: bool,
+    /// The registry revision of its last change (its `ETag`).
+    pub revision: u64,
+    /// The registry revision that created it.
+    pub create_revision: u64,
+}
+
+impl From<&conduit_registry::ServiceRecord> for ServiceView {
+    fn from(r: &conduit_registry::ServiceRecord) -> Self {
+        Self {
+            name: r.name().as_str().to_owned(),
+            domain: r.domain().as_str().to_owned(),
+            upstreams: r.endpoints().iter().map(ToString::to_string).collect(),
+            health: r.health().clone(),
+            routing: r.routing(),
+            tls: r.tls(),
+            active: r.is_active(),
+            revision: r.revision().0,
+            create_revision: r.create_revision().0,
+        }
+    }
+}
+
+/// `GET /v1/services`: every active service as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceList {
+    /// The services, in registry order.
+    pub services: Vec<ServiceView>,
+    /// The registry revision they were read at.
+    pub revision: u64,
 }

@@ -140,6 +140,39 @@ impl<R: Registry> AuditedRegistry<R> {
         }
     }
 
+    /// Replaces the active record of the same name and audits it as `service_update`; an
+    /// audit failure is returned (see [`AuditedRegistry::register_audited`]).
+    ///
+    /// # Errors
+    /// [`AuditedError`].
+    pub async fn update_audited(
+        &self,
+        record: ServiceRecord,
+        precondition: Precondition,
+    ) -> Result<Arc<ServiceRecord>, AuditedError> {
+        let mut details = describe(&record);
+        let domain = record.domain().clone();
+        match self.inner.update(record, precondition).await {
+            Ok(r) => {
+                details["revision"] = json!(r.revision().0);
+                let ups: Vec<String> = r.endpoints().iter().map(ToString::to_string).collect();
+                let msg = format!("Updated {domain} → {}", ups.join(", "));
+                match self
+                    .record_checked("service_update", true, msg, details)
+                    .await
+                {
+                    Ok(()) => Ok(r),
+                    Err(source) => Err(AuditedError::NotAudited { record: r, source }),
+                }
+            }
+            Err(e) => {
+                let msg = format!("Cannot update {domain}: {e}");
+                self.record("service_update", false, msg, details).await;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Deregisters `name` and audits it; an audit failure is returned (see
     /// [`AuditedRegistry::register_audited`]).
     ///
@@ -246,19 +279,14 @@ impl<R: Registry> Registry for AuditedRegistry<R> {
         record: ServiceRecord,
         precondition: Precondition,
     ) -> Result<Arc<ServiceRecord>, RegistryError> {
-        let details = describe(&record);
-        let domain = record.domain().clone();
-        let mut details = details;
-        let result = self.inner.update(record, precondition).await;
-        let (ok, message) = match &result {
-            Ok(r) => {
-                details["revision"] = json!(r.revision().0);
-                (true, format!("Updated {domain}"))
+        match self.update_audited(record, precondition).await {
+            Ok(r) => Ok(r),
+            Err(AuditedError::Registry(e)) => Err(e),
+            Err(AuditedError::NotAudited { record, source }) => {
+                tracing::error!(error = %source, name = %record.name(), "updated but not audited");
+                Ok(record)
             }
-            Err(e) => (false, format!("Cannot update {domain}: {e}")),
-        };
-        self.record("service_update", ok, message, details).await;
-        result
+        }
     }
 
     async fn deregister(&self, name: &ServiceName) -> Result<Arc<ServiceRecord>, RegistryError> {

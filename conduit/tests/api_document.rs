@@ -133,9 +133,28 @@ fn every_api_type_matches_its_schema() {
     check(
         &doc,
         "ApiError",
-        &ApiError {
-            error: "no such endpoint: /x".into(),
-            retryable: false,
+        &ApiError::new("not_found", "no such endpoint: /x", false),
+    );
+    // the services' request and answers
+    let mut spec = conduit::spec::ServiceSpec::new("grafana", vec!["10.0.1.50:3000".into()]);
+    check(&doc, "ServiceSpec", &spec);
+    spec.domain = Some("grafana.internal".into());
+    spec.routing = Some(Routing::Proxied);
+    spec.tls = Some(true);
+    spec.health = Some(conduit::spec::HealthSpec::default());
+    check(&doc, "ServiceSpec", &spec);
+    let rec = conduit::registry::ServiceRecord::new(
+        "grafana".parse().unwrap(),
+        "10.0.1.50:3000".parse().unwrap(),
+    );
+    let view = ServiceView::from(&rec);
+    check(&doc, "ServiceView", &view);
+    check(
+        &doc,
+        "ServiceList",
+        &ServiceList {
+            services: vec![view],
+            revision: 3,
         },
     );
 }

@@ -12,23 +12,15 @@
     reason = "test code driving real processes in real time, no runtime"
 )]
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
+use common::{Site, conduit};
+
 use conduit_test_support::have;
 use conduit_test_support::process::{Killed, free_port, ok, wait_until};
-
-fn conduit(config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_conduit"));
-    c.arg("--config")
-        .arg(config)
-        .env_remove("CONDUIT_CONFIG_DIR")
-        .env("RUST_LOG", "warn");
-    c
-}
 
 /// What `conduit status --json` prints.
 #[derive(serde::Deserialize)]
@@ -77,102 +69,6 @@ class H(http.server.BaseHTTPRequestHandler):
         self.plain(b"plain ok\n")
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
-
-struct Site {
-    _tmp: tempfile::TempDir,
-    state: PathBuf,
-    config: PathBuf,
-    socket: PathBuf,
-    dns: u16,
-    https: u16,
-    http: u16,
-}
-
-impl Site {
-    /// A state directory and, elsewhere, a configuration naming free ports and an admin
-    /// socket outside the state directory.
-    fn new(extra: &str) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let state = tmp.path().join("state");
-        let etc = tmp.path().join("etc");
-        std::fs::create_dir_all(&etc).unwrap();
-        let socket = tmp.path().join("run/admin.sock");
-        let (dns, https, http) = (free_port(), free_port(), free_port());
-        let config = etc.join("conduit.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "zone = \"internal\"\n\
-                 [dns]\nlisten = [\"127.0.0.1:{dns}\"]\n\
-                 [proxy]\nlisten = [\"127.0.0.1:{https}\"]\nhttp_listen = [\"127.0.0.1:{http}\"]\nfirst_byte_timeout = \"1s\"\n\
-                 [health]\npath = \"/\"\ninterval = \"300ms\"\n\
-                 [admin]\nsocket = \"{}\"\n\
-                 [monitor]\nsources = [\"host\"]\n{extra}",
-                socket.display()
-            ),
-        )
-        .unwrap();
-        Self {
-            _tmp: tmp,
-            state,
-            config,
-            socket,
-            dns,
-            https,
-            http,
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = conduit(&self.config);
-        c.arg("--dir").arg(&self.state);
-        c
-    }
-
-    fn serve(&self) -> Killed {
-        let k = Killed(
-            self.cmd()
-                .arg("serve")
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_until(Duration::from_secs(10), || self.socket.exists());
-        k
-    }
-
-    fn curl(&self, args: &[&str], url: String) -> (u16, String, Duration) {
-        let start = Instant::now();
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "15", "-w", "\n%{http_code}"])
-            .arg("--cacert")
-            .arg(self.state.join("tls/root.pem"))
-            .args(args)
-            .arg(url)
-            .output()
-            .unwrap();
-        let elapsed = start.elapsed();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_owned(), elapsed)
-    }
-
-    fn https(&self, host: &str, path: &str) -> (u16, String, Duration) {
-        let resolve = format!("{host}:{}:127.0.0.1", self.https);
-        self.curl(
-            &["--resolve", &resolve],
-            format!("https://{host}:{}{path}", self.https),
-        )
-    }
-
-    fn http(&self, host: &str, path: &str) -> (u16, String, Duration) {
-        let resolve = format!("{host}:{}:127.0.0.1", self.http);
-        self.curl(
-            &["--resolve", &resolve],
-            format!("http://{host}:{}{path}", self.http),
-        )
-    }
-}
 
 #[test]
 fn one_configuration_file_drives_the_gateway_and_every_command() {
@@ -420,6 +316,7 @@ $C register --name meta --upstream 169.254.169.254:80; echo "rc=$?"
 $C register --name meta6 --upstream '[fd00:ec2::254]:80'; echo "rc=$?"
 $C register --name gname --upstream metadata.google.internal:80; echo "rc=$?"
 $C register --name ll --upstream 169.254.10.1:80; echo "rc=$?"
+curl -sS -o /dev/null -w "api=%{{http_code}}\n" --unix-socket "{socket}" -H 'content-type: application/json' -d '{{"name":"apimeta","upstreams":["169.254.169.254:80"]}}' http://conduit/v1/services
 echo "written-by-another-process:"
 touch "{ready}"
 for i in $(seq 200); do [ -e "{written}" ] && break; sleep 0.05; done
@@ -468,6 +365,21 @@ kill $GW; wait $GW
     assert!(
         text.contains("allow_upstreams"),
         "names the key that allows it: {text}"
+    );
+    // Through the API: 422, and the refusal is audited.
+    assert!(text.contains("api=422"), "{text}");
+    let audit = ok(site
+        .cmd()
+        .args(["logs", "--json", "--action", "service_register"])
+        .output()
+        .unwrap());
+    let refused = audit
+        .lines()
+        .find(|l| l.contains("apimeta"))
+        .unwrap_or_else(|| panic!("the API's refusal is not audited: {audit}"));
+    assert!(
+        refused.contains("\"failure\"") && refused.contains("169.254.169.254"),
+        "{refused}"
     );
     // Written into the registry behind the command's back: routed nowhere, no check run.
     assert!(text.contains("code=503"), "{text}");

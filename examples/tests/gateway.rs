@@ -11,6 +11,8 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -26,39 +28,10 @@ fn conduit(dir: &Path) -> Command {
     c
 }
 
-/// `METHOD path` on the admin socket with curl; the answer's body, checked against
-/// `docs/admin-api.yaml` for that path and status when it is JSON.
+/// `METHOD path` on the admin socket (see `common::admin`): the status and the body.
 fn admin_call(doc: &Document, socket: &Path, method: &str, path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-X",
-            method,
-            "-w",
-            "\n%{http_code} %{content_type}",
-            "--unix-socket",
-        ])
-        .arg(socket)
-        .arg(format!("http://conduit{path}"))
-        .output()
-        .unwrap();
-    let text = ok(out);
-    let (body, tail) = text.rsplit_once('\n').unwrap();
-    let (code, ctype) = tail.split_once(' ').unwrap();
-    let code: u16 = code.parse().unwrap();
-    if ctype.starts_with("application/json") {
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        // Paths the document does not have get its error answer.
-        let checked = match doc.response_schema(method, path, code) {
-            Ok(_) => doc.check(method, path, code, &v),
-            Err(_) if code >= 400 => doc.validate(doc.component("ApiError").unwrap(), &v, ""),
-            Err(m) => Err(m),
-        };
-        if let Err(m) = checked {
-            panic!("{method} {path} ({code}) does not match docs/admin-api.yaml: {m}\n{body}");
-        }
-    }
-    (code, body.to_owned())
+    let a = common::admin(doc, socket, method, path, None, &[]);
+    (a.code, a.body)
 }
 
 fn upstream(port: u16, root: &Path) -> Killed {
@@ -315,7 +288,7 @@ fn the_whole_flow_with_real_processes() {
     assert_eq!(admin_call(&doc, &socket, "DELETE", "/v1/status").0, 405);
     assert_eq!(
         admin_call(&doc, &socket, "POST", "/v1/certs/nosuch/rotate").0,
-        409
+        404
     );
     assert_eq!(admin_call(&doc, &socket, "POST", "/v1/nothing").0, 404);
     let (code, body) = admin_call(&doc, &socket, "POST", "/v1/certs/grafana/rotate");

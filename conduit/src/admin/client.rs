@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{
     ApiError, AuditTail, CertificateInfo, DnsZone, Health, MonitorSnapshot, Revocation,
-    StatusReport,
+    ServiceList, ServiceView, StatusReport,
 };
+use crate::spec::ServiceSpec;
 
 /// Why a call to the admin API did not give its answer.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,7 @@ pub enum AdminError {
         source: std::io::Error,
     },
     /// The gateway refused the request; its reason.
-    #[error("{}", error.error)]
+    #[error("{}", error.error.message)]
     Refused {
         /// The HTTP status.
         status: u16,
@@ -48,7 +49,7 @@ impl AdminError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::NotRunning { .. } | Self::Protocol { .. } => true,
-            Self::Refused { error, .. } => error.retryable,
+            Self::Refused { error, .. } => error.error.retryable,
         }
     }
 }
@@ -141,13 +142,86 @@ impl AdminClient {
             .await
     }
 
+    /// `GET /v1/services`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn services(&self) -> Result<ServiceList, AdminError> {
+        self.call(Method::GET, "/v1/services").await
+    }
+
+    /// `GET /v1/services/{name}`.
+    ///
+    /// # Errors
+    /// [`AdminError`] (`Refused` with status 404 when there is no such service).
+    pub async fn service(&self, name: &str) -> Result<ServiceView, AdminError> {
+        self.call(Method::GET, &format!("/v1/services/{name}"))
+            .await
+    }
+
+    /// `POST /v1/services`: registers `spec`, audited as this process's user.
+    ///
+    /// # Errors
+    /// [`AdminError`] (`Refused` with the gateway's reason: 400, 409, 422).
+    pub async fn register(&self, spec: &ServiceSpec) -> Result<ServiceView, AdminError> {
+        self.call_with(Method::POST, "/v1/services", Some(spec), None)
+            .await
+    }
+
+    /// `PUT /v1/services/{name}`: replaces the service in place, only if it is still at
+    /// `revision` when one is given.
+    ///
+    /// # Errors
+    /// [`AdminError`] (`Refused` with 412 when the revision moved on).
+    pub async fn update(
+        &self,
+        name: &str,
+        spec: &ServiceSpec,
+        revision: Option<u64>,
+    ) -> Result<ServiceView, AdminError> {
+        let if_match = revision.map(|r| format!("\"{r}\""));
+        self.call_with(
+            Method::PUT,
+            &format!("/v1/services/{name}"),
+            Some(spec),
+            if_match.as_deref(),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/services/{name}`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn deregister(&self, name: &str) -> Result<ServiceView, AdminError> {
+        self.call(Method::DELETE, &format!("/v1/services/{name}"))
+            .await
+    }
+
     async fn call<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, AdminError> {
-        let (status, body) = self.raw(method, path).await?;
+        self.call_with::<T, ()>(method, path, None, None).await
+    }
+
+    async fn call_with<T: DeserializeOwned, B: serde::Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        if_match: Option<&str>,
+    ) -> Result<T, AdminError> {
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| AdminError::Protocol {
+                socket: self.socket.clone(),
+                detail: format!("{path}: cannot encode the request: {e}"),
+            })?),
+            None => None,
+        };
+        let (status, body) = self.send(method, path, body, if_match).await?;
         let protocol = |detail: String| AdminError::Protocol {
             socket: self.socket.clone(),
             detail,
         };
-        if status == 200 {
+        if (200..300).contains(&status) {
             serde_json::from_slice(&body).map_err(|e| protocol(format!("{path}: {e}")))
         } else {
             let error: ApiError = serde_json::from_slice(&body)
@@ -161,7 +235,17 @@ impl AdminClient {
     /// # Errors
     /// [`AdminError::NotRunning`] or [`AdminError::Protocol`].
     pub async fn raw(&self, method: Method, path: &str) -> Result<(u16, Bytes), AdminError> {
-        use http_body_util::{BodyExt as _, Empty};
+        self.send(method, path, None, None).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        if_match: Option<&str>,
+    ) -> Result<(u16, Bytes), AdminError> {
+        use http_body_util::{BodyExt as _, Full};
         let protocol = |detail: String| AdminError::Protocol {
             socket: self.socket.clone(),
             detail,
@@ -175,11 +259,18 @@ impl AdminClient {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| protocol(e.to_string()))?;
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .header(header::HOST, "conduit")
-            .body(Empty::<Bytes>::new())
+            .header(header::HOST, "conduit");
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(m) = if_match {
+            req = req.header(header::IF_MATCH, m);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| protocol(e.to_string()))?;
         let exchange = async {
             let resp = sender

@@ -16,9 +16,12 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{GatewayError, GatewayHandle};
-use crate::api::{ApiError, AuditTail, Health, MonitorSnapshot};
+use conduit_registry::Revision;
+
+use super::{Expect, GatewayError, GatewayHandle};
+use crate::api::{ApiError, AuditTail, Health, MonitorSnapshot, ServiceView};
 use crate::config::Secret;
+use crate::spec::ServiceSpec;
 
 /// How long a client may take to send a request head (slow clients hold no connection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,37 +141,192 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
     r
 }
 
-fn error(status: StatusCode, error: impl Into<String>, retryable: bool) -> Response<Full<Bytes>> {
-    json(
-        status,
-        &ApiError {
-            error: error.into(),
-            retryable,
+/// The error code of an HTTP status (see [`ApiErrorBody::code`](crate::api::ApiErrorBody)).
+fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PRECONDITION_FAILED | StatusCode::PRECONDITION_REQUIRED => "stale",
+        StatusCode::UNPROCESSABLE_ENTITY => "refused",
+        StatusCode::SERVICE_UNAVAILABLE => "not_ready",
+        _ => "internal",
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>, retryable: bool) -> Response<Full<Bytes>> {
+    json(status, &ApiError::new(code_of(status), message, retryable))
+}
+
+/// The status that tells whose fault a failed action was.
+fn status_of(e: &GatewayError) -> StatusCode {
+    use conduit_registry::RegistryError as R;
+    match e {
+        GatewayError::Spec(s) if s.is_refused_by_policy() => StatusCode::UNPROCESSABLE_ENTITY,
+        GatewayError::Spec(_) => StatusCode::BAD_REQUEST,
+        GatewayError::Registry(R::NotFound { .. }) => StatusCode::NOT_FOUND,
+        GatewayError::Registry(R::Conflict { .. }) => StatusCode::PRECONDITION_FAILED,
+        GatewayError::Registry(R::AlreadyExists { .. } | R::DomainTaken { .. }) => {
+            StatusCode::CONFLICT
+        }
+        GatewayError::Registry(R::InvalidRecord { .. }) => StatusCode::BAD_REQUEST,
+        GatewayError::Ca(conduit_ca::CaError::Unknown { .. }) => StatusCode::NOT_FOUND,
+        GatewayError::Ca(_) => StatusCode::CONFLICT,
+        e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn failed(e: &GatewayError) -> Response<Full<Bytes>> {
+    error(status_of(e), e.to_string(), e.is_retryable())
+}
+
+/// A stored service, with its revision as the `ETag`.
+fn service(status: StatusCode, view: &ServiceView) -> Response<Full<Bytes>> {
+    let mut r = json(status, view);
+    if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", view.revision)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// The revision an `If-Match` asks for: `"7"` or `7`; `*` (or no header) is any.
+fn expect(req: &Request<Incoming>) -> Result<Expect, Box<Response<Full<Bytes>>>> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(Expect::Any);
+    };
+    let text = v.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(Expect::Any);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<u64>()
+        .map(|r| Expect::Revision(Revision(r)))
+        .map_err(|_| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("If-Match {text:?}: expected a revision as given in ETag"),
+                false,
+            ))
+        })
+}
+
+/// The largest request body the admin API reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Reads a JSON body of type `T`.
+async fn body<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, Box<Response<Full<Bytes>>>> {
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let bytes = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body (at most {MAX_BODY} bytes): {e}"),
+                false,
+            )));
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not what this endpoint takes: {e}"),
+            false,
+        ))
+    })
+}
+
+/// `/v1/services` and `/v1/services/{name}`.
+async fn services(
+    req: Request<Incoming>,
+    gw: GatewayHandle,
+    caller: &Caller,
+    name: Option<String>,
+) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    match (method, name) {
+        (Method::GET, None) => match gw.services().await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => failed(&e),
         },
-    )
+        (Method::POST, None) => {
+            let spec: ServiceSpec = match body(req).await {
+                Ok(s) => s,
+                Err(r) => return *r,
+            };
+            match gw.register(&spec, &caller.name).await {
+                Ok(v) => service(StatusCode::CREATED, &v),
+                Err(e) => failed(&e),
+            }
+        }
+        (Method::GET, Some(n)) => match gw.service(&n).await {
+            Ok(v) => service(StatusCode::OK, &v),
+            Err(e) => failed(&e),
+        },
+        (Method::PUT, Some(n)) => {
+            let expect = match expect(&req) {
+                Ok(e) => e,
+                Err(r) => return *r,
+            };
+            let spec: ServiceSpec = match body(req).await {
+                Ok(s) => s,
+                Err(r) => return *r,
+            };
+            match gw.update(&n, &spec, expect, &caller.name).await {
+                Ok(v) => service(StatusCode::OK, &v),
+                Err(e) => failed(&e),
+            }
+        }
+        (Method::DELETE, Some(n)) => match gw.deregister(&n, &caller.name).await {
+            Ok(v) => service(StatusCode::OK, &v),
+            Err(e) => failed(&e),
+        },
+        (m, _) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{m} is not allowed here: GET and POST /v1/services; GET, PUT and DELETE /v1/services/NAME"
+            ),
+            false,
+        ),
+    }
 }
 
-fn failed(status: StatusCode, e: &GatewayError) -> Response<Full<Bytes>> {
-    error(status, e.to_string(), e.is_retryable())
-}
-
-async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Bytes>> {
+async fn answer(
+    req: Request<Incoming>,
+    gw: GatewayHandle,
+    caller: Caller,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "services"] => return services(req, gw, &caller, None).await,
+        ["v1", "services", name] => {
+            let name = (*name).to_owned();
+            return services(req, gw, &caller, Some(name)).await;
+        }
+        _ => {}
+    }
     if req.method() == Method::POST {
         // /v1/certs/{name}/rotate | /v1/certs/{name}/revoke
-        let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
-        let user = gw.audit_user().to_owned();
         return match parts.as_slice() {
-            ["v1", "certs", name, "rotate"] => match gw.rotate(name, &user).await {
+            ["v1", "certs", name, "rotate"] => match gw.rotate(name, &caller.name).await {
                 Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => failed(StatusCode::CONFLICT, &e),
+                Err(e) => failed(&e),
             },
-            ["v1", "certs", name, "revoke"] => match gw.revoke(name, &user).await {
+            ["v1", "certs", name, "revoke"] => match gw.revoke(name, &caller.name).await {
                 Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => failed(StatusCode::CONFLICT, &e),
+                Err(e) => failed(&e),
             },
             _ => error(
                 StatusCode::NOT_FOUND,
-                format!("no such action: POST {}", req.uri().path()),
+                format!("no such action: POST {path}"),
                 false,
             ),
         };
@@ -176,11 +334,11 @@ async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Byte
     if req.method() != Method::GET {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
-            "change services with `conduit register`; certificates with `conduit certs rotate|revoke NAME`",
+            "change services through /v1/services (or `conduit register`); certificates with POST /v1/certs/NAME/rotate|revoke",
             false,
         );
     }
-    match req.uri().path() {
+    match path.as_str() {
         "/v1/health" => json(StatusCode::OK, &Health { ok: true }),
         "/v1/monitor" => json(
             StatusCode::OK,
@@ -201,12 +359,12 @@ async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Byte
                 .min(10_000);
             match gw.audit_tail(limit).await {
                 Ok(events) => json(StatusCode::OK, &AuditTail { events }),
-                Err(e) => failed(StatusCode::INTERNAL_SERVER_ERROR, &e),
+                Err(e) => failed(&e),
             }
         }
         "/v1/status" => match gw.status().await {
             Ok(v) => json(StatusCode::OK, &v),
-            Err(e) => failed(StatusCode::INTERNAL_SERVER_ERROR, &e),
+            Err(e) => failed(&e),
         },
         "/metrics" => {
             let mut r = Response::new(Full::new(Bytes::from(gw.metrics())));
@@ -221,6 +379,37 @@ async fn answer(req: Request<Incoming>, gw: GatewayHandle) -> Response<Full<Byte
             format!("no such endpoint: {other}"),
             false,
         ),
+    }
+}
+
+/// Who is calling, from the transport (never from the request): the unix socket's peer
+/// user, or the bearer token's name on TCP.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The name audit records carry.
+    pub(crate) name: String,
+}
+
+impl Caller {
+    /// A TCP caller with the configuration's one token (`[admin] token`): named `legacy`
+    /// until tokens are named.
+    fn legacy_token() -> Self {
+        Self {
+            name: "token:legacy".to_owned(),
+        }
+    }
+
+    /// The peer of a unix-socket connection, by the kernel's `SO_PEERCRED`: its user's
+    /// name, else `uid:N`.
+    fn of_unix(s: &tokio::net::UnixStream) -> Self {
+        let name = match s.peer_cred() {
+            Ok(c) => crate::identity::user_name(c.uid()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the admin peer's credentials");
+                "unknown".to_owned()
+            }
+        };
+        Self { name }
     }
 }
 
@@ -251,12 +440,13 @@ async fn serve_conn<I>(
     io: I,
     gw: GatewayHandle,
     token: Option<Arc<Secret>>,
+    caller: Caller,
     stop: CancellationToken,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
-        let (gw, token) = (gw.clone(), token.clone());
+        let (gw, token, caller) = (gw.clone(), token.clone(), caller.clone());
         async move {
             if let Some(t) = &token
                 && !authorized(&req, t)
@@ -267,7 +457,7 @@ async fn serve_conn<I>(
                     false,
                 ));
             }
-            Ok(answer(req, gw).await)
+            Ok(answer(req, gw, caller).await)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -331,14 +521,15 @@ pub(crate) async fn serve(
                 };
                 match accepted {
                 Ok(Accepted::Unix(s)) => {
+                    let caller = Caller::of_unix(&s);
                     tracker.spawn(async move {
-                        serve_conn(s, gw, None, stop2).await;
+                        serve_conn(s, gw, None, caller, stop2).await;
                         drop(permit);
                     });
                 }
                 Ok(Accepted::Tcp(s, token)) => {
                     tracker.spawn(async move {
-                        serve_conn(s, gw, Some(token), stop2).await;
+                        serve_conn(s, gw, Some(token), Caller::legacy_token(), stop2).await;
                         drop(permit);
                     });
                 }
@@ -346,7 +537,7 @@ pub(crate) async fn serve(
                     tracker.spawn(async move {
                         // The handshake gets the same time as a request head.
                         if let Ok(Ok(tls)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(s)).await {
-                            serve_conn(tls, gw, Some(token), stop2).await;
+                            serve_conn(tls, gw, Some(token), Caller::legacy_token(), stop2).await;
                         }
                         drop(permit);
                     });

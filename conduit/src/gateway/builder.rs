@@ -158,6 +158,7 @@ async fn bind(
 ) -> Result<Gateway, GatewayError> {
     let s = &config.settings;
     let mut proxy_config = s.proxy_config(&config.origin)?;
+    let ssrf = Arc::new(s.ssrf_policy(&config.origin)?);
     // Every connection cap fits the descriptors this process may open.
     let budget = crate::limits::raise_nofile().map_err(|source| GatewayError::Limits { source })?;
     let l = &mut proxy_config.limits;
@@ -257,5 +258,6 @@ async fn bind(
         monitor_sources,
         since,
         ensured,
+        ssrf,
     })
 }

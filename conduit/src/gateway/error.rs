@@ -22,6 +22,13 @@ pub enum GatewayError {
     /// The registry could not be opened or read.
     #[error(transparent)]
     Registry(#[from] conduit_registry::RegistryError),
+    /// A service as given cannot be registered (bad input, or refused by the SSRF policy).
+    #[error(transparent)]
+    Spec(Box<crate::spec::SpecError>),
+    /// A change was stored but its audit record failed (it is audited as recovered at the
+    /// next start).
+    #[error(transparent)]
+    Audited(crate::audited::AuditedError),
     /// The CA could not be loaded or created, or a certificate action failed.
     #[error(transparent)]
     Ca(#[from] conduit_ca::CaError),
@@ -68,8 +75,15 @@ impl GatewayError {
         match self {
             Self::Registry(e) => e.is_transient(),
             Self::State(e) => e.is_retryable(),
+            Self::Audited(_) => true,
             Self::Audit(_) | Self::Admin { .. } => true,
             _ => false,
         }
+    }
+}
+
+impl From<crate::spec::SpecError> for GatewayError {
+    fn from(e: crate::spec::SpecError) -> Self {
+        Self::Spec(Box::new(e))
     }
 }

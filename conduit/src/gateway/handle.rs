@@ -30,6 +30,11 @@ pub struct GatewayHandle {
     pub(super) user: String,
     pub(super) dns: Option<DnsHandle>,
     pub(super) proxy: Option<ProxyHandle>,
+    /// The configuration services are checked against, and where it came from.
+    pub(super) settings: Arc<crate::config::ConduitConfig>,
+    pub(super) origin: Arc<str>,
+    /// The SSRF policy every upstream given through the API passes.
+    pub(super) ssrf: Arc<conduit_proxy::SsrfPolicy>,
 }
 
 fn now() -> time::OffsetDateTime {

@@ -25,6 +25,7 @@ mod config;
 mod error;
 mod handle;
 mod recover;
+mod services;
 mod sources;
 mod tasks;
 
@@ -47,6 +48,7 @@ pub use builder::GatewayBuilder;
 pub use config::GatewayConfig;
 pub use error::GatewayError;
 pub use handle::GatewayHandle;
+pub use services::Expect;
 
 use crate::state::StateDir;
 
@@ -89,6 +91,7 @@ const ADMIN_LEAF: &str = "@admin";
 pub struct Gateway {
     samples: Arc<std::sync::RwLock<Vec<Sample>>>,
     ensured: tasks::Ensured,
+    ssrf: Arc<conduit_proxy::SsrfPolicy>,
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
@@ -176,6 +179,9 @@ impl Gateway {
             user: self.config.audit_user.clone(),
             dns: self.dns.as_ref().map(DnsServer::handle),
             proxy: self.proxy.as_ref().map(ProxyServer::handle),
+            settings: Arc::new(self.config.settings.clone()),
+            origin: Arc::from(self.config.origin.as_str()),
+            ssrf: self.ssrf.clone(),
         }
     }
 
@@ -199,6 +205,7 @@ impl Gateway {
             monitor_sources,
             since,
             ensured,
+            ssrf: _,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();

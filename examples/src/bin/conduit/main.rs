@@ -73,6 +73,11 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Changes a registered service in place.
+    Service {
+        #[command(subcommand)]
+        command: register::ServiceCommand,
+    },
     /// Services, upstream health, certificate expiry.
     Status {
         /// JSON output.
@@ -157,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Register(args) => register::register(&ctx, args).await,
         Command::Deregister { name } => register::deregister(&ctx, &name).await,
+        Command::Service { command } => register::service(&ctx, command).await,
         Command::Status { json } => status::status(&ctx, json).await,
         Command::Logs(args) => logs::logs(&ctx, args).await,
         Command::Monitor(args) => monitor::monitor(&ctx, args).await,

@@ -1,12 +1,19 @@
-//! `conduit register` and `conduit deregister`: registry changes, each audited as the OS user.
+//! `conduit register`, `conduit deregister` and `conduit service update`: registry changes.
+//! With the gateway running they go through its admin API (audited there as this process's
+//! user, from the kernel); without it they are written to the state directory directly,
+//! with the same checks ([`ServiceSpec`]), audited as this process's real user.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use conduit::admin::AdminError;
+use conduit::api::ServiceView;
 use conduit::audit::AuditSink;
 use conduit::audited::AuditedRegistry;
-use conduit::registry::{Endpoint, FileRegistry, Routing, ServiceName, ServiceRecord};
+use conduit::registry::{
+    FileRegistry, Precondition, Registry as _, Revision, Routing, ServiceName,
+};
+use conduit::spec::{HealthSpec, ServiceSpec};
 
 use crate::settings::{Context, user};
 
@@ -15,12 +22,8 @@ pub(crate) struct Args {
     /// The service name (a DNS label).
     #[arg(long)]
     name: String,
-    /// An upstream, HOST:PORT or http(s)://HOST:PORT, repeatable.
-    #[arg(long, alias = "host", required = true)]
-    upstream: Vec<String>,
-    /// The health-check path [default: `[health] path`, /health].
-    #[arg(long)]
-    health: Option<String>,
+    #[command(flatten)]
+    spec: SpecArgs,
     /// The domain [default: NAME.ZONE].
     #[arg(long)]
     domain: Option<String>,
@@ -32,7 +35,47 @@ pub(crate) struct Args {
     no_tls: bool,
 }
 
-/// The state directory's registry; every change audited (as the OS user).
+/// What `register` and `service update` both take.
+#[derive(clap::Args)]
+pub(crate) struct SpecArgs {
+    /// An upstream, HOST:PORT or http(s)://HOST:PORT, repeatable.
+    #[arg(long, alias = "host", required = true)]
+    upstream: Vec<String>,
+    /// The health-check path [default: `[health] path`, /health].
+    #[arg(long)]
+    health: Option<String>,
+}
+
+/// `conduit service …`.
+#[derive(clap::Subcommand)]
+pub(crate) enum ServiceCommand {
+    /// Replaces a service's upstreams (and health path) in place: it stays in DNS and the
+    /// proxy throughout.
+    Update {
+        /// The service name.
+        name: String,
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Only if the service is still at this revision (as `status --json` or the API's
+        /// ETag gives it).
+        #[arg(long)]
+        if_revision: Option<u64>,
+    },
+}
+
+impl SpecArgs {
+    fn spec(&self, name: &str) -> ServiceSpec {
+        let mut spec = ServiceSpec::new(name, self.upstream.clone());
+        if let Some(p) = &self.health {
+            let mut h = HealthSpec::default();
+            h.path = Some(p.clone());
+            spec.health = Some(h);
+        }
+        spec
+    }
+}
+
+/// The state directory's registry; every change audited as this process's real user.
 fn audited_registry(ctx: &Context) -> anyhow::Result<AuditedRegistry<FileRegistry>> {
     let log: Arc<dyn AuditSink> = Arc::new(ctx.state.open_audit()?);
     Ok(AuditedRegistry::new(
@@ -42,77 +85,99 @@ fn audited_registry(ctx: &Context) -> anyhow::Result<AuditedRegistry<FileRegistr
     ))
 }
 
+/// What the running gateway said, as this command's error (its message names the problem).
+fn refused(e: AdminError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn print(verb: &str, v: &ServiceView) {
+    println!("{verb} {} → {}", v.domain, v.upstreams.join(", "));
+}
+
 pub(crate) async fn register(ctx: &Context, r: Args) -> anyhow::Result<ExitCode> {
-    let name = ServiceName::new(&r.name).with_context(|| format!("--name {:?}", r.name))?;
+    let mut spec = r.spec.spec(&r.name);
+    spec.domain = r.domain;
+    spec.routing = r.no_proxy.then_some(Routing::Direct);
+    spec.tls = r.no_tls.then_some(false);
+    match ctx.admin().register(&spec).await {
+        Ok(v) => {
+            print("registered", &v);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(AdminError::NotRunning { .. }) => {}
+        Err(e) => return Err(refused(e)),
+    }
+    // No gateway: written here, with the same checks.
     let ssrf = ctx.config.ssrf_policy(&ctx.origin)?;
-    let endpoints = r
-        .upstream
-        .iter()
-        .map(|u| {
-            let e = u
-                .parse::<Endpoint>()
-                .with_context(|| format!("--upstream {u:?}"))?;
-            // Refused here, before anything is stored, looked up or checked.
-            ssrf.check_endpoint(&e).map_err(|why| {
-                anyhow::anyhow!(
-                    "--upstream {u:?}: {why}; if this upstream is intended, list it in `[proxy] allow_upstreams` of {}",
-                    ctx.origin
-                )
-            })?;
-            Ok(e)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut health = ctx.config.health.clone();
-    if let Some(p) = r.health {
-        health.path = p;
-    }
-    health
-        .validate()
-        .map_err(|e| anyhow::anyhow!("--health: {e}"))?;
-    let Some(first) = endpoints.first().cloned() else {
-        anyhow::bail!("--upstream is required");
-    };
-    let mut rec = ServiceRecord::new(name, first)
-        .with_endpoints(endpoints)
-        .with_health(health)
-        .with_routing(if r.no_proxy {
-            Routing::Direct
-        } else {
-            Routing::Proxied
-        })
-        .with_tls(!r.no_tls && !r.no_proxy);
-    let zone = &ctx.config.zone;
-    rec = match &r.domain {
-        Some(d) => rec.with_domain(d.parse().with_context(|| format!("--domain {d:?}"))?),
-        None => rec.in_zone(zone)?,
-    };
-    // A service's name lies inside the zone, and is neither the zone itself nor the name
-    // server's own name.
-    let domain = rec.domain();
-    if !domain.is_within(zone) || domain == zone {
-        anyhow::bail!(
-            "--domain {domain}: must be a name inside the zone {zone} (such as {}.{zone}); the zone is set by `zone` in {}",
-            rec.name(),
-            ctx.origin
-        );
-    }
-    if domain.as_str() == format!("ns.{zone}") {
-        anyhow::bail!(
-            "{domain} is reserved for the gateway's name server: choose another --name or --domain"
-        );
-    }
+    let rec = spec.to_record(&ctx.config, &ssrf, &ctx.origin)?;
     let reg = audited_registry(ctx)?;
     // Exit 1 unless the change is both stored and audited.
     let stored = reg.register_audited(rec).await?;
-    let ups: Vec<String> = stored.endpoints().iter().map(ToString::to_string).collect();
-    println!("registered {} → {}", stored.domain(), ups.join(", "));
+    print("registered", &ServiceView::from(&*stored));
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn deregister(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
-    let svc = ServiceName::new(name).with_context(|| format!("--name {name:?}"))?;
+    match ctx.admin().deregister(name).await {
+        Ok(v) => {
+            println!("deregistered {}", v.domain);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(AdminError::NotRunning { .. }) => {}
+        Err(e) => return Err(refused(e)),
+    }
+    let svc = ServiceName::new(name).map_err(|e| anyhow::anyhow!("--name {name:?}: {e}"))?;
     let reg = audited_registry(ctx)?;
     let rec = reg.deregister_audited(&svc).await?;
     println!("deregistered {}", rec.domain());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn service(ctx: &Context, command: ServiceCommand) -> anyhow::Result<ExitCode> {
+    let ServiceCommand::Update {
+        name,
+        spec,
+        if_revision,
+    } = command;
+    let want = spec.spec(&name);
+    // The record as stored keeps what the command does not change (domain, routing, TLS).
+    let keep = |spec: &mut ServiceSpec, v: &ServiceView| {
+        spec.domain = Some(v.domain.clone());
+        spec.routing = Some(v.routing);
+        spec.tls = Some(v.tls);
+    };
+    match ctx.admin().service(&name).await {
+        Ok(current) => {
+            let mut spec = want;
+            keep(&mut spec, &current);
+            let v = ctx
+                .admin()
+                .update(&name, &spec, Some(if_revision.unwrap_or(current.revision)))
+                .await
+                .map_err(refused)?;
+            print("updated", &v);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(AdminError::NotRunning { .. }) => {}
+        Err(e) => return Err(refused(e)),
+    }
+    let svc = ServiceName::new(&name).map_err(|e| anyhow::anyhow!("{name:?}: {e}"))?;
+    let reg = audited_registry(ctx)?;
+    let current = reg
+        .get(&svc)
+        .await?
+        .filter(|r| r.is_active())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no active service {name}: register it with `conduit register`")
+        })?;
+    let mut spec = want;
+    keep(&mut spec, &ServiceView::from(&*current));
+    let ssrf = ctx.config.ssrf_policy(&ctx.origin)?;
+    let rec = spec.to_record(&ctx.config, &ssrf, &ctx.origin)?;
+    let expected = Revision(if_revision.unwrap_or(current.revision().0));
+    let stored = reg
+        .update_audited(rec, Precondition::Revision(expected))
+        .await?;
+    print("updated", &ServiceView::from(&*stored));
     Ok(ExitCode::SUCCESS)
 }

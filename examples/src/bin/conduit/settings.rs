@@ -174,10 +174,8 @@ impl Context {
     }
 }
 
-/// The OS user, named in audit records.
+/// Who the audit records of a command that writes the state itself name: this process's
+/// real user, from the operating system (never `$USER`, which anyone can set).
 pub(crate) fn user() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "conduit".to_owned())
+    conduit::identity::current_user()
 }

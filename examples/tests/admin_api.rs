@@ -1,0 +1,246 @@
+//! Service changes through the admin API, with real processes and clients: curl over the
+//! unix socket, `dig` against the gateway's DNS, curl through its proxy with our root
+//! trusted; every JSON answer checked against `docs/admin-api.yaml`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code driving real processes in real time"
+)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Site, admin};
+use conduit_test_support::have;
+use conduit_test_support::openapi::Document;
+use conduit_test_support::process::{free_port, http_server, ok, wait_until};
+
+fn dig(site: &Site, name: &str) -> String {
+    let out = Command::new("dig")
+        .args(["+short", "+time=1", "+tries=1", "-p"])
+        .arg(site.dns.to_string())
+        .args(["@127.0.0.1", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn status_of_dig(site: &Site, name: &str) -> String {
+    let out = Command::new("dig")
+        .args(["+time=1", "+tries=1", "-p"])
+        .arg(site.dns.to_string())
+        .args(["@127.0.0.1", name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// An upstream (python's http.server) answering `body` at `/`.
+fn upstream(
+    body: &str,
+) -> (
+    conduit_test_support::process::Killed,
+    u16,
+    tempfile::TempDir,
+) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), body).unwrap();
+    let port = free_port();
+    let k = http_server(port, root.path());
+    (k, port, root)
+}
+
+#[test]
+fn services_change_through_the_api_and_are_served_at_once() {
+    if !(have("curl") && have("dig") && have("python3")) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install curl and dig"
+        );
+        return;
+    }
+    let doc = Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let site = Site::new("");
+    let (_one, p1, _r1) = upstream("one\n");
+    let (_two, p2, _r2) = upstream("two\n");
+    let _gw = site.serve();
+    let sock = &site.socket;
+
+    // register → 201 with the record and its revision as ETag; served within a second
+    let spec =
+        format!(r#"{{"name":"web","upstreams":["127.0.0.1:{p1}"],"health":{{"path":"/"}}}}"#);
+    let start = Instant::now();
+    let a = admin(&doc, sock, "POST", "/v1/services", Some(&spec), &[]);
+    assert_eq!(a.code, 201, "{}", a.body);
+    let rev = a.json()["revision"].as_u64().unwrap();
+    assert_eq!(a.header("etag"), Some(format!("\"{rev}\"")));
+    wait_until(Duration::from_secs(1), || {
+        dig(&site, "web.internal") == "127.0.0.1" && site.https("web.internal", "/").1 == "one\n"
+    });
+    let served_in = start.elapsed();
+    assert!(served_in < Duration::from_secs(1), "{served_in:?}");
+
+    // the same again: 409; a bad body: 400; an unknown service: 404 — each with its code
+    let again = admin(&doc, sock, "POST", "/v1/services", Some(&spec), &[]);
+    assert_eq!(
+        (again.code, again.json()["error"]["code"].clone()),
+        (409, "conflict".into())
+    );
+    let bad = admin(
+        &doc,
+        sock,
+        "POST",
+        "/v1/services",
+        Some(r#"{"name":"x"}"#),
+        &[],
+    );
+    assert_eq!(
+        (bad.code, bad.json()["error"]["code"].clone()),
+        (400, "bad_request".into())
+    );
+    let none = admin(&doc, sock, "GET", "/v1/services/nosuch", None, &[]);
+    assert_eq!(
+        (none.code, none.json()["error"]["code"].clone()),
+        (404, "not_found".into())
+    );
+
+    // GET gives the same ETag; a stale If-Match → 412 and nothing changed
+    let got = admin(&doc, sock, "GET", "/v1/services/web", None, &[]);
+    assert_eq!(got.header("etag"), Some(format!("\"{rev}\"")));
+    let moved =
+        format!(r#"{{"name":"web","upstreams":["127.0.0.1:{p2}"],"health":{{"path":"/"}}}}"#);
+    let stale = format!("If-Match: \"{}\"", rev - 1);
+    let a = admin(
+        &doc,
+        sock,
+        "PUT",
+        "/v1/services/web",
+        Some(&moved),
+        &[&stale],
+    );
+    assert_eq!(
+        (a.code, a.json()["error"]["code"].clone()),
+        (412, "stale".into())
+    );
+    let still = admin(&doc, sock, "GET", "/v1/services/web", None, &[]);
+    assert_eq!(still.json()["revision"].as_u64(), Some(rev));
+    assert_eq!(site.https("web.internal", "/").1, "one\n");
+
+    // update the upstreams while a client asks every 50 ms: not one request fails
+    let stop = Arc::new(AtomicBool::new(false));
+    let codes = Arc::new(Mutex::new(Vec::new()));
+    let client = {
+        let (stop, codes) = (stop.clone(), codes.clone());
+        let (https, root) = (site.https, site.state.join("tls/root.pem"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let out = Command::new("curl")
+                    .args([
+                        "-sS",
+                        "--max-time",
+                        "5",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ])
+                    .arg("--cacert")
+                    .arg(&root)
+                    .args(["--resolve", &format!("web.internal:{https}:127.0.0.1")])
+                    .arg(format!("https://web.internal:{https}/"))
+                    .output()
+                    .unwrap();
+                codes
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&out.stdout).into_owned());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let current = format!("If-Match: \"{rev}\"");
+    let a = admin(
+        &doc,
+        sock,
+        "PUT",
+        "/v1/services/web",
+        Some(&moved),
+        &[&current],
+    );
+    assert_eq!(a.code, 200, "{}", a.body);
+    let new_rev = a.json()["revision"].as_u64().unwrap();
+    assert!(new_rev > rev);
+    assert_eq!(a.header("etag"), Some(format!("\"{new_rev}\"")));
+    wait_until(Duration::from_secs(2), || {
+        site.https("web.internal", "/").1 == "two\n"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    client.join().unwrap();
+    let codes = codes.lock().unwrap().clone();
+    assert!(codes.len() >= 10, "{codes:?}");
+    assert!(
+        codes.iter().all(|c| c == "200"),
+        "a request failed during the update: {codes:?}"
+    );
+
+    // a PUT naming another service is refused; DELETE deregisters: NXDOMAIN at once
+    let renamed = format!(r#"{{"name":"other","upstreams":["127.0.0.1:{p2}"]}}"#);
+    let a = admin(&doc, sock, "PUT", "/v1/services/web", Some(&renamed), &[]);
+    assert_eq!(a.code, 400, "{}", a.body);
+    let a = admin(&doc, sock, "DELETE", "/v1/services/web", None, &[]);
+    assert_eq!((a.code, a.json()["active"].clone()), (200, false.into()));
+    wait_until(Duration::from_secs(1), || {
+        status_of_dig(&site, "web.internal") == "NXDOMAIN"
+    });
+    let list = admin(&doc, sock, "GET", "/v1/services", None, &[]);
+    assert_eq!(list.json()["services"], serde_json::json!([]));
+
+    // every change is audited as the peer's user (from the kernel), never as $USER
+    let me = conduit::identity::current_user();
+    let log = ok(site
+        .cmd()
+        .args(["logs", "--json", "--limit", "100"])
+        .output()
+        .unwrap());
+    for action in ["service_register", "service_update", "service_deregister"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("\"action\":\"{action}\"")) && l.contains("\"success\""))
+            .unwrap_or_else(|| panic!("{action} not audited: {log}"));
+        assert!(line.contains(&format!("\"user\":\"{me}\"")), "{line}");
+    }
+    // the command line, with the gateway running, writes as the real user too
+    let out = site
+        .cmd()
+        .env("USER", "mallory")
+        .args([
+            "register",
+            "--name",
+            "cli",
+            "--upstream",
+            &format!("127.0.0.1:{p1}"),
+        ])
+        .output()
+        .unwrap();
+    ok(out);
+    let log = ok(site
+        .cmd()
+        .args(["logs", "--json", "--action", "service_register"])
+        .output()
+        .unwrap());
+    assert!(!log.contains("mallory"), "{log}");
+    assert!(log.contains(&format!("\"user\":\"{me}\"")), "{log}");
+}
