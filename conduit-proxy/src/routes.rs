@@ -293,16 +293,31 @@ impl RouteTable {
                 routes.insert(Box::from(domain.as_str()), Arc::clone(o));
                 continue;
             }
+            // Upstreams replacing all of a serving route's healthy ones start healthy (their
+            // check runs at once and takes them out if they are down): changing a service's
+            // upstreams must never leave it without one in between. Otherwise new upstreams
+            // start as configured (an added one gets traffic once its check passes).
+            let same_service = old.filter(|o| o.service == *rec.name());
+            let kept = |e: &Endpoint| {
+                same_service.and_then(|o| o.backends.iter().find(|b| b.endpoint == *e))
+            };
+            let kept_healthy = endpoints
+                .iter()
+                .filter_map(|e| kept(e))
+                .any(|b| b.is_healthy());
+            let start = if !kept_healthy && same_service.is_some_and(|o| o.healthy_count() > 0) {
+                NewBackend {
+                    healthy: true,
+                    ..new_backend
+                }
+            } else {
+                new_backend
+            };
             let backends: Box<[Arc<Backend>]> = endpoints
                 .into_iter()
-                .filter_map(|e| {
-                    let kept = old
-                        .filter(|o| o.service == *rec.name())
-                        .and_then(|o| o.backends.iter().find(|b| b.endpoint == *e));
-                    match kept {
-                        Some(b) => Some(Arc::clone(b)),
-                        None => Backend::new(e.clone(), new_backend).map(Arc::new),
-                    }
+                .filter_map(|e| match kept(e) {
+                    Some(b) => Some(Arc::clone(b)),
+                    None => Backend::new(e.clone(), start).map(Arc::new),
                 })
                 .collect();
             let route = Route {
@@ -358,6 +373,34 @@ mod tests {
             |_| None,
             |_, _| true,
         )
+    }
+
+    #[test]
+    fn replacing_the_upstreams_of_a_serving_route_never_leaves_it_without_one() {
+        let serving = table(&["10.0.0.1:80"], true);
+        let moved = ServiceRecord::new("svc".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        let next = RouteTable::build(
+            &serving,
+            &[Arc::new(moved.clone())],
+            NewBackend::healthy(false), // start_unhealthy
+            |_| None,
+            |_, _| true,
+        );
+        let r = next.get("svc.internal").unwrap();
+        assert_eq!(
+            r.healthy_count(),
+            1,
+            "the new upstream serves until its check says no"
+        );
+        // a brand-new route still starts as configured
+        let fresh = RouteTable::build(
+            &RouteTable::default(),
+            &[Arc::new(moved)],
+            NewBackend::healthy(false),
+            |_| None,
+            |_, _| true,
+        );
+        assert_eq!(fresh.get("svc.internal").unwrap().healthy_count(), 0);
     }
 
     #[test]

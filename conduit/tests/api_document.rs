@@ -149,6 +149,34 @@ fn every_api_type_matches_its_schema() {
     );
     let view = ServiceView::from(&rec);
     check(&doc, "ServiceView", &view);
+    let bus = conduit::events::EventBus::new();
+    for kind in [
+        conduit::events::EventKind::Service {
+            change: "registered".into(),
+            name: "grafana".into(),
+            domain: "grafana.internal".into(),
+            revision: 1,
+        },
+        conduit::events::EventKind::Health {
+            service: "grafana".into(),
+            upstream: "http://10.0.1.50:3000".into(),
+            healthy: false,
+            reason: "connection refused".into(),
+        },
+        conduit::events::EventKind::Audit {
+            action: "service_register".into(),
+            success: true,
+            user: "root".into(),
+            message: "Registered".into(),
+            sequence: None,
+        },
+    ] {
+        bus.publish(kind);
+    }
+    for e in bus.replay(&conduit::events::Since::Before).unwrap() {
+        check(&doc, "Event", &*e);
+    }
+    check(&doc, "Event", &bus.resync("example".into()));
     check(
         &doc,
         "ServiceList",

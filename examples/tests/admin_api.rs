@@ -244,3 +244,191 @@ fn services_change_through_the_api_and_are_served_at_once() {
     assert!(!log.contains("mallory"), "{log}");
     assert!(log.contains(&format!("\"user\":\"{me}\"")), "{log}");
 }
+
+/// `curl -N` on the event stream, writing to a file, until dropped.
+struct Stream {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Stream {
+    fn open(
+        site: &Site,
+        query: &str,
+        last_id: Option<&str>,
+        dir: &std::path::Path,
+        n: usize,
+    ) -> Self {
+        let out = dir.join(format!("stream-{n}.txt"));
+        let file = std::fs::File::create(&out).unwrap();
+        let mut c = Command::new("curl");
+        c.args(["-sS", "-N", "--unix-socket"]).arg(&site.socket);
+        if let Some(id) = last_id {
+            c.args(["-H", &format!("Last-Event-ID: {id}")]);
+        }
+        let child = c
+            .arg(format!("http://conduit/v1/events{query}"))
+            .stdout(file)
+            .spawn()
+            .unwrap();
+        let s = Self { child, out };
+        s.wait_for(": conduit events", Duration::from_secs(5));
+        s
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits until the stream holds `what`.
+    fn wait_for(&self, what: &str, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.text().contains(what) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no {what:?} within {limit:?}:\n{}", self.text());
+    }
+
+    /// `(id, type)` of every event so far.
+    fn events(&self) -> Vec<(String, String)> {
+        self.text()
+            .split("\n\n")
+            .filter_map(|block| {
+                let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
+                let ty = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+                Some((id.to_owned(), ty.to_owned()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_event_stream_is_live_resumable_and_never_slows_the_gateway() {
+    if !(have("curl") && have("python3")) {
+        assert!(std::env::var_os("CI").is_none(), "CI must install curl");
+        return;
+    }
+    let doc = Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let site = Site::new("");
+    let tmp = tempfile::tempdir().unwrap();
+    let (up, port, _root) = upstream("one\n");
+    let gw = site.serve();
+    let sock = &site.socket;
+
+    // a client that never reads: the gateway must not wait for it
+    let mut stuck = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    std::io::Write::write_all(
+        &mut stuck,
+        b"GET /v1/events HTTP/1.1\r\nHost: conduit\r\n\r\n",
+    )
+    .unwrap();
+
+    let live = Stream::open(&site, "?types=service,health", None, tmp.path(), 1);
+    let all = Stream::open(&site, "", None, tmp.path(), 2);
+    let spec =
+        format!(r#"{{"name":"web","upstreams":["127.0.0.1:{port}"],"health":{{"path":"/"}}}}"#);
+    assert_eq!(
+        admin(&doc, sock, "POST", "/v1/services", Some(&spec), &[]).code,
+        201
+    );
+    live.wait_for("event: service", Duration::from_secs(2));
+    // a new upstream gets traffic once its first check passes: that is a health event too
+    wait_until(Duration::from_secs(5), || {
+        site.https("web.internal", "/").1 == "one\n"
+    });
+    // the upstream dies: a health event follows the service event
+    drop(up);
+    live.wait_for("\"healthy\":false", Duration::from_secs(5));
+    let seen = live.events();
+    let types: Vec<&str> = seen.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(types, ["service", "health", "health"], "{}", live.text());
+    // the unfiltered stream also has the audit records (as the caller) and the certificate
+    all.wait_for("event: certificate", Duration::from_secs(2));
+    let text = all.text();
+    assert!(
+        text.contains("event: audit") && text.contains("\"action\":\"service_register\""),
+        "{text}"
+    );
+
+    // reconnecting after the first event gets exactly what came after it
+    let again = Stream::open(
+        &site,
+        "?types=service,health",
+        Some(&seen[0].0),
+        tmp.path(),
+        3,
+    );
+    wait_until(Duration::from_secs(2), || !again.events().is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(again.events(), seen[1..].to_vec());
+    drop(again);
+
+    // 200 registrations with the stuck client connected: none waits for it
+    let start = Instant::now();
+    for i in 0..200 {
+        let one = format!(
+            r#"{{"name":"s{i}","upstreams":["10.0.1.{}:80"]}}"#,
+            i % 250 + 1
+        );
+        let t = Instant::now();
+        assert_eq!(
+            admin(&doc, sock, "POST", "/v1/services", Some(&one), &[]).code,
+            201
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "registration {i} took {:?}",
+            t.elapsed()
+        );
+    }
+    eprintln!(
+        "200 registrations in {:?} with a client that never reads",
+        start.elapsed()
+    );
+    drop(stuck);
+
+    // `conduit events` prints the stream
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .arg("--config")
+        .arg(&site.config)
+        .arg("--dir")
+        .arg(&site.state)
+        .args(["events", "--json", "--types", "service"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let one = r#"{"name":"late","upstreams":["10.0.1.9:80"]}"#;
+    assert_eq!(
+        admin(&doc, sock, "POST", "/v1/services", Some(one), &[]).code,
+        201
+    );
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(cli.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    let _ = cli.kill();
+    let _ = cli.wait();
+    let ev: conduit::events::Event = serde_json::from_str(&first).unwrap();
+    assert!(
+        matches!(ev.kind, conduit::events::EventKind::Service { ref name, .. } if name == "late"),
+        "{first}"
+    );
+
+    // after a restart, an old id gets `resync`
+    let old = seen[0].0.clone();
+    drop(gw);
+    let _ = std::fs::remove_file(&site.socket); // the killed gateway's
+    let _gw = site.serve();
+    let after = Stream::open(&site, "", Some(&old), tmp.path(), 4);
+    after.wait_for("event: resync", Duration::from_secs(2));
+}

@@ -230,6 +230,96 @@ impl AdminClient {
         }
     }
 
+    /// `GET /v1/events`: calls `on_event` with each event as it comes (after those
+    /// missed since `last_event_id`, or a `resync`), until `on_event` returns `false` or the
+    /// gateway closes the stream. Only `types` when not empty.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn events(
+        &self,
+        types: &[String],
+        last_event_id: Option<&str>,
+        mut on_event: impl FnMut(crate::events::Event) -> bool,
+    ) -> Result<(), AdminError> {
+        use http_body_util::{BodyExt as _, Empty};
+        let protocol = |detail: String| AdminError::Protocol {
+            socket: self.socket.clone(),
+            detail,
+        };
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| AdminError::NotRunning {
+                socket: self.socket.clone(),
+                source,
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| protocol(e.to_string()))?;
+        let path = if types.is_empty() {
+            "/v1/events".to_owned()
+        } else {
+            format!("/v1/events?types={}", types.join(","))
+        };
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(&path)
+            .header(header::HOST, "conduit");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let req = req
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| protocol(e.to_string()))?;
+        let exchange = async {
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| protocol(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            if status != 200 {
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(|e| protocol(e.to_string()))?
+                    .to_bytes();
+                let error: ApiError = serde_json::from_slice(&bytes)
+                    .map_err(|e| protocol(format!("{path}: status {status}: {e}")))?;
+                return Err(AdminError::Refused { status, error });
+            }
+            let mut pending = String::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| protocol(e.to_string()))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                pending.push_str(&String::from_utf8_lossy(&data));
+                while let Some(end) = pending.find("\n\n") {
+                    let block: String = pending.drain(..end + 2).collect();
+                    let Some(json) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                        continue; // a comment (keep-alive)
+                    };
+                    let event: crate::events::Event =
+                        serde_json::from_str(json).map_err(|e| protocol(format!("{path}: {e}")))?;
+                    if !on_event(event) {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        };
+        tokio::pin!(conn);
+        tokio::pin!(exchange);
+        tokio::select! {
+            r = &mut exchange => r,
+            c = &mut conn => {
+                c.map_err(|e| protocol(e.to_string()))?;
+                exchange.await
+            }
+        }
+    }
+
     /// One request; the status and the body as they came (for `/metrics`, and tests).
     ///
     /// # Errors

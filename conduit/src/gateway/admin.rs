@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
@@ -25,8 +25,11 @@ use crate::spec::ServiceSpec;
 
 /// How long a client may take to send a request head (slow clients hold no connection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once per listener; further ones are closed at once.
+/// Connections served at once per TCP listener; further ones are closed at once.
 const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once on the unix socket (only the gateway's user reaches it; event
+/// stream clients hold theirs open).
+const MAX_UNIX_CONNECTIONS: usize = 1024;
 
 /// Binds the unix socket (replacing a stale one), created with mode 0600.
 pub(crate) fn bind_unix(path: &Path) -> Result<Listener, GatewayError> {
@@ -130,9 +133,12 @@ impl rustls::server::ResolvesServerCert for AdminCert {
     }
 }
 
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+/// Every answer's body: a whole JSON document, or an event stream.
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -157,7 +163,7 @@ fn code_of(status: StatusCode) -> &'static str {
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>, retryable: bool) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, message: impl Into<String>, retryable: bool) -> Response<Body> {
     json(status, &ApiError::new(code_of(status), message, retryable))
 }
 
@@ -180,12 +186,12 @@ fn status_of(e: &GatewayError) -> StatusCode {
     }
 }
 
-fn failed(e: &GatewayError) -> Response<Full<Bytes>> {
+fn failed(e: &GatewayError) -> Response<Body> {
     error(status_of(e), e.to_string(), e.is_retryable())
 }
 
 /// A stored service, with its revision as the `ETag`.
-fn service(status: StatusCode, view: &ServiceView) -> Response<Full<Bytes>> {
+fn service(status: StatusCode, view: &ServiceView) -> Response<Body> {
     let mut r = json(status, view);
     if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", view.revision)) {
         r.headers_mut().insert(header::ETAG, v);
@@ -194,7 +200,7 @@ fn service(status: StatusCode, view: &ServiceView) -> Response<Full<Bytes>> {
 }
 
 /// The revision an `If-Match` asks for: `"7"` or `7`; `*` (or no header) is any.
-fn expect(req: &Request<Incoming>) -> Result<Expect, Box<Response<Full<Bytes>>>> {
+fn expect(req: &Request<Incoming>) -> Result<Expect, Box<Response<Body>>> {
     let Some(v) = req.headers().get(header::IF_MATCH) else {
         return Ok(Expect::Any);
     };
@@ -221,7 +227,7 @@ const MAX_BODY: usize = 1024 * 1024;
 /// Reads a JSON body of type `T`.
 async fn body<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
-) -> Result<T, Box<Response<Full<Bytes>>>> {
+) -> Result<T, Box<Response<Body>>> {
     use http_body_util::BodyExt as _;
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     let bytes = match limited.collect().await {
@@ -249,7 +255,7 @@ async fn services(
     gw: GatewayHandle,
     caller: &Caller,
     name: Option<String>,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let method = req.method().clone();
     match (method, name) {
         (Method::GET, None) => match gw.services().await {
@@ -298,12 +304,48 @@ async fn services(
     }
 }
 
+/// `GET /v1/events`: Server-Sent Events (see `super::sse`).
+fn events(
+    req: &Request<Incoming>,
+    gw: &GatewayHandle,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Response<Body> {
+    let last = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok());
+    let sub = match super::sse::Subscription::parse(req.uri().query(), last) {
+        Ok(s) => s,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why, false),
+    };
+    let body = super::sse::open(gw.events(), sub, stop.clone(), |producer| {
+        tracker.spawn(producer);
+    });
+    let mut r = Response::new(body.boxed());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
 async fn answer(
     req: Request<Incoming>,
     gw: GatewayHandle,
     caller: Caller,
-) -> Response<Full<Bytes>> {
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
+    if path == "/v1/events" && req.method() == Method::GET {
+        return events(&req, &gw, &stop, &tracker);
+    }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["v1", "services"] => return services(req, gw, &caller, None).await,
@@ -367,7 +409,7 @@ async fn answer(
             Err(e) => failed(&e),
         },
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(gw.metrics())));
+            let mut r = Response::new(Full::new(Bytes::from(gw.metrics())).boxed());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -442,11 +484,14 @@ async fn serve_conn<I>(
     token: Option<Arc<Secret>>,
     caller: Caller,
     stop: CancellationToken,
+    tracker: TaskTracker,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let stop_conn = stop.clone();
     let svc = hyper::service::service_fn(move |req| {
         let (gw, token, caller) = (gw.clone(), token.clone(), caller.clone());
+        let (stop, tracker) = (stop_conn.clone(), tracker.clone());
         async move {
             if let Some(t) = &token
                 && !authorized(&req, t)
@@ -457,7 +502,7 @@ async fn serve_conn<I>(
                     false,
                 ));
             }
-            Ok(answer(req, gw, caller).await)
+            Ok(answer(req, gw, caller, stop, tracker).await)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -507,15 +552,19 @@ pub(crate) async fn serve(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let cap = match &listener {
+        Listener::Unix(_) => MAX_UNIX_CONNECTIONS,
+        _ => MAX_CONNECTIONS,
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(cap));
     loop {
-        let (gw, stop2) = (gw.clone(), stop.clone());
+        let (gw, stop2, tracker2) = (gw.clone(), stop.clone(), tracker.clone());
         tokio::select! {
             () = stop.cancelled() => return,
             accepted = accept(&listener) => {
                 // Over the cap: closed at once, so nothing waits in the backlog.
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    tracing::debug!("admin connection refused: {MAX_CONNECTIONS} already open");
+                    tracing::debug!("admin connection refused: {cap} already open");
                     drop(accepted);
                     continue;
                 };
@@ -523,13 +572,13 @@ pub(crate) async fn serve(
                 Ok(Accepted::Unix(s)) => {
                     let caller = Caller::of_unix(&s);
                     tracker.spawn(async move {
-                        serve_conn(s, gw, None, caller, stop2).await;
+                        serve_conn(s, gw, None, caller, stop2, tracker2).await;
                         drop(permit);
                     });
                 }
                 Ok(Accepted::Tcp(s, token)) => {
                     tracker.spawn(async move {
-                        serve_conn(s, gw, Some(token), Caller::legacy_token(), stop2).await;
+                        serve_conn(s, gw, Some(token), Caller::legacy_token(), stop2, tracker2).await;
                         drop(permit);
                     });
                 }
@@ -537,7 +586,7 @@ pub(crate) async fn serve(
                     tracker.spawn(async move {
                         // The handshake gets the same time as a request head.
                         if let Ok(Ok(tls)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(s)).await {
-                            serve_conn(tls, gw, Some(token), Caller::legacy_token(), stop2).await;
+                            serve_conn(tls, gw, Some(token), Caller::legacy_token(), stop2, tracker2).await;
                         }
                         drop(permit);
                     });

@@ -159,6 +159,10 @@ async fn bind(
     let s = &config.settings;
     let mut proxy_config = s.proxy_config(&config.origin)?;
     let ssrf = Arc::new(s.ssrf_policy(&config.origin)?);
+    // Every record the gateway audits from here on is also an `audit` event.
+    let events = crate::events::EventBus::new();
+    let audit: Arc<dyn AuditSink> =
+        Arc::new(super::publish::PublishingSink::new(audit, events.clone()));
     // Every connection cap fits the descriptors this process may open.
     let budget = crate::limits::raise_nofile().map_err(|source| GatewayError::Limits { source })?;
     let l = &mut proxy_config.limits;
@@ -184,14 +188,12 @@ async fn bind(
     let since = registry.revision().await?;
     let mut ensured = tasks::Ensured::default();
     let active = registry.list(ListFilter::Active).await?;
-    tasks::reconcile_certs(
-        &certs,
-        audit.as_ref(),
-        &config.audit_user,
-        &active,
-        &mut ensured,
-    )
-    .await;
+    let rep = tasks::Reporter {
+        log: audit.clone(),
+        user: config.audit_user.clone(),
+        bus: events.clone(),
+    };
+    tasks::reconcile_certs(&certs, &rep, &active, &mut ensured).await;
     let dns = if s.dns.listen.is_empty() {
         None
     } else {
@@ -259,5 +261,6 @@ async fn bind(
         since,
         ensured,
         ssrf,
+        events,
     })
 }

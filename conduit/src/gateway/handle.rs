@@ -35,6 +35,8 @@ pub struct GatewayHandle {
     pub(super) origin: Arc<str>,
     /// The SSRF policy every upstream given through the API passes.
     pub(super) ssrf: Arc<conduit_proxy::SsrfPolicy>,
+    /// The live events.
+    pub(super) events: crate::events::EventBus,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -123,6 +125,11 @@ impl GatewayHandle {
             ),
         };
         let details = json!({"name": name});
+        self.events.publish(crate::events::EventKind::Certificate {
+            change: if ok { "rotated" } else { "rotate_failed" }.to_owned(),
+            name: name.to_owned(),
+            message: message.clone(),
+        });
         record(&*self.audit, "cert_rotate", ok, message, user, details).await;
         let info = conduit_ca::inspect_pem(&issued?.chain_pem, now(), &Default::default())?;
         Ok(CertificateInfo {
@@ -156,6 +163,11 @@ impl GatewayHandle {
             ),
         };
         let details = json!({"name": name, "serial": info.serial});
+        self.events.publish(crate::events::EventKind::Certificate {
+            change: if ok { "revoked" } else { "revoke_failed" }.to_owned(),
+            name: name.to_owned(),
+            message: message.clone(),
+        });
         record(&*self.audit, "cert_revoke", ok, message, user, details).await;
         revoked?;
         let new = self.rotate(name, user).await?;
@@ -226,7 +238,13 @@ impl GatewayHandle {
             .clone()
     }
 
-    /// The user the gateway's own records name.
+    /// The gateway's live events (what `GET /v1/events` streams): an embedder subscribes
+    /// or publishes its own.
+    pub fn events(&self) -> &crate::events::EventBus {
+        &self.events
+    }
+
+    /// The user the gateway's own audit records name.
     pub fn audit_user(&self) -> &str {
         &self.user
     }

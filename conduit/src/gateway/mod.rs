@@ -24,9 +24,11 @@ mod builder;
 mod config;
 mod error;
 mod handle;
+mod publish;
 mod recover;
 mod services;
 mod sources;
+mod sse;
 mod tasks;
 
 use std::future::Future;
@@ -92,6 +94,7 @@ pub struct Gateway {
     samples: Arc<std::sync::RwLock<Vec<Sample>>>,
     ensured: tasks::Ensured,
     ssrf: Arc<conduit_proxy::SsrfPolicy>,
+    events: crate::events::EventBus,
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
@@ -182,6 +185,7 @@ impl Gateway {
             settings: Arc::new(self.config.settings.clone()),
             origin: Arc::from(self.config.origin.as_str()),
             ssrf: self.ssrf.clone(),
+            events: self.events.clone(),
         }
     }
 
@@ -206,16 +210,26 @@ impl Gateway {
             since,
             ensured,
             ssrf: _,
+            events,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let user = config.audit_user.clone();
+        let rep = tasks::Reporter {
+            log: audit.clone(),
+            user: config.audit_user.clone(),
+            bus: events.clone(),
+        };
         let s = &config.settings;
+        tracker.spawn(publish::registry_events(
+            registry.clone(),
+            events.clone(),
+            since,
+            token.clone(),
+        ));
         tracker.spawn(tasks::follow_certs(
             registry.clone(),
             certs.clone(),
-            audit.clone(),
-            user.clone(),
+            rep.clone(),
             since,
             ensured,
             token.clone(),
@@ -223,17 +237,11 @@ impl Gateway {
         tracker.spawn(tasks::renew_certs(
             certs.clone(),
             s.ca.renew_check_interval,
-            audit.clone(),
-            user.clone(),
+            rep.clone(),
             token.clone(),
         ));
         if let Some(p) = &proxy {
-            tracker.spawn(tasks::audit_health(
-                p.handle(),
-                audit.clone(),
-                user.clone(),
-                token.clone(),
-            ));
+            tracker.spawn(tasks::audit_health(p.handle(), rep.clone(), token.clone()));
         }
         if !monitor_sources.is_empty() {
             let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -241,12 +249,7 @@ impl Gateway {
                 .with_interval(s.monitor.interval)
                 .with_thresholds(s.monitor.thresholds.clone());
             tracker.spawn(poller.run(tx, token.clone().cancelled_owned()));
-            tracker.spawn(tasks::keep_rounds(
-                rx,
-                samples.clone(),
-                audit.clone(),
-                user.clone(),
-            ));
+            tracker.spawn(tasks::keep_rounds(rx, samples.clone(), rep.clone()));
         }
         for listener in admin {
             tracker.spawn(admin::serve(

@@ -14,6 +14,30 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::audited::record;
+use crate::events::{EventBus, EventKind};
+
+/// Where the gateway's own actions go: an audit record (as the gateway's user) and, for the
+/// typed events, the event bus.
+#[derive(Debug, Clone)]
+pub(super) struct Reporter {
+    pub(super) log: Arc<dyn AuditSink>,
+    pub(super) user: String,
+    pub(super) bus: EventBus,
+}
+
+impl Reporter {
+    async fn record(&self, action: &str, ok: bool, msg: String, details: serde_json::Value) {
+        record(&*self.log, action, ok, msg, &self.user, details).await;
+    }
+
+    fn certificate(&self, change: &str, name: &str, message: &str) {
+        self.bus.publish(EventKind::Certificate {
+            change: change.to_owned(),
+            name: name.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+}
 
 /// The domain each managed service's leaf was issued for, so that a registry change that
 /// does not touch a service's name or domain costs nothing.
@@ -25,8 +49,7 @@ pub(super) type Ensured = HashMap<String, String>;
 /// change.
 pub(super) async fn reconcile_certs(
     certs: &CertManager,
-    log: &dyn AuditSink,
-    user: &str,
+    rep: &Reporter,
     active: &[Arc<ServiceRecord>],
     ensured: &mut Ensured,
 ) {
@@ -46,7 +69,7 @@ pub(super) async fn reconcile_certs(
         if ensured.get(name).is_some_and(|d| d == domain) {
             continue;
         }
-        if ensure_cert(certs, log, user, name, domain).await {
+        if ensure_cert(certs, rep, name, domain).await {
             ensured.insert(name.to_owned(), domain.to_owned());
         }
     }
@@ -54,13 +77,7 @@ pub(super) async fn reconcile_certs(
 
 /// Issues the leaf of `name` for `domain` unless the one served already covers it; whether
 /// it is served now.
-async fn ensure_cert(
-    certs: &CertManager,
-    log: &dyn AuditSink,
-    user: &str,
-    name: &str,
-    domain: &str,
-) -> bool {
+async fn ensure_cert(certs: &CertManager, rep: &Reporter, name: &str, domain: &str) -> bool {
     if let Some(current) = certs.current(name)
         && conduit_ca::inspect_pem(
             &current.chain_pem,
@@ -80,13 +97,15 @@ async fn ensure_cert(
         Ok(_) => {
             tracing::info!(service = %name, %domain, "certificate issued");
             let msg = format!("Issued a certificate for {domain}");
-            record(log, "cert_issue", true, msg, user, details).await;
+            rep.certificate("issued", name, &msg);
+            rep.record("cert_issue", true, msg, details).await;
             true
         }
         Err(e) => {
             tracing::error!(service = %name, error = %e, "cannot issue the certificate");
             let msg = format!("Cannot issue a certificate for {domain}: {e}");
-            record(log, "cert_issue", false, msg, user, details).await;
+            rep.certificate("issue_failed", name, &msg);
+            rep.record("cert_issue", false, msg, details).await;
             false
         }
     }
@@ -96,8 +115,7 @@ async fn ensure_cert(
 pub(super) async fn follow_certs(
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
-    audit: Arc<dyn AuditSink>,
-    user: String,
+    rep: Reporter,
     since: Revision,
     mut ensured: Ensured,
     stop: CancellationToken,
@@ -109,7 +127,7 @@ pub(super) async fn follow_certs(
             active = follower.next() => active,
         };
         let Some(active) = active else { return };
-        reconcile_certs(&certs, audit.as_ref(), &user, &active, &mut ensured).await;
+        reconcile_certs(&certs, &rep, &active, &mut ensured).await;
     }
 }
 
@@ -119,23 +137,25 @@ pub(super) async fn follow_certs(
 pub(super) async fn renew_certs(
     certs: Arc<CertManager>,
     interval: Duration,
-    log: Arc<dyn AuditSink>,
-    user: String,
+    rep: Reporter,
     stop: CancellationToken,
 ) {
     certs
         .run_reporting(interval, stop.cancelled_owned(), |outcome| {
-            let (log, user) = (log.clone(), user.clone());
+            let rep = rep.clone();
             async move {
                 match outcome {
                     Ok(0) => {}
                     Ok(n) => {
                         let msg = format!("Renewed {n} certificate(s)");
-                        record(&*log, "cert_renew", true, msg, &user, json!({"renewed": n})).await;
+                        rep.certificate("renewed", "*", &msg);
+                        rep.record("cert_renew", true, msg, json!({"renewed": n}))
+                            .await;
                     }
                     Err(e) => {
                         let msg = format!("Certificate renewal failed: {e}");
-                        record(&*log, "cert_renew", false, msg, &user, json!({})).await;
+                        rep.certificate("renewal_failed", "*", &msg);
+                        rep.record("cert_renew", false, msg, json!({})).await;
                     }
                 }
             }
@@ -148,8 +168,7 @@ pub(super) async fn renew_certs(
 pub(super) async fn keep_rounds(
     mut rounds: tokio::sync::mpsc::Receiver<Round>,
     samples: Arc<std::sync::RwLock<Vec<Sample>>>,
-    log: Arc<dyn AuditSink>,
-    user: String,
+    rep: Reporter,
 ) {
     while let Some(round) = rounds.recv().await {
         for a in &round.alerts {
@@ -160,8 +179,14 @@ pub(super) async fn keep_rounds(
                 "subject": a.subject,
                 "value": a.value,
             });
-            let msg = a.message.clone();
-            record(&*log, "monitor_alert", !a.raised, msg, &user, details).await;
+            rep.bus.publish(EventKind::Monitor {
+                raised: a.raised,
+                target: a.target.clone(),
+                subject: a.subject.clone(),
+                message: a.message.clone(),
+            });
+            rep.record("monitor_alert", !a.raised, a.message.clone(), details)
+                .await;
         }
         for (source, error) in &round.errors {
             tracing::debug!(%source, %error, "monitor source failed");
@@ -173,12 +198,7 @@ pub(super) async fn keep_rounds(
 }
 
 /// Audits every upstream health transition as `health_change`.
-pub(super) async fn audit_health(
-    proxy: ProxyHandle,
-    audit_log: Arc<dyn AuditSink>,
-    user: String,
-    stop: CancellationToken,
-) {
+pub(super) async fn audit_health(proxy: ProxyHandle, rep: Reporter, stop: CancellationToken) {
     let mut events = proxy.health_events();
     loop {
         let ev = tokio::select! {
@@ -208,14 +228,12 @@ pub(super) async fn audit_health(
             "healthy": ev.healthy,
             "reason": ev.reason,
         });
-        record(
-            &*audit_log,
-            "health_change",
-            ev.healthy,
-            msg,
-            &user,
-            details,
-        )
-        .await;
+        rep.bus.publish(EventKind::Health {
+            service: ev.service.to_string(),
+            upstream: ev.endpoint.to_string(),
+            healthy: ev.healthy,
+            reason: ev.reason.clone(),
+        });
+        rep.record("health_change", ev.healthy, msg, details).await;
     }
 }

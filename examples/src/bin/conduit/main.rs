@@ -32,6 +32,7 @@ mod audit;
 mod certs;
 mod config;
 mod dns;
+mod events;
 mod logs;
 mod monitor;
 mod register;
@@ -86,6 +87,8 @@ enum Command {
     },
     /// The audit log.
     Logs(logs::Args),
+    /// The running gateway's live events (services, health, certificates, alerts, audit).
+    Events(events::Args),
     /// Hosts, GPUs and containers: one round, or `--watch` every 5 s.
     Monitor(monitor::Args),
     /// The sealed audit chain.
@@ -163,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Register(args) => register::register(&ctx, args).await,
         Command::Deregister { name } => register::deregister(&ctx, &name).await,
         Command::Service { command } => register::service(&ctx, command).await,
+        Command::Events(args) => events::events(&ctx, args).await,
         Command::Status { json } => status::status(&ctx, json).await,
         Command::Logs(args) => logs::logs(&ctx, args).await,
         Command::Monitor(args) => monitor::monitor(&ctx, args).await,

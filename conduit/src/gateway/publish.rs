@@ -1,0 +1,76 @@
+//! What the gateway publishes on its [`EventBus`]: every audit record appended through its
+//! sink ([`PublishingSink`]), and every registry change (one event per change, not
+//! coalesced: a client sees each revision).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use conduit_audit::{AuditError, AuditEvent, AuditSink, Outcome, Receipt};
+use conduit_registry::{ChangeKind, Registry, Revision};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{EventBus, EventKind};
+
+/// An audit sink that publishes each record it stored as an `audit` event.
+#[derive(Debug)]
+pub(super) struct PublishingSink {
+    inner: Arc<dyn AuditSink>,
+    bus: EventBus,
+}
+
+impl PublishingSink {
+    pub(super) fn new(inner: Arc<dyn AuditSink>, bus: EventBus) -> Self {
+        Self { inner, bus }
+    }
+}
+
+#[async_trait]
+impl AuditSink for PublishingSink {
+    async fn append(&self, event: AuditEvent) -> Result<Receipt, AuditError> {
+        let action = event.action().to_owned();
+        let success = event.status() == Outcome::Success;
+        let user = event.user().to_owned();
+        let message = event.message().to_owned();
+        let receipt = self.inner.append(event).await?;
+        self.bus.publish(EventKind::Audit {
+            action,
+            success,
+            user,
+            message,
+            sequence: receipt.sealed.as_ref().map(|s| s.sequence),
+        });
+        Ok(receipt)
+    }
+
+    async fn history(&self) -> Result<Option<Vec<AuditEvent>>, AuditError> {
+        self.inner.history().await
+    }
+}
+
+/// Publishes a `service` event for every registry change after `since`.
+pub(super) async fn registry_events(
+    registry: Arc<dyn Registry>,
+    bus: EventBus,
+    since: Revision,
+    stop: CancellationToken,
+) {
+    let mut watch = registry.watch(since);
+    loop {
+        let ev = tokio::select! {
+            () = stop.cancelled() => return,
+            ev = watch.next() => ev,
+        };
+        let Some(ev) = ev else { return };
+        let change = match ev.kind {
+            ChangeKind::Registered => "registered",
+            ChangeKind::Updated => "updated",
+            _ => "deregistered",
+        };
+        bus.publish(EventKind::Service {
+            change: change.to_owned(),
+            name: ev.record.name().to_string(),
+            domain: ev.record.domain().to_string(),
+            revision: ev.revision.0,
+        });
+    }
+}
