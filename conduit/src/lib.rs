@@ -94,6 +94,9 @@ pub mod spec;
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod state;
 #[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod tokens;
+#[cfg(feature = "gateway")]
 pub use gateway::{Gateway, GatewayConfig, GatewayError, GatewayHandle};
 
 /// The subsystem traits, each under its feature.

@@ -89,6 +89,11 @@ impl StateDir {
         self.root.join("key")
     }
 
+    /// `tokens.json`, the admin API's named tokens (hashes only).
+    pub fn tokens(&self) -> PathBuf {
+        self.root.join("tokens.json")
+    }
+
     /// `admin.sock`, the admin API's default socket.
     pub fn admin_socket(&self) -> PathBuf {
         self.root.join("admin.sock")

@@ -460,6 +460,62 @@ fn admin_tcp_needs_a_token() {
         code(Some("Authorization: Bearer s3cret-token-for-tests")),
         "200"
     );
+    // named tokens: stored hashed, read-only ones refused every change, revoked ones at once
+    let add = |name: &str, read_only: bool| {
+        let mut c = conduit(&dir);
+        c.args(["token", "add", name]);
+        if read_only {
+            c.arg("--read-only");
+        }
+        ok(c.output().unwrap()).trim().to_owned()
+    };
+    let reader = add("dashboard", true);
+    let writer = add("deploy", false);
+    let stored = std::fs::read_to_string(dir.join("tokens.json")).unwrap();
+    assert!(
+        !stored.contains(&reader[4..]) && !stored.contains(&writer[4..]),
+        "hashes only"
+    );
+    assert!(
+        stored.contains("\"legacy\""),
+        "the configured token is imported as legacy"
+    );
+    let call = |secret: &str, method: &str, body: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
+            .args(["-H", &format!("Authorization: Bearer {secret}")]);
+        if let Some(b) = body {
+            c.args(["-H", "content-type: application/json", "-d", b]);
+        }
+        let out = c
+            .arg(format!("http://127.0.0.1:{admin}/v1/services"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let spec = r#"{"name":"viatoken","upstreams":["10.0.1.5:8080"]}"#;
+    assert_eq!(call(&reader, "GET", None), "200");
+    assert_eq!(call(&reader, "POST", Some(spec)), "403");
+    assert_eq!(call(&writer, "POST", Some(spec)), "201");
+    let log = ok(conduit(&dir)
+        .args(["logs", "--json", "--action", "service_register"])
+        .output()
+        .unwrap());
+    assert!(log.contains("\"user\":\"token:deploy\""), "{log}");
+    let list = ok(conduit(&dir).args(["token", "list"]).output().unwrap());
+    assert!(
+        list.contains("dashboard") && list.contains("read") && !list.contains(&reader),
+        "{list}"
+    );
+    ok(conduit(&dir)
+        .args(["token", "revoke", "deploy"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        call(&writer, "GET", None),
+        "401",
+        "revoked without a restart"
+    );
 }
 
 #[test]

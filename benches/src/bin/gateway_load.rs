@@ -9,8 +9,13 @@
 //!    answers the name and an HTTPS request through the proxy gets 200 (new TLS connection
 //!    with the name's certificate, the route, the first health check passed).
 //!
+//! 3. With `--via api`, registrations go through the admin API on the unix socket
+//!    (`POST /v1/services`) instead of the registry file, and the bench also measures (a) how
+//!    long after the registration call started an event-stream client (`GET /v1/events`)
+//!    sees its `service` event, and (b) the memory of 1,000 idle event-stream clients.
+//!
 //! ```text
-//! cargo run --release -p conduit-benches --bin gateway-load -- [--services N] [--samples M]
+//! cargo run --release -p conduit-benches --bin gateway-load -- [--services N] [--samples M] [--via api]
 //! ```
 #![allow(clippy::print_stdout, reason = "a benchmark program")]
 
@@ -120,11 +125,23 @@ struct Args {
     /// How many register → served delays are measured.
     #[arg(long, default_value_t = 100)]
     samples: usize,
+    /// `file` (the registry file, as a process writing it) or `api` (the admin API).
+    #[arg(long, default_value = "file")]
+    via: String,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let Args { services, samples } = clap::Parser::parse();
+    let Args {
+        services,
+        samples,
+        via,
+    } = clap::Parser::parse();
+    let api = match via.as_str() {
+        "file" => false,
+        "api" => true,
+        other => anyhow::bail!("--via {other:?}: file or api"),
+    };
     let dir = tempfile::tempdir()?;
     let up = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let up_ep = Endpoint::from_socket_addr(up.local_addr()?)?;
@@ -136,6 +153,10 @@ async fn main() -> anyhow::Result<()> {
     cfg.settings.proxy.listen = vec!["127.0.0.1:0".parse()?];
     cfg.settings.proxy.http_listen = Vec::new();
     let gw = Gateway::start(cfg).await?;
+    let admin = conduit::admin::AdminClient::new(
+        gw.admin_socket()
+            .ok_or_else(|| anyhow::anyhow!("no admin socket"))?,
+    );
     let (dns, https) = (gw.dns_addrs()[0], gw.https_addrs()[0]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(gw.run(async {
@@ -176,14 +197,40 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await; // let the health checks settle
     let rss = rss_mib();
 
-    // 2. register → served
+    // 2. register → served (and, through the API, → the event seen by a stream client)
+    let seen: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let watcher = api.then(|| {
+        let (admin, seen) = (admin.clone(), seen.clone());
+        tokio::spawn(async move {
+            let r = admin
+                .events(&["service".to_owned()], None, |e| {
+                    if let conduit::events::EventKind::Service { name, .. } = e.kind
+                        && let Ok(mut m) = seen.lock()
+                    {
+                        m.insert(name, Instant::now());
+                    }
+                    true
+                })
+                .await;
+            if let Err(e) = r {
+                println!("(the event stream client failed: {e})");
+            }
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut lat = Vec::with_capacity(samples);
+    let mut event_lat = Vec::with_capacity(samples);
     for i in 0..samples {
         let name = format!("lat{i}");
         let fqdn = format!("{name}.internal");
         let rec = ServiceRecord::new(ServiceName::new(&name)?, up_ep.clone());
         let start = Instant::now();
-        registry.register(rec).await?;
+        if api {
+            let spec = conduit::spec::ServiceSpec::new(name.clone(), vec![up_ep.to_string()]);
+            admin.register(&spec).await?;
+        } else {
+            registry.register(rec).await?;
+        }
         let mut dns_ok = false;
         loop {
             dns_ok = dns_ok || dns_answers(dns, &fqdn, i as u16).await;
@@ -192,11 +239,41 @@ async fn main() -> anyhow::Result<()> {
             }
             anyhow::ensure!(
                 start.elapsed() < Duration::from_secs(10),
-                "{fqdn} not served in 10 s"
+                "{fqdn} not served in 10 s (DNS answered: {dns_ok})"
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         lat.push(start.elapsed().as_secs_f64() * 1000.0);
+        if api {
+            // (the stream client is a task of this same thread: give it its turn)
+            for _ in 0..1000 {
+                let t = seen.lock().ok().and_then(|m| m.get(&name).copied());
+                if let Some(t) = t {
+                    event_lat.push((t - start).as_secs_f64() * 1000.0);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    // 3. 1,000 idle event-stream clients
+    let mut idle_clients = None;
+    if api {
+        let before = rss_mib();
+        let mut conns = Vec::with_capacity(1000);
+        for _ in 0..1000 {
+            use tokio::io::AsyncWriteExt as _;
+            let mut s = tokio::net::UnixStream::connect(admin.socket()).await?;
+            s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: conduit\r\n\r\n")
+                .await?;
+            conns.push(s);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        idle_clients = Some(rss_mib() - before);
+        drop(conns);
     }
     let _ = stop.send(());
     running.await??;
@@ -210,8 +287,20 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| resident memory (VmRSS), process total | {rss:.1} MiB (at start {rss_start:.1} MiB) |"
     );
+    if !event_lat.is_empty() {
+        println!(
+            "| registration call started → its `service` event at an SSE client, {} samples | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms |",
+            event_lat.len(),
+            pct(&mut event_lat, 0.5),
+            pct(&mut event_lat, 0.99),
+            pct(&mut event_lat, 1.0)
+        );
+    }
+    if let Some(m) = idle_clients {
+        println!("| 1,000 idle event-stream clients (both ends in this process) | +{m:.1} MiB |");
+    }
     println!(
-        "| register → served (DNS + HTTPS 200), {samples} samples | p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
+        "| register → served via {via} (DNS + HTTPS 200), {samples} samples | p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.9),
         pct(&mut lat, 0.99),

@@ -96,6 +96,9 @@ struct Inner {
     /// Which version of the file the state in memory reflects (its identity on disk and its
     /// schema version), so neither a write of ours nor the follower parses it again.
     known: std::sync::Mutex<Option<(Stamp, u64)>>,
+    /// Held by every write and every reload of this process: a reload that read the file
+    /// just before one of our own writes must not adopt that older table after it.
+    serial: std::sync::Mutex<()>,
 }
 
 /// A registry stored in `services.json`, safe for several processes at once.
@@ -176,6 +179,7 @@ impl FileRegistry {
             state: State::new(table),
             options,
             known: std::sync::Mutex::new(known),
+            serial: std::sync::Mutex::new(()),
         });
         if inner.options.follow {
             spawn_follower(&inner)?;
@@ -222,6 +226,10 @@ impl Inner {
     }
 
     fn reload(&self) -> Result<Revision, RegistryError> {
+        let _serial = self
+            .serial
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Stat before reading: if the file is replaced in between, the next check sees a
         // stamp we do not know and reads it again.
         let st = stamp(&self.paths.file);
@@ -245,6 +253,10 @@ impl Inner {
         &self,
         op: impl FnOnce(&mut Table, Timestamp) -> Result<RegistryEvent, RegistryError>,
     ) -> Result<Arc<ServiceRecord>, RegistryError> {
+        let _serial = self
+            .serial
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _lock = acquire_lock(&self.paths.lock, self.options.lock_timeout)?;
         // Under the lock nobody else writes: if the file is the version we hold, skip parsing.
         let st = stamp(&self.paths.file);

@@ -192,3 +192,34 @@ async fn a_write_between_two_of_ours_is_kept() {
         Some(Revision(2))
     );
 }
+
+/// The follower reloads the file on every notification, its own writes' too: a reload that
+/// read the file just before one of our writes must never put the older table back (found
+/// through the admin API: a registration vanished from memory, DNS and the proxy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follower_never_undoes_our_own_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = FileRegistry::open(dir.path()).unwrap();
+    for i in 0..300 {
+        let name: conduit_registry::ServiceName = format!("s{i}").parse().unwrap();
+        reg.register(ServiceRecord::new(
+            name.clone(),
+            "10.0.0.1:80".parse().unwrap(),
+        ))
+        .await
+        .unwrap();
+        // give the follower its notification, then look
+        if i % 10 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert!(reg.get(&name).await.unwrap().is_some(), "s{i} vanished");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        reg.list(ListFilter::Active)
+            .await
+            .unwrap()
+            .len(),
+        300
+    );
+}

@@ -22,6 +22,7 @@ use super::{Expect, GatewayError, GatewayHandle};
 use crate::api::{ApiError, AuditTail, Health, MonitorSnapshot, ServiceView};
 use crate::config::Secret;
 use crate::spec::ServiceSpec;
+use crate::tokens::Scope;
 
 /// How long a client may take to send a request head (slow clients hold no connection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,12 +77,12 @@ pub(crate) fn bind_unix(path: &Path) -> Result<Listener, GatewayError> {
     Ok(Listener::Unix(bound?))
 }
 
-/// Binds the TCP listener; every request on it must carry `token`. With `tls`, clients
-/// get the certificate the resolver holds for the listener's address (or the name they ask
-/// for).
+/// Binds the TCP listener; every request on it must carry a token `auth` knows. With `tls`,
+/// clients get the certificate the resolver holds for the listener's address (or the name
+/// they ask for).
 pub(crate) async fn bind_tcp(
     addr: SocketAddr,
-    token: Secret,
+    auth: Auth,
     tls: Option<Arc<conduit_ca::CertResolver>>,
 ) -> Result<Listener, GatewayError> {
     let l = tokio::net::TcpListener::bind(addr)
@@ -90,7 +91,7 @@ pub(crate) async fn bind_tcp(
             address: addr.to_string(),
             source,
         })?;
-    let token = Arc::new(token);
+    let token = Arc::new(auth);
     Ok(match tls {
         None => Listener::Tcp(l, token),
         Some(resolver) => {
@@ -430,14 +431,16 @@ async fn answer(
 pub(crate) struct Caller {
     /// The name audit records carry.
     pub(crate) name: String,
+    /// What it may do (the unix socket's peers: everything).
+    pub(crate) scope: Scope,
 }
 
 impl Caller {
-    /// A TCP caller with the configuration's one token (`[admin] token`): named `legacy`
-    /// until tokens are named.
-    fn legacy_token() -> Self {
+    /// A TCP caller before its token is read (every request is authenticated on its own).
+    fn unknown() -> Self {
         Self {
-            name: "token:legacy".to_owned(),
+            name: "unknown".to_owned(),
+            scope: Scope::Read,
         }
     }
 
@@ -451,29 +454,46 @@ impl Caller {
                 "unknown".to_owned()
             }
         };
-        Self { name }
+        Self {
+            name,
+            scope: Scope::Admin,
+        }
     }
 }
 
-/// Whether a request carries the token (`Authorization: Bearer TOKEN`), compared in
-/// constant time.
-fn authorized<B>(req: &Request<B>, token: &Secret) -> bool {
-    let Some(given) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-    else {
-        return false;
-    };
-    let want = token.expose().as_bytes();
-    if given.len() != want.len() {
-        return false;
+/// Who may use the TCP listener: the named tokens of the state directory (read again when
+/// they change), and the configuration's one `[admin] token` as `legacy` where there is no
+/// state directory to import it into.
+#[derive(Debug)]
+pub(crate) struct Auth {
+    pub(crate) store: Option<crate::tokens::TokenStore>,
+    pub(crate) legacy: Option<Secret>,
+}
+
+impl Auth {
+    /// The caller a request's bearer token makes, if any.
+    fn caller<B>(&self, req: &Request<B>) -> Option<Caller> {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))?
+            .trim();
+        if let Some((name, scope)) = self.store.as_ref().and_then(|s| s.check(given)) {
+            return Some(Caller {
+                name: format!("token:{name}"),
+                scope,
+            });
+        }
+        let want = self.legacy.as_ref()?.expose().as_bytes();
+        let g = given.as_bytes();
+        let same =
+            g.len() == want.len() && g.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        same.then(|| Caller {
+            name: "token:legacy".to_owned(),
+            scope: Scope::Admin,
+        })
     }
-    given
-        .iter()
-        .zip(want)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
 }
 
 /// Serves one connection until it ends or `stop` fires (then the request in flight is
@@ -481,7 +501,7 @@ fn authorized<B>(req: &Request<B>, token: &Secret) -> bool {
 async fn serve_conn<I>(
     io: I,
     gw: GatewayHandle,
-    token: Option<Arc<Secret>>,
+    auth: Option<Arc<Auth>>,
     caller: Caller,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -490,15 +510,30 @@ async fn serve_conn<I>(
 {
     let stop_conn = stop.clone();
     let svc = hyper::service::service_fn(move |req| {
-        let (gw, token, caller) = (gw.clone(), token.clone(), caller.clone());
+        let (gw, auth, caller) = (gw.clone(), auth.clone(), caller.clone());
         let (stop, tracker) = (stop_conn.clone(), tracker.clone());
         async move {
-            if let Some(t) = &token
-                && !authorized(&req, t)
-            {
-                return Ok::<_, Infallible>(error(
-                    StatusCode::UNAUTHORIZED,
-                    "missing or wrong bearer token",
+            let caller = match &auth {
+                None => caller,
+                Some(a) => match a.caller(&req) {
+                    Some(c) => c,
+                    None => {
+                        return Ok::<_, Infallible>(error(
+                            StatusCode::UNAUTHORIZED,
+                            "missing, wrong or revoked bearer token (`conduit token add NAME` makes one)",
+                            false,
+                        ));
+                    }
+                },
+            };
+            if caller.scope == Scope::Read && req.method() != Method::GET {
+                return Ok(error(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{} is read-only: {} needs an admin token",
+                        caller.name,
+                        req.method()
+                    ),
                     false,
                 ));
             }
@@ -525,12 +560,12 @@ pub(crate) enum Listener {
     /// The unix socket (its mode is the authentication).
     Unix(UnixListener),
     /// Plain TCP on loopback: every request must carry the token.
-    Tcp(tokio::net::TcpListener, Arc<Secret>),
+    Tcp(tokio::net::TcpListener, Arc<Auth>),
     /// TLS: every request must carry the token.
     Tls(
         tokio::net::TcpListener,
         tokio_rustls::TlsAcceptor,
-        Arc<Secret>,
+        Arc<Auth>,
     ),
 }
 
@@ -578,7 +613,7 @@ pub(crate) async fn serve(
                 }
                 Ok(Accepted::Tcp(s, token)) => {
                     tracker.spawn(async move {
-                        serve_conn(s, gw, Some(token), Caller::legacy_token(), stop2, tracker2).await;
+                        serve_conn(s, gw, Some(token), Caller::unknown(), stop2, tracker2).await;
                         drop(permit);
                     });
                 }
@@ -586,7 +621,7 @@ pub(crate) async fn serve(
                     tracker.spawn(async move {
                         // The handshake gets the same time as a request head.
                         if let Ok(Ok(tls)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(s)).await {
-                            serve_conn(tls, gw, Some(token), Caller::legacy_token(), stop2, tracker2).await;
+                            serve_conn(tls, gw, Some(token), Caller::unknown(), stop2, tracker2).await;
                         }
                         drop(permit);
                     });
@@ -602,12 +637,8 @@ pub(crate) async fn serve(
 
 enum Accepted {
     Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream, Arc<Secret>),
-    Tls(
-        tokio::net::TcpStream,
-        tokio_rustls::TlsAcceptor,
-        Arc<Secret>,
-    ),
+    Tcp(tokio::net::TcpStream, Arc<Auth>),
+    Tls(tokio::net::TcpStream, tokio_rustls::TlsAcceptor, Arc<Auth>),
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<Accepted> {

@@ -245,7 +245,25 @@ async fn bind(
         } else {
             None
         };
-        admin.push(super::admin::bind_tcp(addr, token, tls).await?);
+        // Named tokens live in the state directory; the configuration's one token is
+        // imported there as `legacy` (an admin token).
+        let store = config
+            .state
+            .as_ref()
+            .map(|st| crate::tokens::TokenStore::new(st.tokens()));
+        let legacy = match &store {
+            Some(st) => {
+                if st.import("legacy", token.expose(), crate::tokens::Scope::Admin)? {
+                    tracing::info!(
+                        "the configured admin token is imported as the admin token `legacy`"
+                    );
+                }
+                None
+            }
+            None => Some(token),
+        };
+        let auth = super::admin::Auth { store, legacy };
+        admin.push(super::admin::bind_tcp(addr, auth, tls).await?);
     }
     Ok(Gateway {
         samples: Arc::default(),

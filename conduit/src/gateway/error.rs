@@ -13,6 +13,9 @@ pub enum GatewayError {
     /// A part of the state directory cannot be opened.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// The admin tokens cannot be read or written.
+    #[error(transparent)]
+    Tokens(#[from] crate::tokens::TokenError),
     /// The open-file limit cannot be read or raised.
     #[error("cannot raise the open-file limit: {source}")]
     Limits {

@@ -39,6 +39,7 @@ mod register;
 mod serve;
 mod settings;
 mod status;
+mod token;
 
 use std::process::ExitCode;
 
@@ -106,6 +107,11 @@ enum Command {
         #[command(subcommand)]
         command: dns::Command,
     },
+    /// The admin API's named tokens (TCP listener).
+    Token {
+        #[command(subcommand)]
+        command: token::Command,
+    },
     /// The configuration.
     Config {
         #[command(subcommand)]
@@ -167,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deregister { name } => register::deregister(&ctx, &name).await,
         Command::Service { command } => register::service(&ctx, command).await,
         Command::Events(args) => events::events(&ctx, args).await,
+        Command::Token { command } => token::token(&ctx, command),
         Command::Status { json } => status::status(&ctx, json).await,
         Command::Logs(args) => logs::logs(&ctx, args).await,
         Command::Monitor(args) => monitor::monitor(&ctx, args).await,
