@@ -432,3 +432,93 @@ fn the_event_stream_is_live_resumable_and_never_slows_the_gateway() {
     let after = Stream::open(&site, "", Some(&old), tmp.path(), 4);
     after.wait_for("event: resync", Duration::from_secs(2));
 }
+
+/// `[admin] socket_group`: the socket is 0660 and that group's; a non-root member of it
+/// registers through the API and is audited by name (the kernel's SO_PEERCRED).
+#[test]
+fn a_member_of_the_socket_group_changes_services_and_is_audited_by_name() {
+    if !(have("curl") && have("setpriv") && nix_is_root()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with setpriv"
+        );
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let site = Site::new("");
+    // the socket where a non-root member can reach it
+    let run = site.socket.parent().unwrap().to_owned();
+    std::fs::create_dir_all(&run).unwrap();
+    let text = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        text.replace("[admin]\n", "[admin]\nsocket_group = \"nogroup\"\n"),
+    )
+    .unwrap();
+    for dir in [run.as_path(), run.parent().unwrap()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let _gw = site.serve();
+    let meta = std::fs::metadata(&site.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let nogroup = nix_group("nogroup");
+    assert_eq!(meta.gid(), nogroup);
+    // nobody, in nogroup: allowed, and audited as nobody
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "curl",
+            "-sS",
+        ])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .arg(&site.socket)
+        .args(["-H", "content-type: application/json", "-d"])
+        .arg(r#"{"name":"bygroup","upstreams":["10.0.1.7:80"]}"#)
+        .arg("http://conduit/v1/services")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201", "{out:?}");
+    let log = ok(site
+        .cmd()
+        .args(["logs", "--json", "--action", "service_register"])
+        .output()
+        .unwrap());
+    assert!(log.contains("\"user\":\"nobody\""), "{log}");
+    // nobody outside the group: refused by the socket's mode
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=12345",
+            "--clear-groups",
+            "curl",
+            "-sS",
+        ])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .arg(&site.socket)
+        .arg("http://conduit/v1/status")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "000", "{out:?}");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+fn nix_group(name: &str) -> u32 {
+    std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(name)).then(|| f.nth(1).and_then(|g| g.parse().ok()))?
+        })
+        .unwrap()
+}

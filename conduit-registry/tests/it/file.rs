@@ -215,11 +215,5 @@ async fn the_follower_never_undoes_our_own_writes() {
         assert!(reg.get(&name).await.unwrap().is_some(), "s{i} vanished");
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(
-        reg.list(ListFilter::Active)
-            .await
-            .unwrap()
-            .len(),
-        300
-    );
+    assert_eq!(reg.list(ListFilter::Active).await.unwrap().len(), 300);
 }

@@ -193,6 +193,9 @@ impl Default for MonitorSettings {
 pub struct AdminSettings {
     /// The unix socket (default `STATE_DIR/admin.sock`), mode 0600.
     pub socket: Option<PathBuf>,
+    /// A group whose members may use the socket too (mode 0660, that group): operators
+    /// without root, each audited by name (the kernel gives the peer's user).
+    pub socket_group: Option<String>,
     /// Also serve on this TCP address; a token is then required.
     pub listen: Option<SocketAddr>,
     /// A file holding the bearer token for `listen`.

@@ -32,8 +32,9 @@ const MAX_CONNECTIONS: usize = 64;
 /// stream clients hold theirs open).
 const MAX_UNIX_CONNECTIONS: usize = 1024;
 
-/// Binds the unix socket (replacing a stale one), created with mode 0600.
-pub(crate) fn bind_unix(path: &Path) -> Result<Listener, GatewayError> {
+/// Binds the unix socket (replacing a stale one), created with mode 0600, or 0660 and
+/// owned by `group` when one is given.
+pub(crate) fn bind_unix(path: &Path, group: Option<&str>) -> Result<Listener, GatewayError> {
     let err = |source| GatewayError::Admin {
         address: path.display().to_string(),
         source,
@@ -65,10 +66,28 @@ pub(crate) fn bind_unix(path: &Path) -> Result<Listener, GatewayError> {
         .mode(0o700)
         .create(&private)
         .map_err(err)?;
+    let gid = match group {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => Some(g.gid),
+            _ => {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "no group {name:?} for `[admin] socket_group`: create it (groupadd {name}) or remove the setting"
+                    ),
+                )));
+            }
+        },
+    };
     let staged = private.join("admin.sock");
     let bound = UnixListener::bind(&staged)
         .and_then(|l| {
-            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            if let Some(gid) = gid {
+                nix::unistd::chown(&staged, None, Some(gid)).map_err(std::io::Error::from)?;
+            }
+            let mode = if gid.is_some() { 0o660 } else { 0o600 };
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
             std::fs::rename(&staged, path)?;
             Ok(l)
         })

@@ -225,7 +225,10 @@ async fn bind(
     let admin_socket = config.admin_socket();
     let mut admin = Vec::new();
     if let Some(path) = &admin_socket {
-        admin.push(super::admin::bind_unix(path)?);
+        admin.push(super::admin::bind_unix(
+            path,
+            s.admin.socket_group.as_deref(),
+        )?);
     }
     if let Some(addr) = s.admin.listen
         && let Some(token) = s.admin_token(&config.origin)?
