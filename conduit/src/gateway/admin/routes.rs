@@ -1,0 +1,189 @@
+//! What each path and method does: services, events, certificates, the read-only views.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::super::GatewayHandle;
+use super::Caller;
+use super::respond::{Body, body, error, expect, failed, json, service};
+use crate::api::{AuditTail, Health, MonitorSnapshot};
+use crate::spec::ServiceSpec;
+
+/// `/v1/services` and `/v1/services/{name}`.
+pub(crate) async fn services(
+    req: Request<Incoming>,
+    gw: GatewayHandle,
+    caller: &Caller,
+    name: Option<String>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    match (method, name) {
+        (Method::GET, None) => match gw.services().await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => failed(&e),
+        },
+        (Method::POST, None) => {
+            let spec: ServiceSpec = match body(req).await {
+                Ok(s) => s,
+                Err(r) => return *r,
+            };
+            match gw.register(&spec, &caller.name).await {
+                Ok(v) => service(StatusCode::CREATED, &v),
+                Err(e) => failed(&e),
+            }
+        }
+        (Method::GET, Some(n)) => match gw.service(&n).await {
+            Ok(v) => service(StatusCode::OK, &v),
+            Err(e) => failed(&e),
+        },
+        (Method::PUT, Some(n)) => {
+            let expect = match expect(&req) {
+                Ok(e) => e,
+                Err(r) => return *r,
+            };
+            let spec: ServiceSpec = match body(req).await {
+                Ok(s) => s,
+                Err(r) => return *r,
+            };
+            match gw.update(&n, &spec, expect, &caller.name).await {
+                Ok(v) => service(StatusCode::OK, &v),
+                Err(e) => failed(&e),
+            }
+        }
+        (Method::DELETE, Some(n)) => match gw.deregister(&n, &caller.name).await {
+            Ok(v) => service(StatusCode::OK, &v),
+            Err(e) => failed(&e),
+        },
+        (m, _) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{m} is not allowed here: GET and POST /v1/services; GET, PUT and DELETE /v1/services/NAME"
+            ),
+            false,
+        ),
+    }
+}
+
+/// `GET /v1/events`: Server-Sent Events (see `super::sse`).
+pub(crate) fn events(
+    req: &Request<Incoming>,
+    gw: &GatewayHandle,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Response<Body> {
+    let last = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok());
+    let sub = match super::super::sse::Subscription::parse(req.uri().query(), last) {
+        Ok(s) => s,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why, false),
+    };
+    let body = super::super::sse::open(gw.events(), sub, stop.clone(), |producer| {
+        tracker.spawn(producer);
+    });
+    let mut r = Response::new(body.boxed());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
+pub(crate) async fn answer(
+    req: Request<Incoming>,
+    gw: GatewayHandle,
+    caller: Caller,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if path == "/v1/events" && req.method() == Method::GET {
+        return events(&req, &gw, &stop, &tracker);
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "services"] => return services(req, gw, &caller, None).await,
+        ["v1", "services", name] => {
+            let name = (*name).to_owned();
+            return services(req, gw, &caller, Some(name)).await;
+        }
+        _ => {}
+    }
+    if req.method() == Method::POST {
+        // /v1/certs/{name}/rotate | /v1/certs/{name}/revoke
+        return match parts.as_slice() {
+            ["v1", "certs", name, "rotate"] => match gw.rotate(name, &caller.name).await {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => failed(&e),
+            },
+            ["v1", "certs", name, "revoke"] => match gw.revoke(name, &caller.name).await {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => failed(&e),
+            },
+            _ => error(
+                StatusCode::NOT_FOUND,
+                format!("no such action: POST {path}"),
+                false,
+            ),
+        };
+    }
+    if req.method() != Method::GET {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "change services through /v1/services (or `conduit register`); certificates with POST /v1/certs/NAME/rotate|revoke",
+            false,
+        );
+    }
+    match path.as_str() {
+        "/v1/health" => json(StatusCode::OK, &Health { ok: true }),
+        "/v1/monitor" => json(
+            StatusCode::OK,
+            &MonitorSnapshot {
+                samples: gw.samples(),
+            },
+        ),
+        "/v1/dns" => json(StatusCode::OK, &gw.dns()),
+        "/v1/audit" => {
+            let limit = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("limit="))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(50)
+                .min(10_000);
+            match gw.audit_tail(limit).await {
+                Ok(events) => json(StatusCode::OK, &AuditTail { events }),
+                Err(e) => failed(&e),
+            }
+        }
+        "/v1/status" => match gw.status().await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => failed(&e),
+        },
+        "/metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(gw.metrics())).boxed());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        other => error(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {other}"),
+            false,
+        ),
+    }
+}
