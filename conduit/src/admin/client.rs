@@ -242,20 +242,12 @@ impl AdminClient {
         last_event_id: Option<&str>,
         mut on_event: impl FnMut(crate::events::Event) -> bool,
     ) -> Result<(), AdminError> {
-        use http_body_util::{BodyExt as _, Empty};
+        use http_body_util::{BodyExt as _, Full};
         let protocol = |detail: String| AdminError::Protocol {
             socket: self.socket.clone(),
             detail,
         };
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| AdminError::NotRunning {
-                socket: self.socket.clone(),
-                source,
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| protocol(e.to_string()))?;
+        let (mut sender, conn) = self.connect().await?;
         let path = if types.is_empty() {
             "/v1/events".to_owned()
         } else {
@@ -269,7 +261,7 @@ impl AdminClient {
             req = req.header("last-event-id", id);
         }
         let req = req
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(Bytes::new()))
             .map_err(|e| protocol(e.to_string()))?;
         let exchange = async {
             let resp = sender
@@ -328,6 +320,33 @@ impl AdminClient {
         self.send(method, path, None, None).await
     }
 
+    /// A connection to the socket, after the HTTP/1.1 handshake; the caller drives it.
+    async fn connect(
+        &self,
+    ) -> Result<
+        (
+            hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+            hyper::client::conn::http1::Connection<
+                TokioIo<tokio::net::UnixStream>,
+                http_body_util::Full<Bytes>,
+            >,
+        ),
+        AdminError,
+    > {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| AdminError::NotRunning {
+                socket: self.socket.clone(),
+                source,
+            })?;
+        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| AdminError::Protocol {
+                socket: self.socket.clone(),
+                detail: e.to_string(),
+            })
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -340,15 +359,7 @@ impl AdminClient {
             socket: self.socket.clone(),
             detail,
         };
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| AdminError::NotRunning {
-                socket: self.socket.clone(),
-                source,
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| protocol(e.to_string()))?;
+        let (mut sender, conn) = self.connect().await?;
         let mut req = Request::builder()
             .method(method)
             .uri(path)

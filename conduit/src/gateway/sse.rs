@@ -23,6 +23,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Frames queued for one client's connection.
 const QUEUE: usize = 64;
 
+/// A `?types=` entry that is not an event type.
+#[derive(Debug, thiserror::Error)]
+#[error("types: {0:?} is not an event type ({types})", types = EventKind::TYPES.join(", "))]
+pub(super) struct UnknownEventType(String);
+
 /// What a client asked for.
 #[derive(Debug)]
 pub(super) struct Subscription {
@@ -34,7 +39,10 @@ pub(super) struct Subscription {
 
 impl Subscription {
     /// From the query and the `Last-Event-ID` header.
-    pub(super) fn parse(query: Option<&str>, last_id: Option<&str>) -> Result<Self, String> {
+    pub(super) fn parse(
+        query: Option<&str>,
+        last_id: Option<&str>,
+    ) -> Result<Self, UnknownEventType> {
         let types = match query
             .unwrap_or("")
             .split('&')
@@ -45,10 +53,7 @@ impl Subscription {
                 let mut set = HashSet::new();
                 for t in list.split(',').filter(|t| !t.is_empty()) {
                     if !EventKind::TYPES.contains(&t) {
-                        return Err(format!(
-                            "types: {t:?} is not an event type ({})",
-                            EventKind::TYPES.join(", ")
-                        ));
+                        return Err(UnknownEventType(t.to_owned()));
                     }
                     set.insert(t.to_owned());
                 }

@@ -81,7 +81,7 @@ pub(crate) fn events(
         .and_then(|v| v.to_str().ok());
     let sub = match super::super::sse::Subscription::parse(req.uri().query(), last) {
         Ok(s) => s,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why, false),
+        Err(why) => return error(StatusCode::BAD_REQUEST, why.to_string(), false),
     };
     let body = super::super::sse::open(gw.events(), sub, stop.clone(), |producer| {
         tracker.spawn(producer);
