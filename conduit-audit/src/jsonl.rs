@@ -177,8 +177,14 @@ pub struct LogFilter {
 
 impl LogFilter {
     fn matches(&self, e: &AuditEvent) -> bool {
-        self.action.as_deref().is_none_or(|a| e.action() == a)
-            && self.since.as_deref().is_none_or(|s| e.timestamp() >= s)
+        self.admits(e.action(), e.timestamp())
+    }
+
+    /// Whether a record with this action and timestamp passes the action and time filters
+    /// (the limit aside): for records that arrive another way (the gateway's event stream).
+    pub fn admits(&self, action: &str, timestamp: &str) -> bool {
+        self.action.as_deref().is_none_or(|a| action == a)
+            && self.since.as_deref().is_none_or(|s| timestamp >= s)
     }
 }
 

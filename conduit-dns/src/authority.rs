@@ -7,17 +7,18 @@
 //! per-zone template. Everything else (other types, EDNS edge cases, truncation, errors)
 //! goes through hickory-proto's message model.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use conduit_registry::{DomainName, ServiceRecord};
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{NS, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
+use crate::precomputed::Answers;
 use crate::wire::{
-    AA, CD, CLASS_IN, ClientEdns, Disposition, QR, Question, RD, TC, TYPE_OPT, Transport,
-    error_header, limit, name_from_wire, patch, read_query,
+    AA, CD, CLASS_IN, ClientEdns, Disposition, QR, Question, RD, TYPE_OPT, Transport, error_header,
+    limit, name_from_wire, patch, read_query,
 };
 use crate::zone::{Records, ZoneApex, ZoneConfig};
 use crate::{Answer, DnsError, QueryType, Resolver};
@@ -43,11 +44,15 @@ pub struct ZoneRecord {
 #[derive(Debug)]
 pub struct Authority {
     records: Records,
-    /// Lower-case qname + qtype → `[without EDNS, with EDNS]` responses.
-    fast: HashMap<Box<[u8]>, [Box<[u8]>; 2]>,
-    /// Lower-case wire form of every owner name, for the negative-answer check.
-    names: HashSet<Box<[u8]>>,
+    answers: Answers,
     forwarding: bool,
+    /// The active services this state was built from (what the next state is compared
+    /// with).
+    services: Vec<Arc<ServiceRecord>>,
+    /// Whether this state was patched from the previous one (rather than built).
+    patched: bool,
+    /// The configuration it was built with (a state built with another is not reused).
+    config: ZoneConfig,
 }
 
 impl Authority {
@@ -65,15 +70,126 @@ impl Authority {
         forwarding: bool,
     ) -> Result<Self, DnsError> {
         config.validate()?;
-        let records = Records::build(config, services, serial)?;
-        let mut authority = Self {
-            records,
-            fast: HashMap::new(),
-            names: HashSet::new(),
+        Self::full(None, config, services, serial, forwarding)
+    }
+
+    /// The same state as [`build`](Self::build), computed from `previous`: what a
+    /// registry change costs is what the names it touches cost. A change to proxied
+    /// services one label below a zone's apex (the common case: a service registered,
+    /// updated or removed) replaces just their names; any other change rebuilds the
+    /// records and carries over the answers of every name whose records (and those of the
+    /// names its SRV and NS records point at) did not change. With another `config` or
+    /// `forwarding` than `previous` had, it is [`build`](Self::build).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn rebuild(
+        previous: &Self,
+        config: &ZoneConfig,
+        services: &[Arc<ServiceRecord>],
+        serial: u32,
+        forwarding: bool,
+    ) -> Result<Self, DnsError> {
+        config.validate()?;
+        let same = forwarding == previous.forwarding && *config == previous.config;
+        if same && let Some(plan) = crate::patch::plan(config, &previous.services, services) {
+            return Ok(previous.patched(config, &plan, services, serial));
+        }
+        Self::full(
+            same.then_some(previous),
+            config,
+            services,
+            serial,
             forwarding,
+        )
+    }
+
+    /// Builds the records, then the answers, carrying over those of `previous` (built with
+    /// the same settings) that are still right.
+    fn full(
+        previous: Option<&Self>,
+        config: &ZoneConfig,
+        services: &[Arc<ServiceRecord>],
+        serial: u32,
+        forwarding: bool,
+    ) -> Result<Self, DnsError> {
+        let mut authority = Self {
+            records: Records::build(config, services, serial)?,
+            answers: Answers::default(),
+            forwarding,
+            services: services.to_vec(),
+            patched: false,
+            config: config.clone(),
         };
-        authority.precompute();
+        authority.precompute(previous);
         Ok(authority)
+    }
+
+    /// `self` after `plan`: the records of the names it replaces, the apexes at the new
+    /// serial, and the answers of those names computed again; every other answer shared.
+    fn patched(
+        &self,
+        config: &ZoneConfig,
+        plan: &crate::patch::Plan,
+        services: &[Arc<ServiceRecord>],
+        serial: u32,
+    ) -> Self {
+        let mut next = Self {
+            records: self.records.patched(config, plan, serial),
+            answers: self.answers.clone(),
+            forwarding: self.forwarding,
+            services: services.to_vec(),
+            patched: true,
+            config: self.config.clone(),
+        };
+        let pinned: Vec<&Name> = self
+            .records
+            .nodes
+            .iter()
+            .filter(|(_, records)| Answers::pinned(records))
+            .map(|(name, _)| name)
+            .collect();
+        for name in plan.gone.iter().chain(pinned.iter().copied()) {
+            if let Some(records) = self.records.nodes.get(name) {
+                next.answers.remove(name, records);
+            }
+        }
+        let mut answers = std::mem::take(&mut next.answers);
+        let redo = plan.added.iter().map(|(name, _)| name).chain(pinned);
+        for name in redo {
+            if let Some(records) = next.records.nodes.get(name) {
+                answers.compute(name, records, serial, &|q, out| {
+                    next.respond_slow(q, Transport::Udp, out)
+                });
+            }
+        }
+        next.answers = answers;
+        next
+    }
+
+    /// Whether the answers for `name` in `previous` are still right, bar the serial: the
+    /// name is not an apex, its records are the same, and they are of types whose answers
+    /// hold only the name's own records (plus, for SRV and NS, the addresses of their
+    /// targets, which must be the same too).
+    fn carries_over(&self, previous: &Self, name: &Name, records: &[Record]) -> bool {
+        let ours = &self.records.nodes;
+        let theirs = &previous.records.nodes;
+        if theirs.get(name).map(|r| &**r) != Some(records) || Answers::pinned(records) {
+            return false;
+        }
+        records.iter().all(|r| match &r.data {
+            RData::A(_) | RData::AAAA(_) | RData::PTR(_) | RData::TXT(_) => true,
+            RData::SRV(SRV { target, .. }) | RData::NS(NS(target)) => {
+                ours.get(target) == theirs.get(target)
+            }
+            _ => false,
+        })
+    }
+
+    /// Whether [`rebuild`](Self::rebuild) patched this state from the previous one (only
+    /// the names a change touched were computed) rather than building the zone again.
+    pub fn was_patched(&self) -> bool {
+        self.patched
     }
 
     /// The SOA serial of this state.
@@ -92,7 +208,7 @@ impl Authority {
             .records
             .nodes
             .values()
-            .flatten()
+            .flat_map(|r| r.iter())
             .map(ToString::to_string)
             .collect();
         out.sort();
@@ -105,7 +221,7 @@ impl Authority {
             .records
             .nodes
             .values()
-            .flatten()
+            .flat_map(|r| r.iter())
             .map(|r| ZoneRecord {
                 name: r.name.to_string(),
                 ttl: r.ttl,
@@ -117,72 +233,22 @@ impl Authority {
         out
     }
 
-    fn precompute(&mut self) {
-        let mut fast = HashMap::new();
-        self.names = self
-            .records
-            .nodes
-            .keys()
-            .map(|n| crate::zone::name_wire(n).into_boxed_slice())
-            .collect();
-        let mut query = Vec::with_capacity(300);
-        let mut out = Vec::with_capacity(512);
+    /// Computes the answers of every name, taking those `previous` has for names that
+    /// [carry over](Self::carries_over).
+    fn precompute(&mut self, previous: Option<&Self>) {
+        let mut answers = Answers::default();
+        let serial = self.records.serial;
         for (name, records) in &self.records.nodes {
-            let mut types: Vec<RecordType> = records.iter().map(Record::record_type).collect();
-            types.extend([RecordType::A, RecordType::AAAA]);
-            types.sort_unstable();
-            types.dedup();
-            let wire = crate::zone::name_wire(name);
-            for qtype in types {
-                let mut variants: [Box<[u8]>; 2] = Default::default();
-                let mut complete = true;
-                for (slot, with_edns) in variants.iter_mut().zip([false, true]) {
-                    query.clear();
-                    query.extend_from_slice(&[
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        1,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        u8::from(with_edns),
-                    ]);
-                    query.extend_from_slice(&wire);
-                    query.extend_from_slice(&u16::from(qtype).to_be_bytes());
-                    query.extend_from_slice(&CLASS_IN.to_be_bytes());
-                    if with_edns {
-                        query.extend_from_slice(&[0, 0, 41]);
-                        query.extend_from_slice(&Self::MAX_UDP_PAYLOAD.to_be_bytes());
-                        query.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-                    }
-                    let disposition = self.respond_slow(&query, Transport::Udp, &mut out);
-                    let usable = disposition == Disposition::Reply
-                        && out.len() > 12
-                        && out[2] & TC == 0
-                        && (!with_edns
-                            || (out.len() >= 23
-                                && out[out.len() - 11] == 0
-                                && out[out.len() - 10..out.len() - 8] == [0, 41]
-                                && out[out.len() - 2..] == [0, 0]));
-                    if !usable {
-                        complete = false;
-                        break;
-                    }
-                    *slot = out.as_slice().into();
-                }
-                if complete {
-                    let mut key = wire.clone();
-                    key.extend_from_slice(&u16::from(qtype).to_be_bytes());
-                    fast.insert(key.into_boxed_slice(), variants);
-                }
+            let carried = previous.is_some_and(|p| {
+                self.carries_over(p, name, records) && answers.carry(&p.answers, name, records)
+            });
+            if !carried {
+                answers.compute(name, records, serial, &|q, out| {
+                    self.respond_slow(q, Transport::Udp, out)
+                });
             }
         }
-        self.fast = fast;
+        self.answers = answers;
     }
 
     /// Answers one query packet: writes the response into `out` (cleared first) and says
@@ -195,14 +261,11 @@ impl Authority {
         let limit = limit(transport, edns);
         if q.qclass == CLASS_IN
             && edns.is_none_or(|e| e.version == 0)
-            && let Some(variants) = self.fast.get(q.key())
+            && let Some(entry) = self.answers.get(q.key())
+            && entry.write(edns.is_some(), self.records.serial, limit, out)
         {
-            let bytes = &variants[usize::from(edns.is_some())];
-            if bytes.len() <= limit {
-                out.extend_from_slice(bytes);
-                patch(out, &q, edns);
-                return Disposition::Reply;
-            }
+            patch(out, &q, edns);
+            return Disposition::Reply;
         }
         self.respond_parsed(packet, &q, edns, limit, out)
     }
@@ -238,7 +301,7 @@ impl Authority {
             && q.qtype != TYPE_OPT
             && !matches!(q.qtype, 251 | 252)
             && let Some((zone, offset)) = self.zone_of(q.lower())
-            && !self.names.contains(q.lower())
+            && !self.answers.has_name(q.lower())
         {
             let soa = &zone.negative_soa_tail;
             let total = q.end + 2 + soa.len() + if edns.is_some() { 11 } else { 0 };
@@ -426,7 +489,7 @@ impl Authority {
     fn lookup(&self, name: &DomainName) -> Option<&[Record]> {
         let mut qname = Name::from_ascii(name.as_str()).ok()?.to_lowercase();
         qname.set_fqdn(true);
-        self.records.nodes.get(&qname).map(Vec::as_slice)
+        self.records.nodes.get(&qname).map(|r| &**r)
     }
 
     fn in_zone(&self, name: &DomainName) -> bool {

@@ -49,11 +49,12 @@ pub(crate) async fn follow(
 }
 
 async fn rebuild(config: &ZoneConfig, shared: &Arc<Shared>, services: Vec<Arc<ServiceRecord>>) {
-    let previous = shared.authority().serial();
+    let previous = shared.authority();
     let forwarding = shared.forwarder.is_some();
     let cfg = config.clone();
     let built = tokio::task::spawn_blocking(move || {
-        Authority::build(&cfg, &services, next_serial(previous), forwarding)
+        let serial = next_serial(previous.serial());
+        Authority::rebuild(&previous, &cfg, &services, serial, forwarding)
     })
     .await;
     match built {
@@ -61,6 +62,7 @@ async fn rebuild(config: &ZoneConfig, shared: &Arc<Shared>, services: Vec<Arc<Se
             tracing::debug!(
                 serial = authority.serial(),
                 names = authority.name_count(),
+                patched = authority.was_patched(),
                 "zone rebuilt"
             );
             shared.install(authority);

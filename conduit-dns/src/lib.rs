@@ -60,6 +60,8 @@ use conduit_registry::{DomainName, RegistryError};
 mod authority;
 mod follow;
 mod forward;
+mod patch;
+mod precomputed;
 mod server;
 mod shared;
 mod stats;

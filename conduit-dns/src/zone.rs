@@ -10,6 +10,13 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::DnsError;
 
+/// The zone's maps: built once per registry change, read on every query. foldhash is
+/// several times faster than SipHash here, and only our own names are inserted (a query
+/// only looks up).
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// A set keyed like [`Map`].
+pub(crate) type Set<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// What the server serves and how: the zones, the addresses it gives out, the TTLs.
 ///
 /// Built with [`ZoneConfig::new`] and the `with_*` methods; checked by
@@ -185,7 +192,7 @@ pub enum ZoneError {
 }
 
 /// One zone we are authoritative for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ZoneApex {
     /// Lower-case wire form of the apex, for suffix matching on raw packets.
     pub(crate) wire: Vec<u8>,
@@ -196,16 +203,39 @@ pub(crate) struct ZoneApex {
     pub(crate) negative_soa_tail: Vec<u8>,
 }
 
-/// The records of every name, built from the registry's active records.
-#[derive(Debug, Default)]
+impl ZoneApex {
+    fn new(apex: &Name, soa: SOA, ttl: u32) -> Self {
+        Self {
+            wire: name_wire(apex),
+            negative_soa_tail: soa_tail(&soa, ttl),
+            negative_soa: Record::from_rdata(apex.clone(), ttl, RData::SOA(soa)),
+        }
+    }
+
+    /// The same zone at another serial.
+    pub(crate) fn with_serial(&self, serial: u32) -> Self {
+        match &self.negative_soa.data {
+            RData::SOA(soa) => {
+                let mut soa = soa.clone();
+                soa.serial = serial;
+                Self::new(&self.negative_soa.name, soa, self.negative_soa.ttl)
+            }
+            _ => self.clone(),
+        }
+    }
+}
+
+/// The records of every name, built from the registry's active records. Cloning is
+/// cheap: the record lists are shared.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Records {
     pub(crate) zones: Vec<ZoneApex>,
     /// Lower-case owner name → its records; an empty list marks an empty non-terminal.
-    pub(crate) nodes: HashMap<Name, Vec<Record>>,
+    pub(crate) nodes: Map<Name, Arc<[Record]>>,
     pub(crate) serial: u32,
 }
 
-fn domain_to_name(domain: &DomainName) -> Result<Name, DnsError> {
+pub(crate) fn domain_to_name(domain: &DomainName) -> Result<Name, DnsError> {
     let mut name = Name::from_ascii(domain.as_str())
         .map_err(|e| ZoneError::Name {
             name: domain.to_string(),
@@ -302,9 +332,7 @@ impl Records {
                     source: Box::new(e),
                 })?;
             let soa = SOA::new(ns_name.clone(), hostmaster, serial, 3600, 600, 86_400, neg);
-            let negative_soa_tail = soa_tail(&soa, ttl.min(neg));
             let soa_record = Record::from_rdata(apex.clone(), ttl, RData::SOA(soa.clone()));
-            let negative_soa = Record::from_rdata(apex.clone(), ttl.min(neg), RData::SOA(soa));
             nodes.entry(apex.clone()).or_default().push(soa_record);
             add(&mut nodes, apex, RData::NS(NS(ns_name.clone())));
             if forward.iter().any(|z| z.zone_of(&ns_name)) {
@@ -312,11 +340,7 @@ impl Records {
                     add(&mut nodes, &ns_name, address(*ip));
                 }
             }
-            zones.push(ZoneApex {
-                wire: name_wire(apex),
-                negative_soa,
-                negative_soa_tail,
-            });
+            zones.push(ZoneApex::new(apex, soa, ttl.min(neg)));
         }
 
         let in_forward = |name: &Name| forward.iter().any(|z| z.zone_of(name));
@@ -335,23 +359,11 @@ impl Records {
             nodes.entry(fqdn.clone()).or_default();
             match service.routing() {
                 Routing::Proxied => {
-                    for ip in &config.advertise {
-                        add(&mut nodes, &fqdn, address(*ip));
-                    }
-                    let service_label: &[u8] = if service.tls() { b"_https" } else { b"_http" };
-                    let port = if service.tls() {
-                        config.https_port
-                    } else {
-                        config.http_port
-                    };
-                    if let Ok(srv_name) = Name::from_labels([service_label, b"_tcp"])
-                        .and_then(|n| n.append_domain(&fqdn))
-                    {
-                        add(
-                            &mut nodes,
-                            &srv_name,
-                            RData::SRV(SRV::new(0, 0, port, fqdn.clone())),
-                        );
+                    for (name, data) in proxied_names(config, &fqdn, service.tls()) {
+                        nodes.entry(name.clone()).or_default();
+                        for rdata in data {
+                            add(&mut nodes, &name, rdata);
+                        }
                     }
                 }
                 Routing::Direct | _ => {
@@ -435,10 +447,46 @@ impl Records {
         zones.sort_by_key(|z| std::cmp::Reverse(z.wire.len()));
         Ok(Self {
             zones,
-            nodes,
+            nodes: nodes.into_iter().map(|(k, v)| (k, v.into())).collect(),
             serial,
         })
     }
+}
+
+/// The names a proxied service at `fqdn` owns and their data: the name itself (the
+/// advertised addresses), `_tcp` under it (an empty non-terminal) and the SRV record
+/// giving the proxy's port (`_https._tcp`, or `_http._tcp` without TLS).
+pub(crate) fn proxied_names(
+    config: &ZoneConfig,
+    fqdn: &Name,
+    tls: bool,
+) -> Vec<(Name, Vec<RData>)> {
+    let mut out = vec![(
+        fqdn.clone(),
+        config
+            .advertise
+            .iter()
+            .map(|ip| match *ip {
+                IpAddr::V4(v4) => RData::A(A(v4)),
+                IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+            })
+            .collect(),
+    )];
+    let (label, port): (&[u8], u16) = if tls {
+        (b"_https", config.https_port)
+    } else {
+        (b"_http", config.http_port)
+    };
+    if let Ok(tcp) = Name::from_labels([&b"_tcp"[..]]).and_then(|n| n.append_domain(fqdn))
+        && let Ok(srv_name) = Name::from_labels([label]).and_then(|n| n.append_domain(&tcp))
+    {
+        out.push((tcp, Vec::new()));
+        out.push((
+            srv_name,
+            vec![RData::SRV(SRV::new(0, 0, port, fqdn.clone()))],
+        ));
+    }
+    out
 }
 
 /// TYPE, CLASS, TTL, RDLENGTH and RDATA of a SOA record, names written in full.

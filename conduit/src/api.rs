@@ -169,6 +169,14 @@ pub struct MonitorSnapshot {
 pub struct AuditTail {
     /// The records.
     pub events: Vec<AuditEntry>,
+    /// How many records the log holds (every line, including any that cannot be read):
+    /// a client that counts the records streamed to it knows, on reconnecting, how many
+    /// of the newest it has not seen.
+    pub total: u64,
+    /// The event stream's id as of this read: `GET /v1/events?types=audit` with this as
+    /// `Last-Event-ID` streams exactly the records appended after these (what
+    /// `conduit logs --follow` does).
+    pub cursor: String,
 }
 
 /// One audit record, the six fields of the log line.

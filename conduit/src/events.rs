@@ -118,6 +118,11 @@ pub enum EventKind {
         message: String,
         /// Its position in the sealed chain, when sealed.
         sequence: Option<u64>,
+        /// The record's own time, `YYYY-MM-DDTHH:MM:SSZ`.
+        timestamp: String,
+        /// The record's own fields (free-form in the audit format, as in
+        /// [`AuditEntry`](crate::api::AuditEntry)).
+        details: serde_json::Map<String, serde_json::Value>,
     },
     /// The client must re-read the state: its `Last-Event-ID` is from another run of the
     /// gateway or older than the replay buffer.
@@ -307,6 +312,12 @@ impl EventBus {
             return Err(ResumeError::OtherRun(id.to_owned()));
         }
         Ok(seq)
+    }
+
+    /// The id of the last event published (`EPOCH-0` before the first): a client that
+    /// sends it as `Last-Event-ID` gets every event after it.
+    pub fn cursor(&self) -> String {
+        format!("{}-{}", self.inner.epoch, self.published())
     }
 
     /// How many events this run has published.

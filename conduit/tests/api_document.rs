@@ -128,6 +128,8 @@ fn every_api_type_matches_its_schema() {
         "AuditTail",
         &AuditTail {
             events: vec![AuditEntry::from(&event)],
+            total: 1,
+            cursor: "18c2f0a1b2c-41".into(),
         },
     );
     check(
@@ -168,7 +170,12 @@ fn every_api_type_matches_its_schema() {
             success: true,
             user: "root".into(),
             message: "Registered".into(),
-            sequence: None,
+            sequence: Some(7),
+            timestamp: "2026-11-29T07:00:00Z".into(),
+            details: serde_json::json!({"name": "grafana"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         },
     ] {
         bus.publish(kind);

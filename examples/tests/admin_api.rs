@@ -522,3 +522,89 @@ fn nix_group(name: &str) -> u32 {
         })
         .unwrap()
 }
+
+/// `conduit logs --follow` with the gateway running reads through the admin API (here its
+/// state directory is an empty one: every line must come from the gateway), prints each new
+/// record from the event stream, and across a gateway restart catches up on what was
+/// written while it was down, each record once.
+#[test]
+fn logs_follow_streams_from_the_gateway_and_survives_its_restart() {
+    let site = Site::new("");
+    let gw = site.serve();
+    let register = |name: &str| {
+        ok(site
+            .cmd()
+            .args(["register", "--name", name, "--upstream", "10.0.1.9:80"])
+            .output()
+            .unwrap())
+    };
+    register("first");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut follow = common::conduit(&site.config)
+        .arg("--dir")
+        .arg(elsewhere.path())
+        .args(["logs", "--follow", "--json", "--action", "service_register"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(elsewhere.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(elsewhere.path().join("stderr")).unwrap_or_default();
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let reader = {
+        let (lines, out) = (lines.clone(), follow.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let printed = |domain: &str| {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&format!("Registered {domain} ")))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || printed("first.internal") == 1)
+            < Duration::from_secs(5),
+        "the record before --follow started: {:?}",
+        lines.lock().unwrap()
+    );
+    // a new record arrives from the stream, not from polling a file
+    register("second");
+    let took = wait_until(Duration::from_secs(3), || printed("second.internal") == 1);
+    assert!(took < Duration::from_secs(3), "{:?}", lines.lock().unwrap());
+    // the gateway stops; a change written while it is down is printed once it is back
+    drop(gw);
+    let _ = std::fs::remove_file(&site.socket);
+    register("offline");
+    let _gw = site.serve();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while printed("offline.internal") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        printed("offline.internal"),
+        1,
+        "{:?}\nstderr: {}",
+        lines.lock().unwrap(),
+        stderr()
+    );
+    register("third");
+    wait_until(Duration::from_secs(3), || printed("third.internal") == 1);
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let _ = reader.join();
+    for domain in ["first", "second", "offline", "third"] {
+        let n = printed(&format!("{domain}.internal"));
+        assert_eq!(n, 1, "{domain}: {:?}", lines.lock().unwrap());
+    }
+    // every line is the log's own JSON record, filtered by action
+    for l in lines.lock().unwrap().iter() {
+        let e: conduit::api::AuditEntry = serde_json::from_str(l).unwrap();
+        assert_eq!(e.action, "service_register", "{l}");
+    }
+}

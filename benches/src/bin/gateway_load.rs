@@ -137,6 +137,11 @@ async fn main() -> anyhow::Result<()> {
         samples,
         via,
     } = clap::Parser::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_writer(std::io::stderr)
+        .init();
     let api = match via.as_str() {
         "file" => false,
         "api" => true,
@@ -225,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
         let fqdn = format!("{name}.internal");
         let rec = ServiceRecord::new(ServiceName::new(&name)?, up_ep.clone());
         let start = Instant::now();
+        tracing::info!(%name, "registration started");
         if api {
             let spec = conduit::spec::ServiceSpec::new(name.clone(), vec![up_ep.to_string()]);
             admin.register(&spec).await?;
@@ -243,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        tracing::info!(%name, "served");
         lat.push(start.elapsed().as_secs_f64() * 1000.0);
         if api {
             // (the stream client is a task of this same thread: give it its turn)

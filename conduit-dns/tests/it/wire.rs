@@ -271,3 +271,120 @@ proptest! {
         let _ = a.respond(&packet, Transport::Tcp, &mut out);
     }
 }
+
+/// Every response of `a` and `b` to each owner name of either, for the common types, with
+/// and without EDNS, byte for byte.
+fn assert_same_answers(a: &Authority, b: &Authority, step: usize) {
+    let mut owners: Vec<String> = a
+        .records()
+        .into_iter()
+        .chain(b.records())
+        .filter_map(|r| r.split(' ').next().map(str::to_owned))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    owners.push("gone.internal".to_owned());
+    for name in &owners {
+        for qtype in [1u16, 2, 5, 6, 12, 16, 28, 33, 255] {
+            for edns in [None, Some((1232, 0, false)), Some((4096, 0, true))] {
+                let q = query(0x1234, 1, name, qtype, 1, edns);
+                for transport in [Transport::Udp, Transport::Tcp] {
+                    let (mut x, mut y) = (Vec::new(), Vec::new());
+                    assert_eq!(
+                        a.respond(&q, transport, &mut x),
+                        b.respond(&q, transport, &mut y)
+                    );
+                    assert_eq!(
+                        x, y,
+                        "step {step}: {name} type {qtype} {edns:?} {transport:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_rebuild_from_the_previous_state_answers_as_a_full_build() {
+    use conduit_registry::DomainName;
+    let base = vec![
+        Arc::new(proxied("grafana", "10.0.1.50:3000")),
+        Arc::new(proxied("vllm", "10.0.1.51:8000").with_tls(false)),
+        Arc::new(direct("postgres", &["10.0.2.7:5432", "10.0.2.8:5432"])),
+        Arc::new(direct("alias", &["db.example:5432"])),
+    ];
+    // (services, whether only their names are replaced)
+    let mut steps = vec![(base.clone(), false)];
+    let mut s = base.clone();
+    // A new proxied service; an address of a direct one changes (A and PTR); a proxied
+    // service leaves; one switches from proxied to direct; a CNAME's target becomes a
+    // served name; nothing changes but the serial.
+    s.push(Arc::new(proxied("ollama", "10.0.1.52:11434")));
+    steps.push((s.clone(), true));
+    s[2] = Arc::new(direct("postgres", &["10.0.2.9:5432"]));
+    steps.push((s.clone(), false));
+    s.remove(0);
+    steps.push((s.clone(), true));
+    s[0] = Arc::new(direct("vllm", &["10.0.1.51:8000"]));
+    steps.push((s.clone(), false));
+    s.push(Arc::new(direct("db", &["10.0.3.3:5432"])));
+    s[2] = Arc::new(direct("alias", &["db.internal:5432"]));
+    steps.push((s.clone(), false));
+    steps.push((s.clone(), true));
+    // A service below another (x.ollama.internal makes ollama.internal an empty
+    // non-terminal when ollama leaves); then ollama changes and leaves.
+    let deep =
+        proxied("x", "10.0.1.60:80").with_domain(DomainName::new("x.ollama.internal").unwrap());
+    s.push(Arc::new(deep));
+    steps.push((s.clone(), false));
+    let at = s
+        .iter()
+        .position(|r| r.name().as_str() == "ollama")
+        .unwrap();
+    s[at] = Arc::new(proxied("ollama", "10.0.1.53:11434").with_tls(false));
+    steps.push((s.clone(), false));
+    s.remove(at);
+    steps.push((s.clone(), false));
+    // A proxied service that a direct one points at by name, then changed.
+    s.push(Arc::new(proxied("web", "10.0.1.70:80")));
+    steps.push((s.clone(), true));
+    s.push(Arc::new(direct("alias2", &["web.internal:80"])));
+    steps.push((s.clone(), false));
+    let at = s.iter().position(|r| r.name().as_str() == "web").unwrap();
+    s[at] = Arc::new(proxied("web", "10.0.1.71:80").with_tls(false));
+    steps.push((s.clone(), false));
+    // A service on the name server's own name; then one more plain service.
+    s.push(Arc::new(proxied("ns", "10.0.1.80:80")));
+    steps.push((s.clone(), false));
+    s.push(Arc::new(proxied("grafana", "10.0.1.50:3000")));
+    steps.push((s.clone(), true));
+    // Several at once: registered, updated, removed.
+    let n = s.len();
+    s.truncate(n - 1);
+    s.push(Arc::new(proxied("a1", "10.0.1.90:80")));
+    s.push(Arc::new(proxied("a2", "10.0.1.91:80").with_tls(false)));
+    steps.push((s.clone(), true));
+
+    let cfg = config();
+    let mut previous = Authority::build(&cfg, &steps[0].0, 100, false).unwrap();
+    for (i, (services, patch)) in steps.iter().enumerate().skip(1) {
+        let serial = 100 + i as u32;
+        let full = Authority::build(&cfg, services, serial, false).unwrap();
+        let next = Authority::rebuild(&previous, &cfg, services, serial, false).unwrap();
+        assert_eq!(next.serial(), serial);
+        assert_eq!(next.was_patched(), *patch, "step {i}");
+        assert_eq!(next.records(), full.records(), "step {i}");
+        assert_same_answers(&full, &next, i);
+        previous = next;
+    }
+    // Other settings: nothing is patched or carried over, and the answers are still right.
+    let other = config().with_https_port(9443);
+    let full = Authority::build(&other, &steps[1].0, 199, false).unwrap();
+    let next = Authority::rebuild(&previous, &other, &steps[1].0, 199, false).unwrap();
+    assert!(!next.was_patched());
+    assert_same_answers(&full, &next, 98);
+    let full = Authority::build(&other, &steps[1].0, 200, true).unwrap();
+    let next = Authority::rebuild(&previous, &other, &steps[1].0, 200, true).unwrap();
+    assert!(!next.was_patched());
+    assert_same_answers(&full, &next, 99);
+}

@@ -7,7 +7,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{FileOut, Paths, SCHEMA_VERSION};
+use super::encode::Fragments;
+use super::{Paths, SCHEMA_VERSION};
 use crate::RegistryError;
 use crate::table::Table;
 
@@ -50,14 +51,14 @@ pub(super) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RegistryErr
         .map_err(|e| RegistryError::io("fsync", path, e))
 }
 
-pub(super) fn write_atomically(paths: &Paths, table: &Table) -> Result<(), RegistryError> {
-    let out = FileOut {
-        version: SCHEMA_VERSION,
-        revision: table.revision(),
-        services: table.records().iter().map(|r| &**r).collect(),
-    };
-    let mut bytes =
-        serde_json::to_vec_pretty(&out).map_err(|e| RegistryError::Worker(e.to_string()))?;
+pub(super) fn write_atomically(
+    paths: &Paths,
+    table: &Table,
+    fragments: &Fragments,
+) -> Result<(), RegistryError> {
+    let mut bytes = fragments
+        .encode(SCHEMA_VERSION, table.revision(), table.records())
+        .map_err(|e| RegistryError::Worker(e.to_string()))?;
     bytes.push(b'\n');
     write_private(&paths.tmp, &bytes)?;
     fs::rename(&paths.tmp, &paths.file).map_err(|e| RegistryError::io("rename", &paths.file, e))?;

@@ -8,6 +8,7 @@
 //! The schema is documented in `docs/registry-schema.md`.
 
 mod disk;
+mod encode;
 mod follow;
 mod format;
 
@@ -19,8 +20,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use disk::{Stamp, acquire_lock, create_private_dir, stamp, write_atomically, write_private};
+use encode::Fragments;
 use follow::spawn_follower;
-use format::{FileOut, read_file};
+use format::read_file;
 
 #[doc(hidden)]
 pub use format::fuzz_parse_services_json;
@@ -99,6 +101,8 @@ struct Inner {
     /// Held by every write and every reload of this process: a reload that read the file
     /// just before one of our own writes must not adopt that older table after it.
     serial: std::sync::Mutex<()>,
+    /// Each record's part of the file, serialized once.
+    fragments: Fragments,
 }
 
 /// A registry stored in `services.json`, safe for several processes at once.
@@ -164,7 +168,7 @@ impl FileRegistry {
                     Some((table, _)) => table,
                     None => {
                         let table = Table::default();
-                        write_atomically(&paths, &table)?;
+                        write_atomically(&paths, &table, &Fragments::default())?;
                         table
                     }
                 }
@@ -180,6 +184,7 @@ impl FileRegistry {
             options,
             known: std::sync::Mutex::new(known),
             serial: std::sync::Mutex::new(()),
+            fragments: Fragments::default(),
         });
         if inner.options.follow {
             spawn_follower(&inner)?;
@@ -278,7 +283,7 @@ impl Inner {
             tracing::info!(backup = %self.paths.legacy_backup.display(), "saved the version-1 registry before upgrading it");
         }
         self.set_known(None);
-        write_atomically(&self.paths, &table)?;
+        write_atomically(&self.paths, &table, &self.fragments)?;
         let written = stamp(&self.paths.file);
         self.state.absorb(table);
         self.set_known(written.map(|s| (s, SCHEMA_VERSION)));

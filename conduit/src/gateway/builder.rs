@@ -161,8 +161,12 @@ async fn bind(
     let ssrf = Arc::new(s.ssrf_policy(&config.origin)?);
     // Every record the gateway audits from here on is also an `audit` event.
     let events = crate::events::EventBus::new();
-    let audit: Arc<dyn AuditSink> =
-        Arc::new(super::publish::PublishingSink::new(audit, events.clone()));
+    let audit_gate = super::publish::AuditGate::default();
+    let audit: Arc<dyn AuditSink> = Arc::new(super::publish::PublishingSink::new(
+        audit,
+        events.clone(),
+        audit_gate.clone(),
+    ));
     // Every connection cap fits the descriptors this process may open.
     let budget = crate::limits::raise_nofile().map_err(|source| GatewayError::Limits { source })?;
     let l = &mut proxy_config.limits;
@@ -283,5 +287,6 @@ async fn bind(
         ensured,
         ssrf,
         events,
+        audit_gate,
     })
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::GatewayError;
 use crate::api::{
-    AuditEntry, CertificateInfo, DnsCheck, DnsOutcome, DnsRecord, DnsZone, Revocation,
+    AuditEntry, AuditTail, CertificateInfo, DnsCheck, DnsOutcome, DnsRecord, DnsZone, Revocation,
     ServiceStatus, StatusReport, UpstreamHealth,
 };
 use crate::audited::record;
@@ -37,6 +37,8 @@ pub struct GatewayHandle {
     pub(super) ssrf: Arc<conduit_proxy::SsrfPolicy>,
     /// The live events.
     pub(super) events: crate::events::EventBus,
+    /// Held alone while reading the audit log with the event cursor.
+    pub(super) audit_gate: super::publish::AuditGate,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -208,7 +210,7 @@ impl GatewayHandle {
     /// # Errors
     /// [`GatewayError::Audit`] when the log cannot be read; [`GatewayError::Unavailable`]
     /// for a gateway composed without a state directory (its sink is its own to read).
-    pub async fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEntry>, GatewayError> {
+    pub async fn audit_tail(&self, limit: usize) -> Result<AuditTail, GatewayError> {
         let path = self
             .state
             .as_ref()
@@ -216,18 +218,23 @@ impl GatewayHandle {
                 what: "the audit log (this gateway has no state directory)",
             })?
             .audit_log();
-        let events = tokio::task::spawn_blocking(move || {
-            let mut filter = conduit_audit::LogFilter::default();
-            filter.limit = Some(limit);
-            conduit_audit::read_log(&path, &filter)
+        // No append in between: the cursor is exactly where these records end.
+        let _alone = self.audit_gate.write().await;
+        let (mut events, bad) = tokio::task::spawn_blocking(move || {
+            conduit_audit::read_log(&path, &conduit_audit::LogFilter::default())
         })
         .await
         .map_err(|source| GatewayError::Task {
             what: "audit read",
             source,
-        })??
-        .0;
-        Ok(events.iter().map(AuditEntry::from).collect())
+        })??;
+        let total = (events.len() + bad.len()) as u64;
+        events.drain(..events.len().saturating_sub(limit));
+        Ok(AuditTail {
+            events: events.iter().map(AuditEntry::from).collect(),
+            total,
+            cursor: self.events.cursor(),
+        })
     }
 
     /// The last monitor round's samples.

@@ -95,6 +95,7 @@ pub struct Gateway {
     ensured: tasks::Ensured,
     ssrf: Arc<conduit_proxy::SsrfPolicy>,
     events: crate::events::EventBus,
+    audit_gate: publish::AuditGate,
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
@@ -186,6 +187,7 @@ impl Gateway {
             origin: Arc::from(self.config.origin.as_str()),
             ssrf: self.ssrf.clone(),
             events: self.events.clone(),
+            audit_gate: self.audit_gate.clone(),
         }
     }
 
@@ -211,6 +213,7 @@ impl Gateway {
             ensured,
             ssrf: _,
             events,
+            audit_gate: _,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -16,11 +16,17 @@ use crate::events::{EventBus, EventKind};
 pub(super) struct PublishingSink {
     inner: Arc<dyn AuditSink>,
     bus: EventBus,
+    gate: AuditGate,
 }
 
+/// Appends (with their events) hold it shared; a reader of the log that also wants the
+/// event cursor to go with what it read holds it alone, so no record is in the log and
+/// not yet published, or published and not yet in the log, at that moment.
+pub(super) type AuditGate = Arc<tokio::sync::RwLock<()>>;
+
 impl PublishingSink {
-    pub(super) fn new(inner: Arc<dyn AuditSink>, bus: EventBus) -> Self {
-        Self { inner, bus }
+    pub(super) fn new(inner: Arc<dyn AuditSink>, bus: EventBus, gate: AuditGate) -> Self {
+        Self { inner, bus, gate }
     }
 }
 
@@ -31,6 +37,9 @@ impl AuditSink for PublishingSink {
         let success = event.status() == Outcome::Success;
         let user = event.user().to_owned();
         let message = event.message().to_owned();
+        let timestamp = event.timestamp().to_owned();
+        let details = event.details().clone();
+        let _shared = self.gate.read().await;
         let receipt = self.inner.append(event).await?;
         self.bus.publish(EventKind::Audit {
             action,
@@ -38,6 +47,8 @@ impl AuditSink for PublishingSink {
             user,
             message,
             sequence: receipt.sealed.as_ref().map(|s| s.sequence),
+            timestamp,
+            details,
         });
         Ok(receipt)
     }

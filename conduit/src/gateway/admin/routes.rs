@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use super::super::GatewayHandle;
 use super::Caller;
 use super::respond::{Body, body, error, expect, failed, json, service};
-use crate::api::{AuditTail, Health, MonitorSnapshot};
+use crate::api::{Health, MonitorSnapshot};
 use crate::spec::ServiceSpec;
 
 /// `/v1/services` and `/v1/services/{name}`.
@@ -164,7 +164,7 @@ pub(crate) async fn answer(
                 .unwrap_or(50)
                 .min(10_000);
             match gw.audit_tail(limit).await {
-                Ok(events) => json(StatusCode::OK, &AuditTail { events }),
+                Ok(tail) => json(StatusCode::OK, &tail),
                 Err(e) => failed(&e),
             }
         }
