@@ -11,7 +11,8 @@ use rustls::sign::CertifiedKey;
 
 use crate::{CaError, IssuedCert};
 
-type Map = HashMap<String, Arc<CertifiedKey>>;
+/// Shared keys: the copy each change makes is of pointers, not of every name.
+type Map = HashMap<Arc<str>, Arc<CertifiedKey>>;
 
 /// A `rustls::server::ResolvesServerCert` backed by a map SNI name → certificate that is
 /// replaced as a whole on every change: a handshake sees the old map or the new one, a renewed
@@ -82,7 +83,7 @@ impl CertResolver {
     pub fn install(&self, names: &[String], key: Arc<CertifiedKey>) {
         self.update(|m| {
             for n in names {
-                m.insert(n.to_ascii_lowercase(), Arc::clone(&key));
+                m.insert(Arc::from(n.to_ascii_lowercase()), Arc::clone(&key));
             }
         });
     }
@@ -92,7 +93,7 @@ impl CertResolver {
     pub fn replace_all(&self, entries: impl IntoIterator<Item = (String, Arc<CertifiedKey>)>) {
         let next: Map = entries
             .into_iter()
-            .map(|(n, k)| (n.to_ascii_lowercase(), k))
+            .map(|(n, k)| (Arc::from(n.to_ascii_lowercase()), k))
             .collect();
         *self.map.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
     }
@@ -100,7 +101,7 @@ impl CertResolver {
     /// Stops serving `name`.
     pub fn remove(&self, name: &str) {
         self.update(|m| {
-            m.remove(&name.to_ascii_lowercase());
+            m.remove(name.to_ascii_lowercase().as_str());
         });
     }
 

@@ -49,23 +49,27 @@ pub(crate) async fn follow(
 }
 
 async fn rebuild(config: &ZoneConfig, shared: &Arc<Shared>, services: Vec<Arc<ServiceRecord>>) {
-    let previous = shared.authority();
     let forwarding = shared.forwarder.is_some();
     let cfg = config.clone();
+    let target = Arc::clone(shared);
+    // Built and swapped in off the async threads: the state it replaces is freed there too.
     let built = tokio::task::spawn_blocking(move || {
+        let previous = target.authority();
         let serial = next_serial(previous.serial());
-        Authority::rebuild(&previous, &cfg, &services, serial, forwarding)
+        let authority = Authority::rebuild(&previous, &cfg, &services, serial, forwarding)?;
+        drop(previous);
+        let built = (
+            authority.serial(),
+            authority.name_count(),
+            authority.was_patched(),
+        );
+        target.install(authority);
+        Ok::<_, DnsError>(built)
     })
     .await;
     match built {
-        Ok(Ok(authority)) => {
-            tracing::debug!(
-                serial = authority.serial(),
-                names = authority.name_count(),
-                patched = authority.was_patched(),
-                "zone rebuilt"
-            );
-            shared.install(authority);
+        Ok(Ok((serial, names, patched))) => {
+            tracing::debug!(serial, names, patched, "zone rebuilt");
             shared.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Err(e)) => {

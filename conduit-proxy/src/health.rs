@@ -20,28 +20,53 @@ pub(crate) struct Checkers {
 }
 
 impl Checkers {
-    /// Starts checks for new or changed routes and stops those of removed ones.
+    /// Starts checks for new or changed routes and stops those of removed ones; a route
+    /// that is still the same one keeps its running check (and costs a lookup).
     pub(crate) fn reconcile(&mut self, shared: &Arc<Shared>, table: &RouteTable) {
-        let mut next = HashMap::with_capacity(table.len());
+        self.tasks.retain(|domain, (route, handle)| {
+            let same = table.get(domain).is_some_and(|r| Arc::ptr_eq(r, route));
+            if !same {
+                handle.abort();
+            }
+            same
+        });
         for route in table.routes() {
-            let key: Box<str> = Box::from(route.domain.as_str());
-            match self.tasks.remove(&key) {
-                Some((old, handle)) if Arc::ptr_eq(&old, route) => {
-                    next.insert(key, (old, handle));
-                }
-                previous => {
-                    if let Some((_, handle)) = previous {
-                        handle.abort();
-                    }
-                    let task = tokio::spawn(check_route(Arc::clone(shared), Arc::clone(route)));
-                    next.insert(key, (Arc::clone(route), task.abort_handle()));
-                }
+            if !self.tasks.contains_key(route.domain.as_str()) {
+                let task = tokio::spawn(check_route(Arc::clone(shared), Arc::clone(route)));
+                self.tasks.insert(
+                    Box::from(route.domain.as_str()),
+                    (Arc::clone(route), task.abort_handle()),
+                );
             }
         }
-        for (_, (_, handle)) in self.tasks.drain() {
-            handle.abort();
+    }
+
+    /// [`Checkers::reconcile`] for these domains only (the rest of `table` is as it was).
+    pub(crate) fn reconcile_domains(
+        &mut self,
+        shared: &Arc<Shared>,
+        table: &RouteTable,
+        domains: &[Arc<str>],
+    ) {
+        for domain in domains {
+            let route = table.get(domain);
+            match self.tasks.get(&**domain) {
+                Some((running, _)) if route.is_some_and(|r| Arc::ptr_eq(r, running)) => continue,
+                Some(_) => {
+                    if let Some((_, (_, handle))) = self.tasks.remove_entry(&**domain) {
+                        handle.abort();
+                    }
+                }
+                None => {}
+            }
+            if let Some(route) = route {
+                let task = tokio::spawn(check_route(Arc::clone(shared), Arc::clone(route)));
+                self.tasks.insert(
+                    Box::from(&**domain),
+                    (Arc::clone(route), task.abort_handle()),
+                );
+            }
         }
-        self.tasks = next;
     }
 
     /// Stops every check.

@@ -144,7 +144,7 @@ pub(crate) fn shared(
     services: &[Arc<conduit_registry::ServiceRecord>],
 ) -> Result<Arc<Shared>, ProxyError> {
     let connector = connector(&config)?;
-    let table = build_table(
+    let (table, _) = build_table(
         &RouteTable::default(),
         services,
         &config,
@@ -252,28 +252,31 @@ fn connector(config: &ProxyConfig) -> Result<Connector, ProxyError> {
         .wrap_connector(http))
 }
 
+/// The route table for `services` after `previous`, and the domains whose route changed
+/// (`None`: any may have).
 fn build_table(
     previous: &RouteTable,
     services: &[Arc<conduit_registry::ServiceRecord>],
     config: &ProxyConfig,
     ssrf: Option<&crate::SsrfPolicy>,
-) -> RouteTable {
-    RouteTable::build(
-        previous,
-        services,
-        crate::routes::NewBackend {
+) -> (RouteTable, Option<Vec<Arc<str>>>) {
+    let rules = crate::routes::Rules {
+        new_backend: crate::routes::NewBackend {
             healthy: !config.health.start_unhealthy,
             max_conns: config.limits.max_conns_per_upstream,
         },
-        |d| config.limits.body_limit(d),
-        |rec, e: &Endpoint| match ssrf.map(|p| p.check_endpoint(e)) {
+        body_limit: |d: &conduit_registry::DomainName| config.limits.body_limit(d),
+        allow: |rec: &conduit_registry::ServiceRecord, e: &Endpoint| match ssrf
+            .map(|p| p.check_endpoint(e))
+        {
             Some(Err(err)) => {
                 tracing::warn!(service = %rec.name(), upstream = %e, error = %err, "upstream refused by the SSRF policy");
                 false
             }
             _ => true,
         },
-    )
+    };
+    RouteTable::rebuild(previous, services, &rules)
 }
 
 /// A bound proxy: call [`ProxyServer::run`].
@@ -409,14 +412,17 @@ async fn follow(
     let mut follower = conduit_registry::RegistryFollower::new(registry, since, "routes");
     while let Some(services) = follower.next().await {
         let previous = shared.routes.load_full();
-        let table = build_table(
+        let (table, changed) = build_table(
             &previous,
             &services,
             &shared.config,
             shared.config.ssrf.as_deref(),
         );
-        tracing::debug!(routes = table.len(), "routes rebuilt");
-        checkers.reconcile(&shared, &table);
+        tracing::debug!(routes = table.len(), changed = ?changed.as_ref().map(Vec::len), "routes rebuilt");
+        match changed {
+            Some(domains) => checkers.reconcile_domains(&shared, &table, &domains),
+            None => checkers.reconcile(&shared, &table),
+        }
         shared.routes.store(Arc::new(table));
     }
     // Keep checking health of the last routes until the server stops.

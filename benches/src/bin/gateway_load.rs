@@ -12,8 +12,11 @@
 //! 3. With `--via api`, registrations go through the admin API on the unix socket
 //!    (`POST /v1/services`) instead of the registry file, and the bench also measures (a) how
 //!    long after the registration call started an event-stream client (`GET /v1/events`)
-//!    sees its `service` event, and (b) the memory of 1,000 idle event-stream clients.
+//!    sees its `service` event, (b) how long after the gateway published it (the change
+//!    committed), and (c) the memory of 1,000 idle event-stream clients.
 //!
+//! The gateway runs on a thread of its own with a single-threaded runtime, as `conduit
+//! serve` runs it; the clients run on the main thread.
 //! ```text
 //! cargo run --release -p conduit-benches --bin gateway-load -- [--services N] [--samples M] [--via api]
 //! ```
@@ -148,25 +151,62 @@ async fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("--via {other:?}: file or api"),
     };
     let dir = tempfile::tempdir()?;
-    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    // The upstream on a thread of its own too (it is another program in real life); it
+    // ends with this process.
+    let up = std::net::TcpListener::bind("127.0.0.1:0")?;
+    up.set_nonblocking(true)?;
     let up_ep = Endpoint::from_socket_addr(up.local_addr()?)?;
-    tokio::spawn(upstream(up));
+    let upstream_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        upstream_rt.block_on(async move {
+            if let Ok(up) = tokio::net::TcpListener::from_std(up) {
+                upstream(up).await;
+            }
+        });
+    });
     let rss_start = rss_mib();
 
     let mut cfg = GatewayConfig::new(dir.path());
     cfg.settings.dns.listen = vec!["127.0.0.1:0".parse()?];
     cfg.settings.proxy.listen = vec!["127.0.0.1:0".parse()?];
     cfg.settings.proxy.http_listen = Vec::new();
-    let gw = Gateway::start(cfg).await?;
-    let admin = conduit::admin::AdminClient::new(
-        gw.admin_socket()
-            .ok_or_else(|| anyhow::anyhow!("no admin socket"))?,
-    );
-    let (dns, https) = (gw.dns_addrs()[0], gw.https_addrs()[0]);
+    // The gateway on a thread of its own with its own single-threaded runtime (as `conduit
+    // serve` runs it); this program's clients on this one, so their TLS handshakes and
+    // polling do not take the gateway's thread.
+    let (ready, gateway) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(gw.run(async {
-        let _ = stopped.await;
-    }));
+    let running = std::thread::spawn(move || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let gw = Gateway::start(cfg).await?;
+            let addrs = (
+                gw.admin_socket().map(std::path::Path::to_path_buf),
+                gw.dns_addrs()[0],
+                gw.https_addrs()[0],
+                gw.handle(),
+            );
+            if ready.send(addrs).is_err() {
+                return Ok(());
+            }
+            gw.run(async {
+                let _ = stopped.await;
+            })
+            .await?;
+            Ok(())
+        })
+    });
+    let Ok((socket, dns, https, handle)) = gateway.await else {
+        return match running.join() {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("the gateway thread panicked")),
+        };
+    };
+    let admin =
+        conduit::admin::AdminClient::new(socket.ok_or_else(|| anyhow::anyhow!("no admin socket"))?);
 
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(StateDir::new(dir.path()).root_pem())?;
@@ -201,9 +241,29 @@ async fn main() -> anyhow::Result<()> {
     let loaded = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await; // let the health checks settle
     let rss = rss_mib();
+    // Through the API, this program's own registry handle (and the thread that follows the
+    // file for it, parsing it after each of the gateway's writes) is closed: only the
+    // gateway's is left, as with `conduit register` talking to a running gateway.
+    let registry = (!api).then_some(registry);
 
     // 2. register → served (and, through the API, → the event seen by a stream client)
     let seen: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    // When each `service` event was published (an in-process subscriber of the gateway's
+    // bus, woken at once): the event's latency to the stream client is measured from here.
+    let published: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> =
+        Arc::default();
+    let publisher = api.then(|| {
+        let (mut bus, published) = (handle.events().subscribe(), published.clone());
+        tokio::spawn(async move {
+            while let Ok(e) = bus.recv().await {
+                if let conduit::events::EventKind::Service { name, .. } = &e.kind
+                    && let Ok(mut m) = published.lock()
+                {
+                    m.insert(name.clone(), Instant::now());
+                }
+            }
+        })
+    });
     let watcher = api.then(|| {
         let (admin, seen) = (admin.clone(), seen.clone());
         tokio::spawn(async move {
@@ -225,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut lat = Vec::with_capacity(samples);
     let mut event_lat = Vec::with_capacity(samples);
+    let mut delivery_lat = Vec::with_capacity(samples);
     for i in 0..samples {
         let name = format!("lat{i}");
         let fqdn = format!("{name}.internal");
@@ -235,6 +296,9 @@ async fn main() -> anyhow::Result<()> {
             let spec = conduit::spec::ServiceSpec::new(name.clone(), vec![up_ep.to_string()]);
             admin.register(&spec).await?;
         } else {
+            let registry = registry
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("no registry handle"))?;
             registry.register(rec).await?;
         }
         let mut dns_ok = false;
@@ -252,19 +316,23 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(%name, "served");
         lat.push(start.elapsed().as_secs_f64() * 1000.0);
         if api {
-            // (the stream client is a task of this same thread: give it its turn)
+            // (the stream client is a task of this thread: give it its turn)
             for _ in 0..1000 {
                 let t = seen.lock().ok().and_then(|m| m.get(&name).copied());
                 if let Some(t) = t {
                     event_lat.push((t - start).as_secs_f64() * 1000.0);
+                    let p = published.lock().ok().and_then(|m| m.get(&name).copied());
+                    if let Some(p) = p {
+                        delivery_lat.push((t - p).as_secs_f64() * 1000.0);
+                    }
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
     }
-    if let Some(w) = watcher {
-        w.abort();
+    for task in [watcher, publisher].into_iter().flatten() {
+        task.abort();
     }
     // 3. 1,000 idle event-stream clients
     let mut idle_clients = None;
@@ -283,7 +351,10 @@ async fn main() -> anyhow::Result<()> {
         drop(conns);
     }
     let _ = stop.send(());
-    running.await??;
+    match running.join() {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!("the gateway thread panicked"),
+    }
 
     println!("gateway with {services} services (each: DNS name, certificate, route, health check)");
     println!("| measure | value |\n|---|---|");
@@ -301,6 +372,15 @@ async fn main() -> anyhow::Result<()> {
             pct(&mut event_lat, 0.5),
             pct(&mut event_lat, 0.99),
             pct(&mut event_lat, 1.0)
+        );
+    }
+    if !delivery_lat.is_empty() {
+        println!(
+            "| `service` event published → at the SSE client, {} samples | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms |",
+            delivery_lat.len(),
+            pct(&mut delivery_lat, 0.5),
+            pct(&mut delivery_lat, 0.99),
+            pct(&mut delivery_lat, 1.0)
         );
     }
     if let Some(m) = idle_clients {
