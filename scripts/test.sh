@@ -31,6 +31,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 # A network namespace with only loopback for the tests that register refused upstreams.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# libfaketime: a gateway (and its clients) started days later, for the CA recovery tests.
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -68,7 +68,7 @@ pub use inspect::{CertInfo, CertStatus, inspect_der, inspect_pem};
 pub use issuer::{CertClock, LocalIssuer};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
-pub use local::{CaConfig, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME};
+pub use local::{CaConfig, IntermediateRenewal, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
 pub use manager::CertManager;
@@ -144,10 +144,10 @@ pub enum CaError {
         /// The limit, in words.
         limit: String,
     },
-    /// The intermediate has expired: nothing can be issued until it is renewed (and a stored
-    /// CA with an expired intermediate refuses to start).
+    /// The intermediate has expired: nothing can be issued until it is renewed (loading a
+    /// stored CA whose root key is there renews it).
     #[error(
-        "the intermediate CA expired at {not_after}; renew it (LocalCa::renew_intermediate) before issuing"
+        "the intermediate CA expired at {not_after}; nothing can be issued until it is renewed from the root: restart the gateway (`conduit serve` renews it when the root key is in the state directory)"
     )]
     IssuerExpired {
         /// When it expired.

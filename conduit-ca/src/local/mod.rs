@@ -83,6 +83,21 @@ pub struct LocalCa {
     /// Revoked serials (lower-case hex) and when.
     revoked: std::sync::Mutex<std::collections::BTreeMap<String, OffsetDateTime>>,
     crl_number: std::sync::atomic::AtomicU64,
+    /// The renewal [`LocalCa::load_or_create`] did, if any.
+    load_renewal: Option<IntermediateRenewal>,
+}
+
+/// An intermediate renewed from the root when the CA was loaded: it was due, or had
+/// expired while the gateway was off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IntermediateRenewal {
+    /// When the replaced intermediate expires (or expired).
+    pub previous_not_after: OffsetDateTime,
+    /// When the new one expires.
+    pub not_after: OffsetDateTime,
+    /// Whether the replaced one had already expired.
+    pub expired: bool,
 }
 
 impl fmt::Debug for LocalCa {
@@ -159,7 +174,14 @@ impl LocalCa {
             intermediate,
             revoked: std::sync::Mutex::default(),
             crl_number: std::sync::atomic::AtomicU64::new(0),
+            load_renewal: None,
         }
+    }
+
+    /// The intermediate renewal done when this CA was loaded, if any (what a gateway
+    /// audits as `ca_intermediate_renew`).
+    pub fn load_renewal(&self) -> Option<IntermediateRenewal> {
+        self.load_renewal
     }
     fn make_intermediate(
         config: &CaConfig,

@@ -6,7 +6,7 @@
 use rcgen::{Issuer, KeyPair};
 use time::OffsetDateTime;
 
-use super::{Authority, CaConfig, LocalCa};
+use super::{Authority, CaConfig, IntermediateRenewal, LocalCa};
 use crate::CaError;
 
 impl Authority {
@@ -53,13 +53,14 @@ impl Authority {
 impl LocalCa {
     /// Loads the CA from `dir` (`root.pem`, `root.key`, `intermediate.pem`,
     /// `intermediate.key`), or creates one there when the directory holds none of them.
-    /// Renews a valid intermediate that is due, and saves it.
+    /// An intermediate that is due or already expired (a gateway powered off for longer
+    /// than its life) is renewed from the root and saved; [`LocalCa::load_renewal`] says so,
+    /// for the caller to audit.
     ///
     /// # Errors
     /// [`CaError::Corrupt`] naming the unreadable file (nothing is overwritten),
-    /// [`CaError::Incomplete`] when only some of the files exist, [`CaError::RootExpired`] and
-    /// [`CaError::IssuerExpired`] for an expired root or intermediate (the CA refuses to start
-    /// and says why), [`CaError::Io`].
+    /// [`CaError::Incomplete`] when only some of the files exist, [`CaError::RootExpired`]
+    /// for an expired root (the CA refuses to start and says why), [`CaError::Io`].
     pub fn load_or_create(
         dir: &std::path::Path,
         config: CaConfig,
@@ -102,16 +103,21 @@ impl LocalCa {
                 not_after: root.not_after.to_string(),
             });
         }
-        if now >= intermediate.not_after {
-            return Err(CaError::IssuerExpired {
-                not_after: intermediate.not_after.to_string(),
-            });
-        }
+        let expired = now >= intermediate.not_after;
         let mut ca = Self::assemble(config, root, intermediate);
         ca.load_revocations(dir)?;
         if ca.intermediate_due(now) {
+            let previous_not_after = ca.intermediate.not_after;
             ca.renew_intermediate(now)?;
             ca.save(dir)?;
+            if expired {
+                tracing::warn!(expired_at = %previous_not_after, not_after = %ca.intermediate.not_after, "the intermediate CA had expired (the gateway was off for longer than its life); renewed from the root");
+            }
+            ca.load_renewal = Some(IntermediateRenewal {
+                previous_not_after,
+                not_after: ca.intermediate.not_after,
+                expired,
+            });
         }
         Ok(ca)
     }

@@ -624,7 +624,7 @@ fn the_ca_is_stored_privately_reloaded_and_never_overwritten() {
 }
 
 #[test]
-fn expired_cas_refuse_to_start_and_a_due_intermediate_is_renewed() {
+fn an_expired_root_refuses_to_start_and_a_due_or_expired_intermediate_is_renewed() {
     let now = OffsetDateTime::now_utc();
     let base = tempfile::tempdir().unwrap();
 
@@ -636,10 +636,35 @@ fn expired_cas_refuse_to_start_and_a_due_intermediate_is_renewed() {
     assert!(matches!(e, CaError::RootExpired { .. }), "{e}");
     assert!(e.to_string().contains("roll over"), "{e}");
 
+    // Off for 10 days, longer than the intermediate's 7: renewed from the root at load,
+    // saved, said so, and it issues leaves that chain to the same root.
     let dir = base.path().join("expired-intermediate");
-    LocalCa::load_or_create(&dir, CaConfig::default(), now - time::Duration::days(8)).unwrap();
-    let e = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap_err();
-    assert!(matches!(e, CaError::IssuerExpired { .. }), "{e}");
+    let before =
+        LocalCa::load_or_create(&dir, CaConfig::default(), now - time::Duration::days(10)).unwrap();
+    assert_eq!(before.load_renewal(), None);
+    let back = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    let renewal = back.load_renewal().unwrap();
+    assert!(renewal.expired);
+    assert_eq!(
+        renewal.previous_not_after.unix_timestamp(),
+        before.intermediate_not_after().unix_timestamp()
+    );
+    assert_eq!(renewal.not_after, back.intermediate_not_after());
+    assert!(back.intermediate_not_after() > now + time::Duration::days(6));
+    assert_eq!(back.root_pem(), before.root_pem());
+    let reloaded = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    assert_eq!(reloaded.intermediate_pem(), back.intermediate_pem());
+    assert_eq!(reloaded.load_renewal(), None);
+    let leaf = back
+        .issue_at(&req(&["back.internal"], &[]), None, None, false, now)
+        .unwrap();
+    let resolver = Arc::new(CertResolver::new());
+    resolver.install(&["back.internal".to_owned()], certified_key(&leaf).unwrap());
+    let port = serve(resolver);
+    assert_eq!(
+        rustls_get(before.root_pem(), port, "back.internal").unwrap(),
+        first_cert(&leaf.chain_pem)
+    );
 
     // 5 of 7 days gone: renewed on load, saved, and the root is unchanged
     let dir = base.path().join("due");
@@ -648,6 +673,7 @@ fn expired_cas_refuse_to_start_and_a_due_intermediate_is_renewed() {
     assert!(old.intermediate_due(now));
     assert!(!old.intermediate_due(now - time::Duration::days(5)));
     let renewed = LocalCa::load_or_create(&dir, CaConfig::default(), now).unwrap();
+    assert!(renewed.load_renewal().is_some_and(|r| !r.expired));
     assert_eq!(renewed.root_pem(), old.root_pem());
     assert_ne!(renewed.intermediate_pem(), old.intermediate_pem());
     assert!(renewed.intermediate_not_after() > old.intermediate_not_after());

@@ -115,13 +115,20 @@ impl GatewayBuilder {
             (None, Some(st)) => Arc::new(st.open_registry()?),
             (None, None) => return Err(missing("registry")),
         };
+        let mut renewal = None;
         let issuer: Arc<dyn CertIssuer> = match (issuer, state) {
             (Some(i), _) => i,
-            (None, Some(st)) => Arc::new(LocalIssuer::new(
-                st.open_ca(s.ca_config())?,
-                Some(st.tls()),
-                Arc::new(time::OffsetDateTime::now_utc),
-            )),
+            (None, Some(st)) => {
+                // An intermediate that expired while the gateway was off is renewed here,
+                // from the root; audited below once the log is open.
+                let ca = st.open_ca(s.ca_config())?;
+                renewal = ca.load_renewal();
+                Arc::new(LocalIssuer::new(
+                    ca,
+                    Some(st.tls()),
+                    Arc::new(time::OffsetDateTime::now_utc),
+                ))
+            }
             (None, None) => return Err(missing("certificate issuer")),
         };
         let audit: Arc<dyn AuditSink> = match (audit, state) {
@@ -135,6 +142,36 @@ impl GatewayBuilder {
             }
             (None, None) => return Err(missing("audit sink")),
         };
+        if let Some(r) = renewal {
+            let when = |t: time::OffsetDateTime| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            };
+            let (was, until) = (when(r.previous_not_after), when(r.not_after));
+            let msg = if r.expired {
+                format!(
+                    "Renewed the intermediate CA from the root: it had expired at {was} while the gateway was off; valid until {until}"
+                )
+            } else {
+                format!(
+                    "Renewed the intermediate CA from the root (due; it expires at {was}); valid until {until}"
+                )
+            };
+            let details = serde_json::json!({
+                "expired": r.expired,
+                "previous_not_after": was,
+                "not_after": until,
+            });
+            crate::audited::record(
+                &*audit,
+                "ca_intermediate_renew",
+                true,
+                msg,
+                &config.audit_user,
+                details,
+            )
+            .await;
+        }
         let monitor_sources = match sources {
             Some(given) => given,
             None => sources::from_settings(s, &config.origin)?,
