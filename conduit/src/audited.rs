@@ -34,6 +34,96 @@ use conduit_registry::{
 };
 use serde_json::{Map, Value, json};
 
+/// Every action the gateway and the command line audit: the `action` field of their
+/// records, in one place (`conduit logs --action NAME` takes these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// A service registered (or a registration refused).
+    ServiceRegister,
+    /// A service's upstreams, health check, routing or domain replaced.
+    ServiceUpdate,
+    /// A service deregistered.
+    ServiceDeregister,
+    /// Registry changes found unaudited at start (a crash between storing and auditing).
+    RegistryRecovered,
+    /// Audit records a crash left unsealed or out of `audit.log`, repaired at start.
+    AuditRecovered,
+    /// An upstream became healthy or unhealthy.
+    HealthChange,
+    /// A service's certificate issued (or the issue failed).
+    CertIssue,
+    /// A renewal round renewed certificates (or failed).
+    CertRenew,
+    /// A service's key and certificate replaced on request.
+    CertRotate,
+    /// A service's certificate revoked on request.
+    CertRevoke,
+    /// The intermediate CA renewed from the root when the gateway started.
+    CaIntermediateRenew,
+    /// A monitor alert raised or cleared.
+    MonitorAlert,
+    /// The state directory initialized (`conduit setup`; the original tool's name).
+    ConduitSetup,
+    /// The tunnel agent's WireGuard interface came up.
+    TunnelUp,
+    /// The tunnel agent's WireGuard interface went down.
+    TunnelDown,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: &'static [Self] = &[
+        Self::ServiceRegister,
+        Self::ServiceUpdate,
+        Self::ServiceDeregister,
+        Self::RegistryRecovered,
+        Self::AuditRecovered,
+        Self::HealthChange,
+        Self::CertIssue,
+        Self::CertRenew,
+        Self::CertRotate,
+        Self::CertRevoke,
+        Self::CaIntermediateRenew,
+        Self::MonitorAlert,
+        Self::ConduitSetup,
+        Self::TunnelUp,
+        Self::TunnelDown,
+    ];
+
+    /// Its name in the log (`service_register`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServiceRegister => "service_register",
+            Self::ServiceUpdate => "service_update",
+            Self::ServiceDeregister => "service_deregister",
+            Self::RegistryRecovered => "registry_recovered",
+            Self::AuditRecovered => "audit_recovered",
+            Self::HealthChange => "health_change",
+            Self::CertIssue => "cert_issue",
+            Self::CertRenew => "cert_renew",
+            Self::CertRotate => "cert_rotate",
+            Self::CertRevoke => "cert_revoke",
+            Self::CaIntermediateRenew => "ca_intermediate_renew",
+            Self::MonitorAlert => "monitor_alert",
+            Self::ConduitSetup => "conduit_setup",
+            Self::TunnelUp => "tunnel_up",
+            Self::TunnelDown => "tunnel_down",
+        }
+    }
+
+    /// The action a log record names, if it is one of ours.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.as_str() == name)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A registry whose changes are audited. Reads pass through untouched.
 pub struct AuditedRegistry<R> {
     inner: R,
@@ -66,14 +156,14 @@ impl<R> AuditedRegistry<R> {
     }
 
     /// Appends one record of a change that is already durable (or refused).
-    async fn record(&self, action: &str, ok: bool, message: String, details: Value) {
+    async fn record(&self, action: Action, ok: bool, message: String, details: Value) {
         record(self.sink.as_ref(), action, ok, message, &self.user, details).await;
     }
 
     /// Appends one record and says whether it was written.
     async fn record_checked(
         &self,
-        action: &str,
+        action: Action,
         ok: bool,
         message: String,
         details: Value,
@@ -125,7 +215,7 @@ impl<R: Registry> AuditedRegistry<R> {
                     .unwrap_or_default();
                 let msg = format!("Registered {domain} → {up}");
                 match self
-                    .record_checked("service_register", true, msg, details)
+                    .record_checked(Action::ServiceRegister, true, msg, details)
                     .await
                 {
                     Ok(()) => Ok(r),
@@ -134,7 +224,8 @@ impl<R: Registry> AuditedRegistry<R> {
             }
             Err(e) => {
                 let msg = format!("Cannot register {domain}: {e}");
-                self.record("service_register", false, msg, details).await;
+                self.record(Action::ServiceRegister, false, msg, details)
+                    .await;
                 Err(e.into())
             }
         }
@@ -158,7 +249,7 @@ impl<R: Registry> AuditedRegistry<R> {
                 let ups: Vec<String> = r.endpoints().iter().map(ToString::to_string).collect();
                 let msg = format!("Updated {domain} → {}", ups.join(", "));
                 match self
-                    .record_checked("service_update", true, msg, details)
+                    .record_checked(Action::ServiceUpdate, true, msg, details)
                     .await
                 {
                     Ok(()) => Ok(r),
@@ -167,7 +258,8 @@ impl<R: Registry> AuditedRegistry<R> {
             }
             Err(e) => {
                 let msg = format!("Cannot update {domain}: {e}");
-                self.record("service_update", false, msg, details).await;
+                self.record(Action::ServiceUpdate, false, msg, details)
+                    .await;
                 Err(e.into())
             }
         }
@@ -188,7 +280,7 @@ impl<R: Registry> AuditedRegistry<R> {
                 details["revision"] = json!(r.revision().0);
                 let msg = format!("Deregistered {}", r.domain());
                 match self
-                    .record_checked("service_deregister", true, msg, details)
+                    .record_checked(Action::ServiceDeregister, true, msg, details)
                     .await
                 {
                     Ok(()) => Ok(r),
@@ -198,7 +290,8 @@ impl<R: Registry> AuditedRegistry<R> {
             Err(e) => {
                 let msg = format!("Cannot deregister {name}: {e}");
                 let details = json!({"name": name.as_str()});
-                self.record("service_deregister", false, msg, details).await;
+                self.record(Action::ServiceDeregister, false, msg, details)
+                    .await;
                 Err(e.into())
             }
         }
@@ -211,7 +304,7 @@ impl<R: Registry> AuditedRegistry<R> {
 /// # Errors
 /// [`EventError`] for an empty action or user, or a line break in a field.
 pub fn event(
-    action: &str,
+    action: Action,
     ok: bool,
     message: impl Into<String>,
     user: &str,
@@ -226,14 +319,14 @@ pub fn event(
     } else {
         Outcome::Failure
     };
-    AuditEvent::new(action, outcome, message, user, details)
+    AuditEvent::new(action.as_str(), outcome, message, user, details)
 }
 
 /// Appends one record of something that already happened: a failure to audit is logged
 /// at error level, not returned (the action stands either way).
 pub async fn record(
     sink: &dyn AuditSink,
-    action: &str,
+    action: Action,
     ok: bool,
     message: impl Into<String>,
     user: &str,
@@ -242,10 +335,10 @@ pub async fn record(
     match event(action, ok, message, user, details) {
         Ok(ev) => {
             if let Err(error) = sink.append(ev).await {
-                tracing::error!(%error, action, "cannot write the audit record");
+                tracing::error!(%error, %action, "cannot write the audit record");
             }
         }
-        Err(error) => tracing::error!(%error, action, "invalid audit record"),
+        Err(error) => tracing::error!(%error, %action, "invalid audit record"),
     }
 }
 
@@ -314,5 +407,27 @@ impl<R: Registry> Registry for AuditedRegistry<R> {
 
     fn watch(&self, since: Revision) -> Watch {
         self.inner.watch(since)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Action;
+
+    #[test]
+    fn every_action_has_one_name_and_the_docs_list_it() {
+        let docs = include_str!("../../docs/audit.md");
+        let mut names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        for a in Action::ALL {
+            assert_eq!(Action::from_name(a.as_str()), Some(*a));
+            assert!(
+                docs.contains(&format!("`{a}`")),
+                "docs/audit.md does not list {a}"
+            );
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Action::ALL.len());
+        assert_eq!(Action::from_name("setup"), None);
     }
 }

@@ -116,7 +116,7 @@ fn every_api_type_matches_its_schema() {
         },
     );
     let event = conduit::audited::event(
-        "service_register",
+        conduit::audited::Action::ServiceRegister,
         true,
         "Registered grafana".to_owned(),
         "ops",

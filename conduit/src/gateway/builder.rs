@@ -164,7 +164,7 @@ impl GatewayBuilder {
             });
             crate::audited::record(
                 &*audit,
-                "ca_intermediate_renew",
+                crate::audited::Action::CaIntermediateRenew,
                 true,
                 msg,
                 &config.audit_user,

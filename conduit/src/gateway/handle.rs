@@ -16,7 +16,7 @@ use crate::api::{
     AuditEntry, AuditTail, CertificateInfo, DnsCheck, DnsOutcome, DnsRecord, DnsZone, Revocation,
     ServiceStatus, StatusReport, UpstreamHealth,
 };
-use crate::audited::record;
+use crate::audited::{Action, record};
 use crate::state::StateDir;
 
 /// What the admin API and embedders read from a running gateway.
@@ -132,7 +132,7 @@ impl GatewayHandle {
             name: name.to_owned(),
             message: message.clone(),
         });
-        record(&*self.audit, "cert_rotate", ok, message, user, details).await;
+        record(&*self.audit, Action::CertRotate, ok, message, user, details).await;
         let info = conduit_ca::inspect_pem(&issued?.chain_pem, now(), &Default::default())?;
         Ok(CertificateInfo {
             name: name.to_owned(),
@@ -170,7 +170,7 @@ impl GatewayHandle {
             name: name.to_owned(),
             message: message.clone(),
         });
-        record(&*self.audit, "cert_revoke", ok, message, user, details).await;
+        record(&*self.audit, Action::CertRevoke, ok, message, user, details).await;
         revoked?;
         let new = self.rotate(name, user).await?;
         Ok(Revocation {

@@ -17,7 +17,7 @@ use conduit_registry::{ListFilter, Registry};
 use serde_json::json;
 
 use super::GatewayError;
-use crate::audited::record;
+use crate::audited::{Action, record};
 use crate::state::StateDir;
 
 /// What [`reconcile`] put right.
@@ -81,8 +81,13 @@ pub(super) async fn audit_unaudited_revisions(
     let mut legacy: HashSet<String> = HashSet::new();
     for e in &events {
         if !matches!(
-            e.action(),
-            "service_register" | "service_update" | "service_deregister" | "registry_recovered"
+            Action::from_name(e.action()),
+            Some(
+                Action::ServiceRegister
+                    | Action::ServiceUpdate
+                    | Action::ServiceDeregister
+                    | Action::RegistryRecovered
+            )
         ) || e.status() != conduit_audit::Outcome::Success
         {
             continue;
@@ -124,7 +129,7 @@ pub(super) async fn audit_unaudited_revisions(
             "upstreams": rec.endpoints().iter().map(ToString::to_string).collect::<Vec<_>>(),
         });
         tracing::warn!(service = %name, revision = rev, "registry change without an audit record: audited now");
-        record(audit, "registry_recovered", true, msg, user, details).await;
+        record(audit, Action::RegistryRecovered, true, msg, user, details).await;
         recovered += 1;
     }
     Ok(recovered)
@@ -145,7 +150,7 @@ pub(super) async fn seal_and_report(
             listed(&done.restored)
         );
         let details = json!({"restored": done.restored});
-        record(audit, "audit_recovered", true, msg, user, details).await;
+        record(audit, Action::AuditRecovered, true, msg, user, details).await;
     }
     let sealed = done.sealed_lines;
     if !sealed.is_empty() {
@@ -157,7 +162,7 @@ pub(super) async fn seal_and_report(
         );
         record(
             audit,
-            "audit_recovered",
+            Action::AuditRecovered,
             true,
             msg,
             user,

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{GatewayError, GatewayHandle};
 use crate::api::{ServiceList, ServiceView};
-use crate::audited::{AuditedError, AuditedRegistry, record};
+use crate::audited::{Action, AuditedError, AuditedRegistry, record};
 use crate::spec::{ServiceSpec, SpecError};
 
 /// What an update may require of the stored record.
@@ -33,7 +33,7 @@ impl GatewayHandle {
     async fn checked(
         &self,
         spec: &ServiceSpec,
-        action: &str,
+        action: Action,
         caller: &str,
     ) -> Result<conduit_registry::ServiceRecord, GatewayError> {
         match spec.to_record(&self.settings, &self.ssrf, &self.origin) {
@@ -86,7 +86,7 @@ impl GatewayHandle {
         spec: &ServiceSpec,
         caller: &str,
     ) -> Result<ServiceView, GatewayError> {
-        let rec = self.checked(spec, "service_register", caller).await?;
+        let rec = self.checked(spec, Action::ServiceRegister, caller).await?;
         match self.audited(caller).register_audited(rec).await {
             Ok(r) => Ok(ServiceView::from(&*r)),
             Err(e) => Err(audited_error(e)),
@@ -115,7 +115,7 @@ impl GatewayHandle {
             }
             .into());
         }
-        let rec = self.checked(spec, "service_update", caller).await?;
+        let rec = self.checked(spec, Action::ServiceUpdate, caller).await?;
         let precondition = match expect {
             Expect::Any => Precondition::Overwrite,
             Expect::Revision(r) => Precondition::Revision(r),

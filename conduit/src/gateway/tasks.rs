@@ -13,7 +13,7 @@ use conduit_registry::{Registry, Revision, Routing, ServiceRecord};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::audited::record;
+use crate::audited::{Action, record};
 use crate::events::{EventBus, EventKind};
 
 /// Where the gateway's own actions go: an audit record (as the gateway's user) and, for the
@@ -26,7 +26,7 @@ pub(super) struct Reporter {
 }
 
 impl Reporter {
-    async fn record(&self, action: &str, ok: bool, msg: String, details: serde_json::Value) {
+    async fn record(&self, action: Action, ok: bool, msg: String, details: serde_json::Value) {
         record(&*self.log, action, ok, msg, &self.user, details).await;
     }
 
@@ -98,14 +98,14 @@ async fn ensure_cert(certs: &CertManager, rep: &Reporter, name: &str, domain: &s
             tracing::info!(service = %name, %domain, "certificate issued");
             let msg = format!("Issued a certificate for {domain}");
             rep.certificate("issued", name, &msg);
-            rep.record("cert_issue", true, msg, details).await;
+            rep.record(Action::CertIssue, true, msg, details).await;
             true
         }
         Err(e) => {
             tracing::error!(service = %name, error = %e, "cannot issue the certificate");
             let msg = format!("Cannot issue a certificate for {domain}: {e}");
             rep.certificate("issue_failed", name, &msg);
-            rep.record("cert_issue", false, msg, details).await;
+            rep.record(Action::CertIssue, false, msg, details).await;
             false
         }
     }
@@ -149,13 +149,13 @@ pub(super) async fn renew_certs(
                     Ok(n) => {
                         let msg = format!("Renewed {n} certificate(s)");
                         rep.certificate("renewed", "*", &msg);
-                        rep.record("cert_renew", true, msg, json!({"renewed": n}))
+                        rep.record(Action::CertRenew, true, msg, json!({"renewed": n}))
                             .await;
                     }
                     Err(e) => {
                         let msg = format!("Certificate renewal failed: {e}");
                         rep.certificate("renewal_failed", "*", &msg);
-                        rep.record("cert_renew", false, msg, json!({})).await;
+                        rep.record(Action::CertRenew, false, msg, json!({})).await;
                     }
                 }
             }
@@ -185,7 +185,7 @@ pub(super) async fn keep_rounds(
                 subject: a.subject.clone(),
                 message: a.message.clone(),
             });
-            rep.record("monitor_alert", !a.raised, a.message.clone(), details)
+            rep.record(Action::MonitorAlert, !a.raised, a.message.clone(), details)
                 .await;
         }
         for (source, error) in &round.errors {
@@ -234,6 +234,7 @@ pub(super) async fn audit_health(proxy: ProxyHandle, rep: Reporter, stop: Cancel
             healthy: ev.healthy,
             reason: ev.reason.clone(),
         });
-        rep.record("health_change", ev.healthy, msg, details).await;
+        rep.record(Action::HealthChange, ev.healthy, msg, details)
+            .await;
     }
 }

@@ -55,7 +55,7 @@ struct Cli {
 /// One of the agent's own records, in the gateway's log and chain.
 async fn record(
     log: &dyn conduit::audit::AuditSink,
-    action: &str,
+    action: conduit::audited::Action,
     message: String,
     interface: &str,
 ) {
@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     let log = gateway.audit_log();
     record(
         log.as_ref(),
-        "tunnel_up",
+        conduit::audited::Action::TunnelUp,
         format!(
             "Serving DNS and HTTPS on {} ({})",
             cli.tunnel_ip, cli.interface
@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     gateway.run(stop).await?;
     record(
         log.as_ref(),
-        "tunnel_down",
+        conduit::audited::Action::TunnelDown,
         format!("Stopped serving on {}", cli.tunnel_ip),
         &cli.interface,
     )

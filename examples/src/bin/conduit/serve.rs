@@ -81,7 +81,7 @@ pub(crate) async fn setup(ctx: &Context, verbose: bool) -> anyhow::Result<ExitCo
     let key = state.seal_key_or_create()?;
     let log = state.open_audit()?;
     let event = conduit::audited::event(
-        "setup",
+        conduit::audited::Action::ConduitSetup,
         true,
         format!("Initialized {}", state.path().display()),
         &user(),
