@@ -71,6 +71,9 @@ async fn rebuild(config: &ZoneConfig, shared: &Arc<Shared>, services: Vec<Arc<Se
         Ok(Ok((serial, names, patched))) => {
             tracing::debug!(serial, names, patched, "zone rebuilt");
             shared.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
+            shared
+                .reloads
+                .send_replace(Some(crate::ZoneReload { serial, names }));
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot rebuild the zone; serving the last state")

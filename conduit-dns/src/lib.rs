@@ -57,6 +57,16 @@ use std::net::IpAddr;
 
 use conduit_registry::{DomainName, RegistryError};
 
+/// A zone swapped in after a registry change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ZoneReload {
+    /// Its SOA serial.
+    pub serial: u32,
+    /// How many names it has (owner names, empty non-terminals included).
+    pub names: usize,
+}
+
 mod authority;
 mod follow;
 mod forward;

@@ -33,6 +33,12 @@ impl DnsHandle {
         self.shared.authority()
     }
 
+    /// Each zone swapped in after a registry change (the latest only: a watcher that falls
+    /// behind sees the newest).
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<Option<crate::ZoneReload>> {
+        self.shared.reloads.subscribe()
+    }
+
     /// The current SOA serial; it increases on every registry change.
     pub fn serial(&self) -> u32 {
         self.shared.authority().serial()
@@ -163,6 +169,7 @@ impl DnsServerBuilder {
                 .then(|| Forwarder::new(self.forwarders.clone(), self.forward_timeout)),
             counters: Counters::default(),
             forwards: tokio_util::task::TaskTracker::new(),
+            reloads: tokio::sync::watch::Sender::new(None),
         });
 
         let mut udp = Vec::new();

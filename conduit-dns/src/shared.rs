@@ -18,6 +18,8 @@ pub(crate) struct Shared {
     /// Forwarded UDP queries in flight (spawned from the UDP threads); waited for at
     /// shutdown.
     pub(crate) forwards: tokio_util::task::TaskTracker,
+    /// The last zone swapped in (for whoever watches reloads).
+    pub(crate) reloads: tokio::sync::watch::Sender<Option<crate::ZoneReload>>,
 }
 
 impl Shared {

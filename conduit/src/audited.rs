@@ -63,6 +63,9 @@ pub enum Action {
     CaIntermediateRenew,
     /// A monitor alert raised or cleared.
     MonitorAlert,
+    /// The DNS server swapped in a new zone after registry changes (the original tool's
+    /// name).
+    DnsReload,
     /// The state directory initialized (`conduit setup`; the original tool's name).
     ConduitSetup,
     /// The tunnel agent's WireGuard interface came up.
@@ -86,6 +89,7 @@ impl Action {
         Self::CertRevoke,
         Self::CaIntermediateRenew,
         Self::MonitorAlert,
+        Self::DnsReload,
         Self::ConduitSetup,
         Self::TunnelUp,
         Self::TunnelDown,
@@ -106,6 +110,7 @@ impl Action {
             Self::CertRevoke => "cert_revoke",
             Self::CaIntermediateRenew => "ca_intermediate_renew",
             Self::MonitorAlert => "monitor_alert",
+            Self::DnsReload => "dns_reload",
             Self::ConduitSetup => "conduit_setup",
             Self::TunnelUp => "tunnel_up",
             Self::TunnelDown => "tunnel_down",

@@ -222,6 +222,14 @@ fn services_change_through_the_api_and_are_served_at_once() {
             .unwrap_or_else(|| panic!("{action} not audited: {log}"));
         assert!(line.contains(&format!("\"user\":\"{me}\"")), "{line}");
     }
+    // each zone the DNS server swapped in is audited too (the original tool's dns_reload),
+    // by the gateway, with the serial it serves
+    let reload = log
+        .lines()
+        .rfind(|l| l.contains("\"action\":\"dns_reload\""))
+        .unwrap_or_else(|| panic!("no dns_reload: {log}"));
+    let reload: conduit::api::AuditEntry = serde_json::from_str(reload).unwrap();
+    assert!(reload.details["serial"].as_u64().unwrap() > 0, "{reload:?}");
     // the command line, with the gateway running, writes as the real user too
     let out = site
         .cmd()

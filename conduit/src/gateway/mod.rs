@@ -246,6 +246,9 @@ impl Gateway {
         if let Some(p) = &proxy {
             tracker.spawn(tasks::audit_health(p.handle(), rep.clone(), token.clone()));
         }
+        if let Some(d) = &dns {
+            tracker.spawn(tasks::audit_reloads(d.handle(), rep.clone(), token.clone()));
+        }
         if !monitor_sources.is_empty() {
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             let poller = Poller::new(monitor_sources)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use conduit_audit::AuditSink;
 use conduit_ca::{CertManager, IssueRequest};
+use conduit_dns::DnsHandle;
 use conduit_monitor::{Round, Sample};
 use conduit_proxy::ProxyHandle;
 use conduit_registry::{Registry, Revision, Routing, ServiceRecord};
@@ -194,6 +195,29 @@ pub(super) async fn keep_rounds(
         *samples
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = round.samples;
+    }
+}
+
+/// Audits each zone the DNS server swaps in as `dns_reload` (the original tool's record of
+/// a zone reload). A burst of changes is one record for the newest zone: the watch keeps
+/// only the latest.
+pub(super) async fn audit_reloads(dns: DnsHandle, rep: Reporter, stop: CancellationToken) {
+    let mut reloads = dns.reloads();
+    reloads.mark_unchanged();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = reloads.changed() => if changed.is_err() { return },
+        }
+        let Some(reload) = *reloads.borrow_and_update() else {
+            continue;
+        };
+        let msg = format!(
+            "DNS zone reloaded: serial {}, {} names",
+            reload.serial, reload.names
+        );
+        let details = json!({"serial": reload.serial, "names": reload.names});
+        rep.record(Action::DnsReload, true, msg, details).await;
     }
 }
 
