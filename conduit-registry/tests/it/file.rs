@@ -212,7 +212,11 @@ async fn the_follower_never_undoes_our_own_writes() {
         if i % 10 == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
-        assert!(reg.get(&name).await.unwrap().is_some(), "s{i} vanished");
+        assert_eq!(
+            reg.get(&name).await.unwrap().map(|r| r.name().clone()),
+            Some(name.clone()),
+            "s{i} vanished"
+        );
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(reg.list(ListFilter::Active).await.unwrap().len(), 300);
