@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use conduit_registry::{DomainName, ServiceRecord};
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{NS, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::precomputed::Answers;
@@ -20,8 +19,9 @@ use crate::wire::{
     AA, CD, CLASS_IN, ClientEdns, Disposition, QR, Question, RD, TYPE_OPT, Transport, error_header,
     limit, name_from_wire, patch, read_query,
 };
-use crate::zone::{Records, ZoneApex, ZoneConfig};
-use crate::{Answer, DnsError, QueryType, Resolver};
+use crate::zone::{Records, ZoneApex};
+use crate::zone_config::ZoneConfig;
+use crate::{Answer, QueryType, Resolver};
 
 /// One record of the zone as served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,136 +55,12 @@ pub struct Authority {
     config: ZoneConfig,
 }
 
+mod build;
+
 impl Authority {
     /// Largest UDP response we send, whatever the client offers (the DNS flag day 2020
     /// value, which avoids IP fragmentation).
     pub const MAX_UDP_PAYLOAD: u16 = crate::wire::MAX_UDP_PAYLOAD;
-
-    /// Builds the zones from the active `services` and precomputes their answers.
-    /// `serial` is the SOA serial; `forwarding` says whether names outside the zones are
-    /// forwarded ([`Disposition::Forward`]) or refused.
-    pub fn build(
-        config: &ZoneConfig,
-        services: &[Arc<ServiceRecord>],
-        serial: u32,
-        forwarding: bool,
-    ) -> Result<Self, DnsError> {
-        config.validate()?;
-        Self::full(None, config, services, serial, forwarding)
-    }
-
-    /// The same state as [`build`](Self::build), computed from `previous`: what a
-    /// registry change costs is what the names it touches cost. A change to proxied
-    /// services one label below a zone's apex (the common case: a service registered,
-    /// updated or removed) replaces just their names; any other change rebuilds the
-    /// records and carries over the answers of every name whose records (and those of the
-    /// names its SRV and NS records point at) did not change. With another `config` or
-    /// `forwarding` than `previous` had, it is [`build`](Self::build).
-    ///
-    /// # Errors
-    /// As [`build`](Self::build).
-    pub fn rebuild(
-        previous: &Self,
-        config: &ZoneConfig,
-        services: &[Arc<ServiceRecord>],
-        serial: u32,
-        forwarding: bool,
-    ) -> Result<Self, DnsError> {
-        config.validate()?;
-        let same = forwarding == previous.forwarding && *config == previous.config;
-        if same && let Some(plan) = crate::patch::plan(config, &previous.services, services) {
-            return Ok(previous.patched(config, &plan, services, serial));
-        }
-        Self::full(
-            same.then_some(previous),
-            config,
-            services,
-            serial,
-            forwarding,
-        )
-    }
-
-    /// Builds the records, then the answers, carrying over those of `previous` (built with
-    /// the same settings) that are still right.
-    fn full(
-        previous: Option<&Self>,
-        config: &ZoneConfig,
-        services: &[Arc<ServiceRecord>],
-        serial: u32,
-        forwarding: bool,
-    ) -> Result<Self, DnsError> {
-        let mut authority = Self {
-            records: Records::build(config, services, serial)?,
-            answers: Answers::default(),
-            forwarding,
-            services: services.to_vec(),
-            patched: false,
-            config: config.clone(),
-        };
-        authority.precompute(previous);
-        Ok(authority)
-    }
-
-    /// `self` after `plan`: the records of the names it replaces, the apexes at the new
-    /// serial, and the answers of those names computed again; every other answer shared.
-    fn patched(
-        &self,
-        config: &ZoneConfig,
-        plan: &crate::patch::Plan,
-        services: &[Arc<ServiceRecord>],
-        serial: u32,
-    ) -> Self {
-        let mut next = Self {
-            records: self.records.patched(config, plan, serial),
-            answers: self.answers.clone(),
-            forwarding: self.forwarding,
-            services: services.to_vec(),
-            patched: true,
-            config: self.config.clone(),
-        };
-        let pinned: Vec<&Name> = self
-            .records
-            .nodes
-            .iter()
-            .filter(|(_, records)| Answers::pinned(records))
-            .map(|(name, _)| name)
-            .collect();
-        for name in plan.gone.iter().chain(pinned.iter().copied()) {
-            if let Some(records) = self.records.nodes.get(name) {
-                next.answers.remove(name, records);
-            }
-        }
-        let mut answers = std::mem::take(&mut next.answers);
-        let redo = plan.added.iter().map(|(name, _)| name).chain(pinned);
-        for name in redo {
-            if let Some(records) = next.records.nodes.get(name) {
-                answers.compute(name, records, serial, &|q, out| {
-                    next.respond_slow(q, Transport::Udp, out)
-                });
-            }
-        }
-        next.answers = answers;
-        next
-    }
-
-    /// Whether the answers for `name` in `previous` are still right, bar the serial: the
-    /// name is not an apex, its records are the same, and they are of types whose answers
-    /// hold only the name's own records (plus, for SRV and NS, the addresses of their
-    /// targets, which must be the same too).
-    fn carries_over(&self, previous: &Self, name: &Name, records: &[Record]) -> bool {
-        let ours = &self.records.nodes;
-        let theirs = &previous.records.nodes;
-        if theirs.get(name).map(|r| &**r) != Some(records) || Answers::pinned(records) {
-            return false;
-        }
-        records.iter().all(|r| match &r.data {
-            RData::A(_) | RData::AAAA(_) | RData::PTR(_) | RData::TXT(_) => true,
-            RData::SRV(SRV { target, .. }) | RData::NS(NS(target)) => {
-                ours.get(target) == theirs.get(target)
-            }
-            _ => false,
-        })
-    }
 
     /// Whether [`rebuild`](Self::rebuild) patched this state from the previous one (only
     /// the names a change touched were computed) rather than building the zone again.
@@ -231,24 +107,6 @@ impl Authority {
             .collect();
         out.sort_by(|a, b| (&a.name, &a.rtype, &a.data).cmp(&(&b.name, &b.rtype, &b.data)));
         out
-    }
-
-    /// Computes the answers of every name, taking those `previous` has for names that
-    /// [carry over](Self::carries_over).
-    fn precompute(&mut self, previous: Option<&Self>) {
-        let mut answers = Answers::default();
-        let serial = self.records.serial;
-        for (name, records) in &self.records.nodes {
-            let carried = previous.is_some_and(|p| {
-                self.carries_over(p, name, records) && answers.carry(&p.answers, name, records)
-            });
-            if !carried {
-                answers.compute(name, records, serial, &|q, out| {
-                    self.respond_slow(q, Transport::Udp, out)
-                });
-            }
-        }
-        self.answers = answers;
     }
 
     /// Answers one query packet: writes the response into `out` (cleared first) and says

@@ -10,7 +10,7 @@ use conduit_registry::{ListFilter, Registry, Revision, ServiceRecord};
 use crate::DnsError;
 use crate::authority::Authority;
 use crate::shared::Shared;
-use crate::zone::ZoneConfig;
+use crate::zone_config::ZoneConfig;
 
 pub(crate) async fn load(
     registry: &dyn Registry,

@@ -82,6 +82,7 @@ pub mod testing;
 mod udp;
 mod wire;
 mod zone;
+mod zone_config;
 
 pub use authority::{Authority, ZoneRecord};
 pub use forward::Forwarder;
@@ -89,7 +90,7 @@ pub use server::{DnsHandle, DnsServer, DnsServerBuilder};
 pub use stats::DnsStats;
 pub use tcp::TcpSettings;
 pub use wire::{Disposition, Transport};
-pub use zone::{ZoneConfig, ZoneError};
+pub use zone_config::{ZoneConfig, ZoneError};
 
 /// The record types a registry-driven zone answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

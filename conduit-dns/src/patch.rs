@@ -14,7 +14,8 @@ use std::sync::Arc;
 use conduit_registry::{DomainName, Host, Routing, ServiceRecord};
 use hickory_proto::rr::{Name, RData, Record};
 
-use crate::zone::{Map, Records, ZoneConfig, domain_to_name, proxied_names};
+use crate::zone::{Map, Records, domain_to_name, proxied_names, soa_with_serial};
+use crate::zone_config::ZoneConfig;
 
 /// Beyond this many changed services in one step, a full build is as cheap.
 pub(crate) const MAX_CHANGES: usize = 16;
@@ -142,17 +143,7 @@ impl Records {
         for zone in &next.zones {
             let apex = &zone.negative_soa.name;
             if let Some(list) = next.nodes.get_mut(apex) {
-                *list = list
-                    .iter()
-                    .map(|r| match &r.data {
-                        RData::SOA(soa) => {
-                            let mut soa = soa.clone();
-                            soa.serial = serial;
-                            Record::from_rdata(r.name.clone(), r.ttl, RData::SOA(soa))
-                        }
-                        _ => r.clone(),
-                    })
-                    .collect();
+                *list = list.iter().map(|r| soa_with_serial(r, serial)).collect();
             }
         }
         for name in &plan.gone {

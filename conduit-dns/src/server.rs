@@ -18,7 +18,7 @@ use crate::forward::Forwarder;
 use crate::shared::Shared;
 use crate::stats::{Counters, DnsStats};
 use crate::udp::{UDP_POLL, udp_loop};
-use crate::zone::ZoneConfig;
+use crate::zone_config::ZoneConfig;
 use crate::{Answer, DnsError, QueryType, Resolver};
 
 /// A cheap, cloneable view of a running (or built) server: its current answers and counters.

@@ -46,10 +46,14 @@ struct Printer {
 }
 
 impl Printer {
+    /// Prints `e` if it passes the filter.
     fn print(&self, e: &AuditEntry) {
-        if !self.filter.admits(&e.action, &e.timestamp) {
-            return;
+        if self.filter.admits(&e.action, &e.timestamp) {
+            self.show(e);
         }
+    }
+
+    fn show(&self, e: &AuditEntry) {
         if self.json {
             // The same six fields, in the same order, as the log line.
             println!("{}", serde_json::to_string(e).unwrap_or_default());
@@ -72,7 +76,7 @@ impl Printer {
             .filter(|e| self.filter.admits(&e.action, &e.timestamp))
             .collect();
         let skip = limit.map_or(0, |n| admitted.len().saturating_sub(n));
-        admitted.into_iter().skip(skip).for_each(|e| self.print(e));
+        admitted.into_iter().skip(skip).for_each(|e| self.show(e));
     }
 }
 
