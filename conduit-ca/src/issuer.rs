@@ -9,13 +9,28 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::{CaError, CertIssuer, IssueRequest, IssuedCert, LocalCa};
+use crate::{
+    CaError, CertIssuer, Crls, Issuance, IssueRequest, IssuedCert, LocalCa, SignedIntermediate,
+};
 
 /// Where the current time comes from (injectable, so renewal is tested without sleeping).
 pub type CertClock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
-/// How long a CRL signed on revocation is valid.
+/// How long a CRL is valid; it is signed again when half of that has passed (and on every
+/// revocation).
 const CRL_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// Where the current CRL is kept in the CA's directory (what `conduit certs crl` exports).
+pub const CRL_FILE: &str = "crl.der";
+
+/// A CRL signed by the intermediate.
+#[derive(Clone)]
+struct SignedCrl {
+    der: Vec<u8>,
+    pem: String,
+    /// When it is signed again.
+    refresh_at: OffsetDateTime,
+}
 
 /// A [`LocalCa`] as a [`CertIssuer`]: saves what changes to its directory (when it has one),
 /// renews its intermediate when a third of its life is left ([`CertIssuer::maintain`]), signs
@@ -43,7 +58,7 @@ pub struct LocalIssuer {
     ca: Arc<RwLock<LocalCa>>,
     dir: Option<PathBuf>,
     clock: CertClock,
-    crl: Mutex<Option<(Vec<u8>, String)>>,
+    crl: Mutex<Option<SignedCrl>>,
 }
 
 impl fmt::Debug for LocalIssuer {
@@ -74,12 +89,100 @@ impl LocalIssuer {
             .to_owned()
     }
 
-    /// The CRL signed at the last revocation (DER, PEM), if there was one since start.
+    /// Whether the root key is in the directory (not kept offline).
+    pub fn root_key_present(&self) -> bool {
+        self.ca
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .root_key_present()
+    }
+
+    /// When the intermediate expires.
+    pub fn intermediate_not_after(&self) -> OffsetDateTime {
+        self.ca
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .intermediate_not_after()
+    }
+
+    /// The current CRL (DER, PEM): signed at the last revocation or maintenance, if there
+    /// was one since start.
     pub fn last_crl(&self) -> Option<(Vec<u8>, String)> {
         self.crl
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|c| (c.der.clone(), c.pem.clone()))
+    }
+
+    /// Starts a new intermediate for a root kept offline: see
+    /// [`LocalCa::request_intermediate`]. Returns the request, PEM.
+    ///
+    /// # Errors
+    /// As [`LocalCa::request_intermediate`]; [`CaError::Unsupported`] without a directory.
+    pub async fn request_intermediate(&self) -> Result<String, CaError> {
+        self.blocking("request an intermediate", |ca, _, dir| {
+            let dir = dir.ok_or(CaError::Unsupported(
+                "an intermediate request without a directory",
+            ))?;
+            ca.read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .request_intermediate(dir)
+        })
+        .await
+    }
+
+    /// Installs an intermediate signed by the offline root (see
+    /// [`LocalCa::install_intermediate`]) and signs a new CRL with it.
+    ///
+    /// # Errors
+    /// As [`LocalCa::install_intermediate`]; [`CaError::Unsupported`] without a directory.
+    pub async fn install_intermediate(&self, signed: SignedIntermediate) -> Result<(), CaError> {
+        self.blocking("install an intermediate", move |ca, now, dir| {
+            let dir = dir.ok_or(CaError::Unsupported(
+                "installing an intermediate without a directory",
+            ))?;
+            ca.write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .install_intermediate(dir, &signed, now)
+        })
+        .await?;
+        self.refresh_crl(true).await
+    }
+
+    /// Signs a new CRL when there is none, when half its validity has passed, or when
+    /// `force`d (a revocation, a new intermediate), and keeps it (in memory and in the
+    /// directory).
+    async fn refresh_crl(&self, force: bool) -> Result<(), CaError> {
+        let now = (self.clock)();
+        let fresh = self
+            .crl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|c| now < c.refresh_at);
+        if fresh && !force {
+            return Ok(());
+        }
+        let crl = self
+            .blocking("sign the CRL", |ca, now, dir| {
+                let ca = ca.read().unwrap_or_else(PoisonError::into_inner);
+                // Sign first: it bumps the CRL number, which must never repeat after a
+                // restart.
+                let (der, pem) = ca.crl_at(now, CRL_VALIDITY)?;
+                if let Some(dir) = dir {
+                    ca.save_revocations(dir)?;
+                    crate::store::write_private(&dir.join(CRL_FILE), &der)?;
+                }
+                Ok(SignedCrl {
+                    der,
+                    pem,
+                    refresh_at: now + crate::local::to_time(CRL_VALIDITY / 2),
+                })
+            })
+            .await?;
+        *self.crl.lock().unwrap_or_else(PoisonError::into_inner) = Some(crl);
+        Ok(())
     }
 
     /// Runs `f` on the CA on the blocking pool.
@@ -116,36 +219,62 @@ impl CertIssuer for LocalIssuer {
 
     async fn revoke(&self, serial_hex: &str) -> Result<(), CaError> {
         let serial = serial_hex.to_owned();
-        let crl = self
-            .blocking("revoke a certificate", move |ca, now, dir| {
-                let ca = ca.read().unwrap_or_else(PoisonError::into_inner);
-                ca.revoke_at(&serial, now)?;
-                // Sign first: it bumps the CRL number, which must never repeat after a
-                // restart.
-                let crl = ca.crl_at(now, CRL_VALIDITY)?;
-                if let Some(dir) = dir {
-                    ca.save_revocations(dir)?;
-                }
-                Ok(crl)
-            })
-            .await?;
-        *self.crl.lock().unwrap_or_else(PoisonError::into_inner) = Some(crl);
-        Ok(())
+        self.blocking("revoke a certificate", move |ca, now, dir| {
+            let ca = ca.read().unwrap_or_else(PoisonError::into_inner);
+            ca.revoke_at(&serial, now)?;
+            if let Some(dir) = dir {
+                ca.save_revocations(dir)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.refresh_crl(true).await
     }
 
     async fn maintain(&self) -> Result<bool, CaError> {
-        self.blocking("renew the intermediate", |ca, now, dir| {
-            let mut ca = ca.write().unwrap_or_else(PoisonError::into_inner);
-            if !ca.intermediate_due(now) {
-                return Ok(false);
-            }
-            ca.renew_intermediate(now)?;
-            if let Some(dir) = dir {
-                ca.save(dir)?;
-            }
-            tracing::info!("intermediate CA renewed");
-            Ok(true)
-        })
-        .await
+        let renewed = self
+            .blocking("renew the intermediate", |ca, now, dir| {
+                let mut ca = ca.write().unwrap_or_else(PoisonError::into_inner);
+                // With the root offline, `issuance` warns instead (the operator renews it).
+                if !ca.intermediate_due(now) || !ca.root_key_present() {
+                    return Ok(false);
+                }
+                ca.renew_intermediate(now)?;
+                if let Some(dir) = dir {
+                    ca.save(dir)?;
+                }
+                tracing::info!("intermediate CA renewed");
+                Ok(true)
+            })
+            .await?;
+        // An expired intermediate cannot sign a CRL: the last one stays until it can.
+        if !matches!(self.issuance(), Issuance::Blocked { .. }) {
+            self.refresh_crl(renewed).await?;
+        }
+        Ok(renewed)
+    }
+
+    fn issuance(&self) -> Issuance {
+        self.ca
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .issuance((self.clock)())
+    }
+
+    fn crls(&self) -> Crls {
+        let mut c = Crls::default();
+        c.issuing = self
+            .crl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|c| c.der.clone());
+        c.root = self
+            .ca
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .root_crl()
+            .map(<[u8]>::to_vec);
+        c
     }
 }

@@ -65,10 +65,13 @@ mod trust;
 pub use inspect::{CertInfo, CertStatus, inspect_der, inspect_pem};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
-pub use issuer::{CertClock, LocalIssuer};
+pub use issuer::{CRL_FILE, CertClock, LocalIssuer};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
-pub use local::{CaConfig, IntermediateRenewal, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME};
+pub use local::{
+    CaConfig, IntermediateRenewal, KeyAlgorithm, LocalCa, MAX_LEAF_LIFETIME, OFFLINE_ROOT_WARNING,
+    SignedIntermediate, crl_pem,
+};
 #[cfg(feature = "rcgen")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rcgen")))]
 pub use manager::CertManager;
@@ -147,11 +150,30 @@ pub enum CaError {
     /// The intermediate has expired: nothing can be issued until it is renewed (loading a
     /// stored CA whose root key is there renews it).
     #[error(
-        "the intermediate CA expired at {not_after}; nothing can be issued until it is renewed from the root: restart the gateway (`conduit serve` renews it when the root key is in the state directory)"
+        "the intermediate CA expired at {not_after}; nothing can be issued until it is renewed: {remedy}"
     )]
     IssuerExpired {
         /// When it expired.
         not_after: String,
+        /// What the operator runs to renew it.
+        remedy: &'static str,
+    },
+    /// The root key is kept offline: what needs it must be done where it is.
+    #[error(
+        "cannot {action}: the root key is offline (kept outside the state directory); sign a request with it: `conduit ca request-intermediate`, `conduit ca sign-intermediate`, `conduit ca install-intermediate`"
+    )]
+    RootOffline {
+        /// What needed the root key.
+        action: &'static str,
+    },
+    /// A certificate offered as this CA's intermediate (or a request to sign one) cannot be
+    /// used; nothing was changed.
+    #[error("{what}: {reason}")]
+    Intermediate {
+        /// What was being read or checked.
+        what: &'static str,
+        /// Why it cannot be used.
+        reason: String,
     },
     /// The root has expired: the CA refuses to start (a root rollover is needed, see
     /// `docs/ca.md`).
@@ -234,6 +256,36 @@ pub enum CaError {
     Unsupported(&'static str),
 }
 
+/// Whether an issuer can issue, and what an operator must do when it cannot.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Issuance {
+    /// It issues.
+    #[default]
+    Ready,
+    /// It issues, but needs an operator soon (an intermediate near its end with the root
+    /// offline): the warning names the command to run.
+    Expiring {
+        /// What will stop and what to run, in one line.
+        warning: String,
+    },
+    /// Nothing can be issued; certificates already issued are still served.
+    Blocked {
+        /// Why, and the command that fixes it, in one line.
+        reason: String,
+    },
+}
+
+/// The CRLs an issuer publishes, DER.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Crls {
+    /// The CRL of the CA that signs leaves (what leaves' CRL distribution point names).
+    pub issuing: Option<Vec<u8>>,
+    /// The root's CRL (what the intermediate's CRL distribution point names).
+    pub root: Option<Vec<u8>>,
+}
+
 /// Issues leaf certificates for registered services.
 #[async_trait::async_trait]
 pub trait CertIssuer: Send + Sync + fmt::Debug {
@@ -268,6 +320,17 @@ pub trait CertIssuer: Send + Sync + fmt::Debug {
     /// [`CaError`] naming what could not be renewed or saved.
     async fn maintain(&self) -> Result<bool, CaError> {
         Ok(false)
+    }
+
+    /// Whether the issuer can issue now. The default always can.
+    fn issuance(&self) -> Issuance {
+        Issuance::Ready
+    }
+
+    /// The CRLs to publish, current (signed again before they go stale by
+    /// [`CertIssuer::maintain`] or a revocation). The default has none.
+    fn crls(&self) -> Crls {
+        Crls::default()
     }
 }
 

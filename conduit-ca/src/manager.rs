@@ -172,14 +172,29 @@ impl CertManager {
     /// # Errors
     /// The issuer's maintenance failed.
     pub async fn renew_due(&self) -> Result<usize, CaError> {
-        self.issuer.maintain().await?;
+        // A new intermediate renews every leaf: the CRL the leaves name is now signed by
+        // it, so leaves of the old one could no longer be checked.
+        let all = self.issuer.maintain().await?;
+        self.renew_where(|m, now| all || (m.not_after - now) * 3 < (m.not_after - m.not_before))
+            .await
+    }
+
+    /// Renews every leaf now (after a new intermediate was installed).
+    pub async fn renew_all(&self) -> usize {
+        self.renew_where(|_, _| true).await.unwrap_or(0)
+    }
+
+    async fn renew_where(
+        &self,
+        due: impl Fn(&Managed, OffsetDateTime) -> bool,
+    ) -> Result<usize, CaError> {
         let now = (self.clock)();
         let due: Vec<(String, IssueRequest)> = self
             .leaves
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .filter(|(_, m)| (m.not_after - now) * 3 < (m.not_after - m.not_before))
+            .filter(|(_, m)| due(m, now))
             .map(|(n, m)| (n.clone(), m.req.clone()))
             .collect();
         let mut renewed = 0;

@@ -19,9 +19,13 @@ type Map = HashMap<Arc<str>, Arc<CertifiedKey>>;
 /// or rotated certificate is served from the next handshake on, and nothing restarts.
 ///
 /// Names are matched case-insensitively; `*.zone` entries serve one label below the zone.
+///
+/// A client that sends no SNI (one that reaches the server by address, `https://10.8.0.1/`)
+/// gets what is served for the name set with [`CertResolver::set_no_sni`], if any.
 #[derive(Default)]
 pub struct CertResolver {
     map: RwLock<Arc<Map>>,
+    no_sni: RwLock<Option<Arc<str>>>,
 }
 
 impl fmt::Debug for CertResolver {
@@ -116,6 +120,13 @@ impl CertResolver {
         find(sni).or_else(|| wildcard(sni).and_then(|w| find(&w)))
     }
 
+    /// Serves what `name` serves (an address certificate's IP, `10.8.0.1`) to clients
+    /// that send no SNI; `None`: they get no certificate (the handshake fails).
+    pub fn set_no_sni(&self, name: Option<&str>) {
+        *self.no_sni.write().unwrap_or_else(PoisonError::into_inner) =
+            name.map(|n| Arc::from(n.to_ascii_lowercase()));
+    }
+
     /// How many names are served.
     pub fn len(&self) -> usize {
         self.snapshot().len()
@@ -133,6 +144,16 @@ fn wildcard(name: &str) -> Option<String> {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.lookup(hello.server_name()?)
+        match hello.server_name() {
+            Some(sni) => self.lookup(sni),
+            None => {
+                let name = self
+                    .no_sni
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()?;
+                self.lookup(&name)
+            }
+        }
     }
 }

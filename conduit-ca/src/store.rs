@@ -42,3 +42,21 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
     }
     Ok(())
 }
+
+/// Writes `bytes` to a new file `path` (0600, never over an existing one), fsynced with its
+/// directory.
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path).map_err(|e| io("create", path, e))?;
+    f.write_all(bytes).map_err(|e| io("write", path, e))?;
+    f.sync_all().map_err(|e| io("fsync", path, e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync", dir, e))?;
+    }
+    Ok(())
+}

@@ -18,6 +18,13 @@ pub struct ProxyHandle {
 }
 
 impl ProxyHandle {
+    /// Serves `doc` at `path` on the plain-HTTP listeners from now on, for any `Host` that
+    /// is not a plain-HTTP service (`None`: no longer). When this returns, the next
+    /// request gets it.
+    pub fn publish(&self, path: &str, doc: Option<crate::Document>) {
+        self.shared.published.set(path, doc);
+    }
+
     /// The counters now.
     pub fn stats(&self) -> ProxyStats {
         self.shared.counters.snapshot()

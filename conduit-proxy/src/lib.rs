@@ -65,6 +65,7 @@ mod health;
 mod listener;
 mod metrics;
 mod pool;
+mod published;
 mod request_body;
 mod response_body;
 mod routes;
@@ -82,6 +83,7 @@ pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeou
 pub use failure::{FailureSide, UpstreamError};
 pub use handle::ProxyHandle;
 pub use metrics::{LATENCY_BUCKETS, ProxyStats};
+pub use published::Document;
 pub use response_body::ResponseBody;
 pub use routes::{CheckSource, HealthEvent, UpstreamStatus};
 pub use server::{ProxyServer, ProxyServerBuilder};

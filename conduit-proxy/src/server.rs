@@ -157,6 +157,7 @@ pub(crate) fn shared(
         counters: Arc::new(Counters::default()),
         health_tx,
         tunnels: watch::channel(0).0,
+        published: crate::published::Published::default(),
         hsts: config
             .hsts
             .and_then(|d| http::HeaderValue::from_str(&format!("max-age={}", d.as_secs())).ok()),

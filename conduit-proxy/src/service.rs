@@ -127,6 +127,14 @@ async fn route(
         return (local(StatusCode::MISDIRECTED_REQUEST, msg), None);
     }
     let table = s.routes.load();
+    if !c.https
+        && table.get(host).is_none_or(|r| r.tls)
+        && let Some(answer) = s.published.answer(req.method(), req.uri().path())
+    {
+        drop(table);
+        crate::request_body::drain(req.into_body());
+        return (answer, None);
+    }
     let Some(route) = table.get(host) else {
         s.counters.inc(|c| &c.no_route);
         let msg = format!("no service is registered for {host}");

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) tunnels: tokio::sync::watch::Sender<usize>,
     /// `Strict-Transport-Security` for HTTPS answers, when configured.
     pub(crate) hsts: Option<HeaderValue>,
+    /// What the plain-HTTP listeners serve themselves (CRLs).
+    pub(crate) published: crate::published::Published,
 }
 
 impl std::fmt::Debug for Shared {

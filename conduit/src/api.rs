@@ -4,7 +4,10 @@
 //!
 //! ```
 //! use conduit::api::StatusReport;
-//! let report: StatusReport = serde_json::from_str(r#"{"services": [], "dns_serial": 7}"#)?;
+//! let report: StatusReport = serde_json::from_str(
+//!     r#"{"services": [], "dns_serial": 7, "ca": {"issuance": "ready", "message": null,
+//!         "root_key_present": true, "intermediate_not_after": null, "crl_url": null}}"#,
+//! )?;
 //! assert_eq!(report.dns_serial, Some(7));
 //! # Ok::<(), serde_json::Error>(())
 //! ```
@@ -29,6 +32,38 @@ pub struct StatusReport {
     pub services: Vec<ServiceStatus>,
     /// The zone's SOA serial; `null` when the gateway serves no DNS.
     pub dns_serial: Option<u32>,
+    /// The certificate authority: whether it can issue.
+    pub ca: CaStatus,
+}
+
+/// Whether the gateway's certificate issuer can issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuanceState {
+    /// It issues.
+    Ready,
+    /// It issues, but needs an operator soon (`message` says what to run).
+    Expiring,
+    /// Nothing can be issued; the certificates already issued are still served.
+    Blocked,
+}
+
+/// The certificate authority as the running gateway sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaStatus {
+    /// Whether it can issue.
+    pub issuance: IssuanceState,
+    /// What is wrong and the command that fixes it, in one line; `null` when ready.
+    pub message: Option<String>,
+    /// Whether the root key is in the state directory (`false`: kept offline); `null`
+    /// when the issuer is not the gateway's own CA.
+    pub root_key_present: Option<bool>,
+    /// When the intermediate expires (RFC 3339); `null` when the issuer is not the
+    /// gateway's own CA.
+    pub intermediate_not_after: Option<String>,
+    /// The URL of the CRL every leaf names; `null` when none is published (no plain-HTTP
+    /// listener).
+    pub crl_url: Option<String>,
 }
 
 /// One service as the running gateway serves it.
@@ -121,6 +156,22 @@ pub struct CertificateInfo {
     pub serial: String,
     /// Expiry (RFC 3339).
     pub not_after: String,
+}
+
+/// `POST /v1/ca/intermediate`'s body: the file `conduit ca sign-intermediate` wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntermediateInstall {
+    /// The intermediate certificate and the root CRL signed with it, PEM.
+    pub pem: String,
+}
+
+/// `POST /v1/ca/intermediate`: the intermediate installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntermediateInstalled {
+    /// When it expires (RFC 3339).
+    pub not_after: String,
+    /// How many leaves were issued again under it.
+    pub leaves_renewed: u64,
 }
 
 /// `POST /v1/certs/{name}/revoke`.

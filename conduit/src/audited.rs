@@ -61,6 +61,10 @@ pub enum Action {
     CertRevoke,
     /// The intermediate CA renewed from the root when the gateway started.
     CaIntermediateRenew,
+    /// An intermediate CA signed by the offline root installed (or refused).
+    CaIntermediateInstall,
+    /// The root key moved out of the state directory (kept offline from now on).
+    CaRootExport,
     /// A monitor alert raised or cleared.
     MonitorAlert,
     /// The DNS server swapped in a new zone after registry changes (the original tool's
@@ -88,6 +92,8 @@ impl Action {
         Self::CertRotate,
         Self::CertRevoke,
         Self::CaIntermediateRenew,
+        Self::CaIntermediateInstall,
+        Self::CaRootExport,
         Self::MonitorAlert,
         Self::DnsReload,
         Self::ConduitSetup,
@@ -109,6 +115,8 @@ impl Action {
             Self::CertRotate => "cert_rotate",
             Self::CertRevoke => "cert_revoke",
             Self::CaIntermediateRenew => "ca_intermediate_renew",
+            Self::CaIntermediateInstall => "ca_intermediate_install",
+            Self::CaRootExport => "ca_root_export",
             Self::MonitorAlert => "monitor_alert",
             Self::DnsReload => "dns_reload",
             Self::ConduitSetup => "conduit_setup",

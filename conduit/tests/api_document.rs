@@ -59,6 +59,17 @@ fn every_api_type_matches_its_schema() {
             &StatusReport {
                 services: vec![service(full)],
                 dns_serial: full.then_some(7),
+                ca: CaStatus {
+                    issuance: if full {
+                        IssuanceState::Expiring
+                    } else {
+                        IssuanceState::Ready
+                    },
+                    message: full.then(|| "the intermediate CA expires …".to_owned()),
+                    root_key_present: full.then_some(false),
+                    intermediate_not_after: full.then(|| "2026-12-01T00:00:00Z".to_owned()),
+                    crl_url: full.then(|| "http://10.8.0.1:80/ca/crl.der".to_owned()),
+                },
             },
         );
     }
@@ -85,6 +96,21 @@ fn every_api_type_matches_its_schema() {
             name: "grafana".into(),
             revoked_serial: "09".into(),
             new: cert,
+        },
+    );
+    check(
+        &doc,
+        "IntermediateInstall",
+        &IntermediateInstall {
+            pem: "-----BEGIN CERTIFICATE-----\n…".into(),
+        },
+    );
+    check(
+        &doc,
+        "IntermediateInstalled",
+        &IntermediateInstalled {
+            not_after: "2027-03-01T00:00:00Z".into(),
+            leaves_renewed: 3,
         },
     );
     for serial in [Some(3), None] {

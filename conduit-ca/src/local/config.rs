@@ -51,6 +51,19 @@ pub struct CaConfig {
     /// A CRL distribution point URL written into every leaf (for example the gateway's
     /// `http://ca.internal/crl`); `None` leaves it out.
     pub crl_url: Option<String>,
+    /// The URL where the root's CRL is served, written into intermediates as their CRL
+    /// distribution point (the gateway's `http://ADDRESS:PORT/ca/root-crl.der`); `None`
+    /// leaves it out.
+    pub root_crl_url: Option<String>,
+}
+
+impl CaConfig {
+    /// Whether `ip` is inside the IP ranges this CA may certify.
+    pub fn permits_ip(&self, ip: IpAddr) -> bool {
+        self.ip_ranges
+            .iter()
+            .any(|(net, len)| super::constraints::in_range(ip, *net, *len))
+    }
 }
 
 impl Default for CaConfig {
@@ -71,6 +84,7 @@ impl Default for CaConfig {
             leaf_lifetime: Duration::from_secs(7 * 24 * 3600),
             key_algorithm: KeyAlgorithm::EcdsaP256,
             crl_url: None,
+            root_crl_url: None,
         }
     }
 }

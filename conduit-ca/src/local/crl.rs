@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use rcgen::SerialNumber;
 
-use super::{LocalCa, rcgen_err, to_time};
+use super::{Authority, LocalCa, rcgen_err, to_time};
 use crate::CaError;
 
 impl LocalCa {
@@ -84,9 +84,41 @@ impl LocalCa {
             key_identifier_method: rcgen::KeyIdMethod::Sha256,
         };
         let crl = params
-            .signed_by(&self.intermediate.issuer)
+            .signed_by(&self.intermediate.signer("sign the CRL")?.issuer)
             .map_err(rcgen_err("sign the CRL"))?;
         let pem = crl.pem().map_err(rcgen_err("encode the CRL"))?;
         Ok((crl.der().to_vec(), pem))
     }
+}
+
+/// How long a root CRL is valid: a year (the root may be offline until the next
+/// intermediate is signed), never past the root itself.
+const ROOT_CRL_VALIDITY: time::Duration = time::Duration::days(365);
+
+/// A CRL signed by the root, revoking nothing (intermediates are replaced, not revoked),
+/// numbered by its signing time so that CRLs signed on different machines still increase.
+pub(super) fn root_crl(
+    root: &Authority,
+    now: OffsetDateTime,
+) -> Result<rcgen::CertificateRevocationList, CaError> {
+    let number = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(1),
+        next_update: (now + ROOT_CRL_VALIDITY).min(root.not_after),
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    params
+        .signed_by(&root.signer("sign the root's CRL")?.issuer)
+        .map_err(rcgen_err("sign the root's CRL"))
+}
+
+/// A CRL in PEM (`-----BEGIN X509 CRL-----`), from its DER.
+pub fn crl_pem(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("X509 CRL", der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }

@@ -5,6 +5,7 @@
 mod config;
 mod constraints;
 mod crl;
+mod offline;
 mod storage;
 
 use std::fmt;
@@ -16,32 +17,46 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use crate::{CaError, IssueRequest, IssuedCert};
+use crate::{CaError, Issuance, IssueRequest, IssuedCert};
 
 pub use config::{CaConfig, KeyAlgorithm, MAX_LEAF_LIFETIME};
 use constraints::{check_dns_name, name_constraints};
+pub use crl::crl_pem;
+pub use offline::SignedIntermediate;
 
-/// A CA certificate with its key.
+/// A CA certificate, with its key when the key is here (a root kept offline has none).
 struct Authority {
-    issuer: Issuer<'static, KeyPair>,
-    /// The key, PKCS#8 PEM, for saving (never printed, wiped from memory on drop).
-    key_pem: zeroize::Zeroizing<String>,
+    signer: Option<Signer>,
     der: Vec<u8>,
     pem: String,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 }
 
+/// What signs for an authority: rcgen's issuer and the key's PEM for saving.
+struct Signer {
+    issuer: Issuer<'static, KeyPair>,
+    /// The key, PKCS#8 PEM, for saving (never printed, wiped from memory on drop).
+    key_pem: zeroize::Zeroizing<String>,
+}
+
 impl Authority {
     fn new(params: CertificateParams, key: KeyPair, cert: &rcgen::Certificate) -> Self {
         Self {
-            key_pem: zeroize::Zeroizing::new(key.serialize_pem()),
             der: cert.der().to_vec(),
             pem: cert.pem(),
             not_before: params.not_before,
             not_after: params.not_after,
-            issuer: Issuer::new(params, key),
+            signer: Some(Signer {
+                key_pem: zeroize::Zeroizing::new(key.serialize_pem()),
+                issuer: Issuer::new(params, key),
+            }),
         }
+    }
+
+    /// The signer, or [`CaError::RootOffline`] naming what needed it.
+    fn signer(&self, action: &'static str) -> Result<&Signer, CaError> {
+        self.signer.as_ref().ok_or(CaError::RootOffline { action })
     }
 }
 
@@ -85,7 +100,15 @@ pub struct LocalCa {
     crl_number: std::sync::atomic::AtomicU64,
     /// The renewal [`LocalCa::load_or_create`] did, if any.
     load_renewal: Option<IntermediateRenewal>,
+    /// The root's latest CRL (DER), signed whenever the root signs an intermediate.
+    root_crl: Option<Vec<u8>>,
 }
+
+/// How long before its intermediate expires a CA whose root is offline starts warning.
+pub const OFFLINE_ROOT_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The commands that give a gateway whose root key is offline a new intermediate.
+pub(crate) const OFFLINE_RENEWAL: &str = "run `conduit ca request-intermediate --out gateway.csr`, sign it where the root key is kept (`conduit ca sign-intermediate --root-key FILE --csr gateway.csr --lifetime 90d --out gateway.crt`), then `conduit ca install-intermediate gateway.crt`";
 
 /// An intermediate renewed from the root when the CA was loaded: it was due, or had
 /// expired while the gateway was off.
@@ -135,7 +158,7 @@ pub(super) fn random_serial() -> Result<SerialNumber, CaError> {
     Ok(SerialNumber::from_slice(&b))
 }
 
-pub(super) fn to_time(d: Duration) -> time::Duration {
+pub(crate) fn to_time(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
@@ -165,7 +188,10 @@ impl LocalCa {
             .map_err(rcgen_err("sign the root"))?;
         let root = Authority::new(params, key, &cert);
         let intermediate = Self::make_intermediate(&config, &root, now)?;
-        Ok(Self::assemble(config, root, intermediate))
+        let root_crl = crl::root_crl(&root, now)?;
+        let mut ca = Self::assemble(config, root, intermediate);
+        ca.root_crl = Some(root_crl.der().to_vec());
+        Ok(ca)
     }
     fn assemble(config: CaConfig, root: Authority, intermediate: Authority) -> Self {
         Self {
@@ -175,7 +201,50 @@ impl LocalCa {
             revoked: std::sync::Mutex::default(),
             crl_number: std::sync::atomic::AtomicU64::new(0),
             load_renewal: None,
+            root_crl: None,
         }
+    }
+
+    /// Whether the root's key is here (not moved offline with
+    /// [`LocalCa::export_root_key`]).
+    pub fn root_key_present(&self) -> bool {
+        self.root.signer.is_some()
+    }
+
+    /// The root's latest CRL (DER): signed whenever the root signs an intermediate, valid
+    /// for a year (the root may be offline), served where intermediates name it.
+    pub fn root_crl(&self) -> Option<&[u8]> {
+        self.root_crl.as_deref()
+    }
+
+    /// Whether this CA can issue at `now`, and what an operator must do when it cannot
+    /// (or soon will not).
+    pub fn issuance(&self, now: OffsetDateTime) -> Issuance {
+        let until = self.intermediate.not_after;
+        let at = until
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        if now >= until {
+            let reason = if self.root_key_present() {
+                format!(
+                    "the intermediate CA expired at {at}; nothing can be issued until it is renewed from the root: restart the gateway (`conduit serve` renews it)"
+                )
+            } else {
+                format!(
+                    "the intermediate CA expired at {at} and the root key is offline, so nothing can be issued: {OFFLINE_RENEWAL}"
+                )
+            };
+            return Issuance::Blocked { reason };
+        }
+        if !self.root_key_present() && until - now < to_time(OFFLINE_ROOT_WARNING) {
+            let days = (until - now).whole_days();
+            return Issuance::Expiring {
+                warning: format!(
+                    "the intermediate CA expires at {at} (in {days} days) and the root key is offline: {OFFLINE_RENEWAL}"
+                ),
+            };
+        }
+        Issuance::Ready
     }
 
     /// The intermediate renewal done when this CA was loaded, if any (what a gateway
@@ -198,8 +267,13 @@ impl LocalCa {
             now,
         )?;
         params.not_after = params.not_after.min(root.not_after);
+        if let Some(url) = &config.root_crl_url {
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
+        }
         let cert = params
-            .signed_by(&key, &root.issuer)
+            .signed_by(&key, &root.signer("sign an intermediate")?.issuer)
             .map_err(rcgen_err("sign the intermediate"))?;
         Ok(Authority::new(params, key, &cert))
     }
@@ -214,7 +288,7 @@ impl LocalCa {
     /// served in their chains until they are renewed).
     ///
     /// # Errors
-    /// [`CaError::RootExpired`], [`CaError::Backend`].
+    /// [`CaError::RootExpired`], [`CaError::RootOffline`], [`CaError::Backend`].
     pub fn renew_intermediate(&mut self, now: OffsetDateTime) -> Result<(), CaError> {
         if now >= self.root.not_after {
             return Err(CaError::RootExpired {
@@ -222,6 +296,7 @@ impl LocalCa {
             });
         }
         self.intermediate = Self::make_intermediate(&self.config, &self.root, now)?;
+        self.root_crl = Some(crl::root_crl(&self.root, now)?.der().to_vec());
         tracing::info!(not_after = %self.intermediate.not_after, "intermediate CA renewed");
         Ok(())
     }
@@ -278,17 +353,21 @@ impl LocalCa {
         if not_after <= now {
             return Err(CaError::IssuerExpired {
                 not_after: self.intermediate.not_after.to_string(),
+                remedy: if self.root_key_present() {
+                    "restart the gateway (`conduit serve` renews it from the root)"
+                } else {
+                    OFFLINE_RENEWAL
+                },
             });
         }
         let mut p = CertificateParams::default();
+        // An address-only leaf has an empty subject (its SANs are then critical): a CN
+        // holding an address is read as a host name by OpenSSL and fails the DNS name
+        // constraints.
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            req.dns_names
-                .first()
-                .cloned()
-                .unwrap_or_else(|| req.ip_addresses[0].to_string()),
-        );
+        if let Some(first) = req.dns_names.first() {
+            dn.push(DnType::CommonName, first.clone());
+        }
         p.distinguished_name = dn;
         for n in &req.dns_names {
             p.subject_alt_names.push(SanType::DnsName(
@@ -320,7 +399,7 @@ impl LocalCa {
         let leaf_key =
             KeyPair::generate_for(alg.rcgen()).map_err(rcgen_err("generate a leaf key"))?;
         let cert = p
-            .signed_by(&leaf_key, &self.intermediate.issuer)
+            .signed_by(&leaf_key, &self.intermediate.signer("sign a leaf")?.issuer)
             .map_err(rcgen_err("sign a leaf"))?;
         Ok(IssuedCert {
             chain_pem: format!("{}{}", cert.pem(), self.intermediate.pem),
@@ -341,7 +420,7 @@ impl LocalCa {
         let key =
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("key"))?;
         let cert = p
-            .signed_by(&key, &self.root.issuer)
+            .signed_by(&key, &self.root.signer("sign")?.issuer)
             .map_err(rcgen_err("sign"))?;
         Ok(IssuedCert {
             chain_pem: cert.pem(),

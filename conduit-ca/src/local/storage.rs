@@ -3,16 +3,18 @@
 //! with some of them missing or one unreadable is an error naming the file, never
 //! overwritten.
 
+use std::path::Path;
+
 use rcgen::{Issuer, KeyPair};
 use time::OffsetDateTime;
 
-use super::{Authority, CaConfig, IntermediateRenewal, LocalCa};
+use super::{Authority, CaConfig, IntermediateRenewal, LocalCa, Signer};
 use crate::CaError;
 
 impl Authority {
-    /// Rebuilds an authority from its stored certificate and key; `file` names the
-    /// certificate in errors.
-    fn load(file: &str, cert_pem: &str, key_pem: &str) -> Result<Self, CaError> {
+    /// Rebuilds an authority from its stored certificate and key (none: a root kept
+    /// offline); `file` names the certificate in errors.
+    pub(super) fn load(file: &str, cert_pem: &str, key_pem: Option<&str>) -> Result<Self, CaError> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let bad = |reason: String| CaError::Corrupt {
@@ -29,19 +31,28 @@ impl Authority {
         if !x509.is_ca() {
             return Err(bad("not a CA certificate".to_owned()));
         }
-        let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::Corrupt {
-            file: file.replace(".pem", ".key"),
-            reason: e.to_string(),
-        })?;
-        if key.public_key_raw() != x509.public_key().subject_public_key.data.as_ref() {
-            return Err(bad(
-                "the key file does not belong to this certificate".to_owned()
-            ));
-        }
-        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| bad(e.to_string()))?;
+        let signer = match key_pem {
+            None => None,
+            Some(key_pem) => {
+                let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::Corrupt {
+                    file: file.replace(".pem", ".key"),
+                    reason: e.to_string(),
+                })?;
+                if !key_matches(&key, &x509) {
+                    return Err(bad(
+                        "the key file does not belong to this certificate".to_owned()
+                    ));
+                }
+                let issuer =
+                    Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| bad(e.to_string()))?;
+                Some(Signer {
+                    issuer,
+                    key_pem: zeroize::Zeroizing::new(key_pem.to_owned()),
+                })
+            }
+        };
         Ok(Self {
-            issuer,
-            key_pem: zeroize::Zeroizing::new(key_pem.to_owned()),
+            signer,
             der: der.to_vec(),
             pem: cert_pem.to_owned(),
             not_before,
@@ -50,30 +61,79 @@ impl Authority {
     }
 }
 
+/// Whether `key` is the key of this certificate.
+pub(super) fn key_matches(
+    key: &KeyPair,
+    x509: &x509_parser::certificate::X509Certificate<'_>,
+) -> bool {
+    key.public_key_raw() == x509.public_key().subject_public_key.data.as_ref()
+}
+
+/// Reads `dir/file`; `None` when it does not exist.
+pub(super) fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, CaError> {
+    let path = dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CaError::Io {
+            op: "read",
+            path: path.display().to_string(),
+            source: e,
+        }),
+    }
+}
+
+/// Removes `dir/file` (if there) and syncs the directory.
+pub(super) fn remove(dir: &Path, file: &str) -> Result<(), CaError> {
+    let path = dir.join(file);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(CaError::Io {
+                op: "remove",
+                path: path.display().to_string(),
+                source: e,
+            });
+        }
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| CaError::Io {
+            op: "fsync",
+            path: dir.display().to_string(),
+            source: e,
+        })
+}
+
+/// The key of an intermediate being installed (requested with
+/// [`LocalCa::request_intermediate`], or a renewal being saved): written before the new
+/// certificate, removed after it, so a crash in between is finished at the next load.
+pub(super) const NEXT_KEY: &str = "intermediate.next.key";
+/// The root's CRL, DER.
+pub(super) const ROOT_CRL: &str = "root-crl.der";
+
 impl LocalCa {
-    /// Loads the CA from `dir` (`root.pem`, `root.key`, `intermediate.pem`,
-    /// `intermediate.key`), or creates one there when the directory holds none of them.
-    /// An intermediate that is due or already expired (a gateway powered off for longer
-    /// than its life) is renewed from the root and saved; [`LocalCa::load_renewal`] says so,
-    /// for the caller to audit.
+    /// Loads the CA from `dir` (`root.pem`, `intermediate.pem`, `intermediate.key`, and
+    /// `root.key` unless the root is kept offline), or creates one there when the directory
+    /// holds none of them. An intermediate that is due or already expired (a gateway
+    /// powered off for longer than its life) is renewed from the root and saved when the
+    /// root key is here; [`LocalCa::load_renewal`] says so, for the caller to audit. With
+    /// the root offline the CA loads anyway: it serves what it has, and
+    /// [`LocalCa::issuance`] says whether it can still issue.
     ///
     /// # Errors
     /// [`CaError::Corrupt`] naming the unreadable file (nothing is overwritten),
     /// [`CaError::Incomplete`] when only some of the files exist, [`CaError::RootExpired`]
     /// for an expired root (the CA refuses to start and says why), [`CaError::Io`].
     pub fn load_or_create(
-        dir: &std::path::Path,
+        dir: &Path,
         config: CaConfig,
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
-        let files = [
-            "root.pem",
-            "root.key",
-            "intermediate.pem",
-            "intermediate.key",
-        ];
+        let files = ["root.pem", "intermediate.pem", "intermediate.key"];
         let present: Vec<bool> = files.iter().map(|f| dir.join(f).exists()).collect();
-        if present.iter().all(|p| !p) {
+        if present.iter().all(|p| !p) && !dir.join("root.key").exists() {
             let ca = Self::generate(config, now)?;
             ca.save(dir)?;
             tracing::info!(dir = %dir.display(), "created a new CA");
@@ -86,18 +146,34 @@ impl LocalCa {
             });
         }
         let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f)).map_err(|e| CaError::Io {
-                op: "read",
-                path: dir.join(f).display().to_string(),
-                source: e,
+            read_optional(dir, f)?.ok_or_else(|| CaError::Incomplete {
+                dir: dir.display().to_string(),
+                missing: "intermediate.pem",
             })
         };
-        let root = Authority::load("root.pem", &read("root.pem")?, &read("root.key")?)?;
-        let intermediate = Authority::load(
+        let root_key = read_optional(dir, "root.key")?;
+        let root = Authority::load("root.pem", &read("root.pem")?, root_key.as_deref())?;
+        let intermediate_pem = read("intermediate.pem")?;
+        let intermediate = match Authority::load(
             "intermediate.pem",
-            &read("intermediate.pem")?,
-            &read("intermediate.key")?,
-        )?;
+            &intermediate_pem,
+            Some(&read("intermediate.key")?),
+        ) {
+            Ok(i) => i,
+            // A crash between writing a new intermediate's certificate and its key: the
+            // key is still under its temporary name.
+            Err(e) => match read_optional(dir, NEXT_KEY)? {
+                Some(next) => {
+                    let i = Authority::load("intermediate.pem", &intermediate_pem, Some(&next))
+                        .map_err(|_| e)?;
+                    crate::store::write_private(&dir.join("intermediate.key"), next.as_bytes())?;
+                    remove(dir, NEXT_KEY)?;
+                    tracing::warn!("finished installing an intermediate interrupted by a crash");
+                    i
+                }
+                None => return Err(e),
+            },
+        };
         if now >= root.not_after {
             return Err(CaError::RootExpired {
                 not_after: root.not_after.to_string(),
@@ -105,8 +181,9 @@ impl LocalCa {
         }
         let expired = now >= intermediate.not_after;
         let mut ca = Self::assemble(config, root, intermediate);
+        ca.root_crl = std::fs::read(dir.join(ROOT_CRL)).ok();
         ca.load_revocations(dir)?;
-        if ca.intermediate_due(now) {
+        if ca.intermediate_due(now) && ca.root_key_present() {
             let previous_not_after = ca.intermediate.not_after;
             ca.renew_intermediate(now)?;
             ca.save(dir)?;
@@ -118,31 +195,41 @@ impl LocalCa {
                 not_after: ca.intermediate.not_after,
                 expired,
             });
+        } else if let crate::Issuance::Blocked { reason } = ca.issuance(now) {
+            tracing::error!("{reason}");
         }
         Ok(ca)
     }
     /// Writes the CA to `dir` (created 0700): keys and certificates 0600, each file written to
-    /// a temporary name, fsynced and renamed.
+    /// a temporary name, fsynced and renamed; the intermediate's key goes first under a
+    /// temporary name, so a crash never leaves a certificate with the wrong key. The root
+    /// key is written only when it is here.
     ///
     /// # Errors
     /// [`CaError::Io`].
-    pub fn save(&self, dir: &std::path::Path) -> Result<(), CaError> {
+    pub fn save(&self, dir: &Path) -> Result<(), CaError> {
         crate::store::create_private_dir(dir)?;
-        for (name, text) in [
-            ("root.key", self.root.key_pem.as_str()),
-            ("intermediate.key", self.intermediate.key_pem.as_str()),
-            ("root.pem", self.root.pem.as_str()),
-            ("intermediate.pem", self.intermediate.pem.as_str()),
-        ] {
-            crate::store::write_private(&dir.join(name), text.as_bytes())?;
+        let key = self.intermediate.signer("save the intermediate")?;
+        crate::store::write_private(&dir.join(NEXT_KEY), key.key_pem.as_bytes())?;
+        if let Some(root) = &self.root.signer {
+            crate::store::write_private(&dir.join("root.key"), root.key_pem.as_bytes())?;
         }
-        Ok(())
+        crate::store::write_private(&dir.join("root.pem"), self.root.pem.as_bytes())?;
+        if let Some(crl) = &self.root_crl {
+            crate::store::write_private(&dir.join(ROOT_CRL), crl)?;
+        }
+        crate::store::write_private(
+            &dir.join("intermediate.pem"),
+            self.intermediate.pem.as_bytes(),
+        )?;
+        crate::store::write_private(&dir.join("intermediate.key"), key.key_pem.as_bytes())?;
+        remove(dir, NEXT_KEY)
     }
     /// Writes the revoked serials and the CRL number to `dir/revoked.json` (0600, atomic).
     ///
     /// # Errors
     /// [`CaError::Io`].
-    pub fn save_revocations(&self, dir: &std::path::Path) -> Result<(), CaError> {
+    pub fn save_revocations(&self, dir: &Path) -> Result<(), CaError> {
         let revoked = self
             .revoked
             .lock()
@@ -166,7 +253,7 @@ impl LocalCa {
         crate::store::create_private_dir(dir)?;
         crate::store::write_private(&dir.join("revoked.json"), text.as_bytes())
     }
-    fn load_revocations(&mut self, dir: &std::path::Path) -> Result<(), CaError> {
+    fn load_revocations(&mut self, dir: &Path) -> Result<(), CaError> {
         let path = dir.join("revoked.json");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,

@@ -9,4 +9,5 @@
 )]
 
 mod contract;
+mod offline;
 mod tls;

@@ -8,8 +8,8 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiError, AuditTail, CertificateInfo, DnsZone, Health, MonitorSnapshot, Revocation,
-    ServiceList, ServiceView, StatusReport,
+    ApiError, AuditTail, CertificateInfo, DnsZone, Health, IntermediateInstall,
+    IntermediateInstalled, MonitorSnapshot, Revocation, ServiceList, ServiceView, StatusReport,
 };
 use crate::spec::ServiceSpec;
 
@@ -139,6 +139,21 @@ impl AdminClient {
     /// [`AdminError`].
     pub async fn revoke(&self, name: &str) -> Result<Revocation, AdminError> {
         self.call(Method::POST, &format!("/v1/certs/{name}/revoke"))
+            .await
+    }
+
+    /// `POST /v1/ca/intermediate`: installs an intermediate signed by the offline root.
+    ///
+    /// # Errors
+    /// [`AdminError`] (`Refused` with 409 when it does not fit the pending request).
+    pub async fn install_intermediate(
+        &self,
+        pem: &str,
+    ) -> Result<IntermediateInstalled, AdminError> {
+        let body = IntermediateInstall {
+            pem: pem.to_owned(),
+        };
+        self.call_with(Method::POST, "/v1/ca/intermediate", Some(&body), None)
             .await
     }
 

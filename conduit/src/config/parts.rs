@@ -125,6 +125,32 @@ impl ConduitConfig {
         c.leaf_lifetime = self.ca.leaf_lifetime;
         c.intermediate_lifetime = self.ca.intermediate_lifetime;
         c.key_algorithm = self.ca.key_algorithm;
+        if let Some((crl, root_crl)) = self.crl_urls() {
+            c.crl_url = Some(crl);
+            c.root_crl_url = Some(root_crl);
+        }
         c
+    }
+
+    /// Where the gateway publishes its CRLs: `http://ADVERTISED:PORT/ca/crl.der` (named in
+    /// every leaf) and `…/ca/root-crl.der` (named in the intermediate), on the first
+    /// advertised address and the first plain-HTTP listener's port; `None` without a
+    /// plain-HTTP listener (or with port 0, not known before it is bound).
+    pub fn crl_urls(&self) -> Option<(String, String)> {
+        let port = self
+            .proxy
+            .http_listen
+            .first()
+            .map(SocketAddr::port)
+            .filter(|p| *p != 0)?;
+        let ip = self.dns.advertise.iter().find(|ip| !ip.is_unspecified())?;
+        let base = match ip {
+            std::net::IpAddr::V4(v4) => format!("http://{v4}:{port}"),
+            std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
+        };
+        Some((
+            format!("{base}{}", crate::gateway::CRL_PATH),
+            format!("{base}{}", crate::gateway::ROOT_CRL_PATH),
+        ))
     }
 }

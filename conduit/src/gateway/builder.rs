@@ -116,6 +116,7 @@ impl GatewayBuilder {
             (None, None) => return Err(missing("registry")),
         };
         let mut renewal = None;
+        let mut local_ca = None;
         let issuer: Arc<dyn CertIssuer> = match (issuer, state) {
             (Some(i), _) => i,
             (None, Some(st)) => {
@@ -123,11 +124,13 @@ impl GatewayBuilder {
                 // from the root; audited below once the log is open.
                 let ca = st.open_ca(s.ca_config())?;
                 renewal = ca.load_renewal();
-                Arc::new(LocalIssuer::new(
+                let local = Arc::new(LocalIssuer::new(
                     ca,
                     Some(st.tls()),
                     Arc::new(time::OffsetDateTime::now_utc),
-                ))
+                ));
+                local_ca = Some(local.clone());
+                local
             }
             (None, None) => return Err(missing("certificate issuer")),
         };
@@ -181,7 +184,55 @@ impl GatewayBuilder {
             Arc::new(CertResolver::new()),
             Arc::new(time::OffsetDateTime::now_utc),
         ));
-        bind(config, registry, certs, audit, monitor_sources).await
+        // The CRL is signed before anything is served (a CA that cannot issue keeps the
+        // last one).
+        if let Err(error) = certs.issuer().maintain().await {
+            tracing::error!(%error, "certificate issuer maintenance failed");
+        }
+        bind(config, registry, (certs, local_ca), audit, monitor_sources).await
+    }
+}
+
+/// The address certificate: one leaf for the advertised addresses and the listeners'
+/// own, served to clients that send no SNI (`https://10.8.0.1/`, routed by `Host`).
+/// Addresses the CA may not certify (public ones) are left out, with a warning.
+async fn address_certificate(s: &crate::config::ConduitConfig, certs: &CertManager) {
+    if matches!(
+        certs.issuer().issuance(),
+        conduit_ca::Issuance::Blocked { .. }
+    ) {
+        return;
+    }
+    let ca = s.ca_config();
+    let mut ips: Vec<std::net::IpAddr> = Vec::new();
+    let listeners = s
+        .proxy
+        .listen
+        .iter()
+        .chain(s.admin.listen.iter())
+        .map(|a| a.ip());
+    for ip in s.dns.advertise.iter().copied().chain(listeners) {
+        if ip.is_unspecified() || ips.contains(&ip) {
+            continue;
+        }
+        if !ca.permits_ip(ip) {
+            tracing::warn!(%ip, "left out of the address certificate: outside the IP ranges the CA may certify");
+            continue;
+        }
+        ips.push(ip);
+    }
+    let Some(first) = ips.first().map(ToString::to_string) else {
+        return;
+    };
+    let req = conduit_ca::IssueRequest {
+        ip_addresses: ips,
+        ..conduit_ca::IssueRequest::default()
+    };
+    match certs.ensure(super::ADDRESS_LEAF, req).await {
+        Ok(_) => certs.resolver().set_no_sni(Some(&first)),
+        Err(error) => {
+            tracing::warn!(%error, "no address certificate: clients that reach the gateway by address get none");
+        }
     }
 }
 
@@ -189,7 +240,7 @@ impl GatewayBuilder {
 async fn bind(
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
-    certs: Arc<CertManager>,
+    (certs, local_ca): (Arc<CertManager>, Option<Arc<LocalIssuer>>),
     audit: Arc<dyn AuditSink>,
     monitor_sources: Vec<Arc<dyn MetricSource>>,
 ) -> Result<Gateway, GatewayError> {
@@ -309,11 +360,16 @@ async fn bind(
         let auth = super::admin::Auth { store, legacy };
         admin.push(super::admin::bind_tcp(addr, auth, tls).await?);
     }
-    Ok(Gateway {
+    if proxy.is_some() {
+        address_certificate(s, &certs).await;
+    }
+    let gateway = Gateway {
         samples: Arc::default(),
         config,
         registry,
         certs,
+        local_ca,
+        cert_retry: Arc::default(),
         audit,
         dns,
         proxy,
@@ -325,5 +381,7 @@ async fn bind(
         ssrf,
         events,
         audit_gate,
-    })
+    };
+    gateway.handle().publish_crls();
+    Ok(gateway)
 }

@@ -26,6 +26,10 @@ pub struct GatewayHandle {
     pub(super) samples: Arc<std::sync::RwLock<Vec<Sample>>>,
     pub(super) registry: Arc<dyn Registry>,
     pub(super) certs: Arc<CertManager>,
+    /// The gateway's own CA, when the issuer is it.
+    pub(super) local_ca: Option<Arc<conduit_ca::LocalIssuer>>,
+    /// Wakes the certificate follower to issue what could not be issued before.
+    pub(super) cert_retry: Arc<tokio::sync::Notify>,
     pub(super) audit: Arc<dyn AuditSink>,
     pub(super) user: String,
     pub(super) dns: Option<DnsHandle>,
@@ -62,6 +66,7 @@ impl GatewayHandle {
         Ok(StatusReport {
             services,
             dns_serial: self.dns.as_ref().map(DnsHandle::serial),
+            ca: self.ca_status(),
         })
     }
 
@@ -172,6 +177,8 @@ impl GatewayHandle {
         });
         record(&*self.audit, Action::CertRevoke, ok, message, user, details).await;
         revoked?;
+        // The CRL naming it is served before this returns.
+        self.publish_crls();
         let new = self.rotate(name, user).await?;
         Ok(Revocation {
             name: name.to_owned(),
@@ -265,6 +272,7 @@ impl GatewayHandle {
             .map(ProxyHandle::prometheus)
             .unwrap_or_default();
         out.push_str(&conduit_monitor::render::prometheus(&self.samples()));
+        self.ca_metrics(&mut out);
         if let Some(d) = &self.dns {
             let s = d.stats();
             let _ = writeln!(

@@ -21,6 +21,7 @@
 
 mod admin;
 mod builder;
+mod ca;
 mod config;
 mod error;
 mod handle;
@@ -47,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use builder::GatewayBuilder;
+pub use ca::{CRL_PATH, ROOT_CRL_PATH};
 pub use config::GatewayConfig;
 pub use error::GatewayError;
 pub use handle::GatewayHandle;
@@ -57,6 +59,8 @@ use crate::state::StateDir;
 /// The name the admin listener's certificate is managed under (not a service name: those
 /// are DNS labels).
 const ADMIN_LEAF: &str = "@admin";
+/// The managed name of the address certificate (served without SNI).
+const ADDRESS_LEAF: &str = "@address";
 
 /// A bound gateway: call [`Gateway::run`].
 ///
@@ -99,6 +103,10 @@ pub struct Gateway {
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
+    /// The gateway's own CA, when the issuer is it (offline-root operations need it).
+    local_ca: Option<Arc<conduit_ca::LocalIssuer>>,
+    /// Wakes the certificate follower to issue what could not be issued before.
+    cert_retry: Arc<tokio::sync::Notify>,
     audit: Arc<dyn AuditSink>,
     dns: Option<DnsServer>,
     proxy: Option<ProxyServer>,
@@ -179,6 +187,8 @@ impl Gateway {
             samples: self.samples.clone(),
             registry: self.registry.clone(),
             certs: self.certs.clone(),
+            local_ca: self.local_ca.clone(),
+            cert_retry: self.cert_retry.clone(),
             audit: self.audit.clone(),
             user: self.config.audit_user.clone(),
             dns: self.dns.as_ref().map(DnsServer::handle),
@@ -203,6 +213,8 @@ impl Gateway {
             config,
             registry,
             certs,
+            local_ca: _,
+            cert_retry,
             audit,
             dns,
             proxy,
@@ -235,10 +247,10 @@ impl Gateway {
             rep.clone(),
             since,
             ensured,
-            token.clone(),
+            (cert_retry, token.clone()),
         ));
         tracker.spawn(tasks::renew_certs(
-            certs.clone(),
+            handle.clone(),
             s.ca.renew_check_interval,
             rep.clone(),
             token.clone(),

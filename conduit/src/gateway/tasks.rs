@@ -113,22 +113,29 @@ async fn ensure_cert(certs: &CertManager, rep: &Reporter, name: &str, domain: &s
 }
 
 /// Issues or removes leaves as the registry changes (the registry's one follow loop).
+///
+/// `retry` tries the services whose leaf could not be issued again (after a new
+/// intermediate was installed, and after each renewal round).
 pub(super) async fn follow_certs(
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
     rep: Reporter,
     since: Revision,
     mut ensured: Ensured,
-    stop: CancellationToken,
+    (retry, stop): (Arc<tokio::sync::Notify>, CancellationToken),
 ) {
-    let mut follower = conduit_registry::RegistryFollower::new(registry, since, "certificates");
+    let mut follower =
+        conduit_registry::RegistryFollower::new(registry.clone(), since, "certificates");
+    let mut last: Vec<Arc<ServiceRecord>> = Vec::new();
     loop {
         let active = tokio::select! {
             () = stop.cancelled() => return,
             active = follower.next() => active,
+            () = retry.notified() => Some(last.clone()),
         };
         let Some(active) = active else { return };
         reconcile_certs(&certs, &rep, &active, &mut ensured).await;
+        last = active;
     }
 }
 
@@ -136,14 +143,30 @@ pub(super) async fn follow_certs(
 /// when a third is left); each round that renewed something or failed is audited as
 /// `cert_renew`.
 pub(super) async fn renew_certs(
-    certs: Arc<CertManager>,
+    gw: super::GatewayHandle,
     interval: Duration,
     rep: Reporter,
     stop: CancellationToken,
 ) {
+    let certs = gw.certs.clone();
+    let retry = gw.cert_retry.clone();
+    let last = Arc::new(std::sync::Mutex::new(None));
+    gw.report_issuance(
+        &mut last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     certs
         .run_reporting(interval, stop.cancelled_owned(), |outcome| {
             let rep = rep.clone();
+            // Each round may have signed a new CRL, or changed what the CA can do.
+            gw.publish_crls();
+            gw.report_issuance(
+                &mut last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            retry.notify_one();
             async move {
                 match outcome {
                     Ok(0) => {}

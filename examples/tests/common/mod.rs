@@ -144,6 +144,38 @@ impl Site {
     }
 }
 
+/// A static upstream serving `index.html` (and its directory, kept alive with it).
+pub(crate) struct Upstream {
+    pub(crate) port: u16,
+    _server: Killed,
+    _www: tempfile::TempDir,
+}
+
+/// Starts a static upstream whose `index.html` is `body`.
+pub(crate) fn upstream(body: &str) -> Upstream {
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("index.html"), body).unwrap();
+    let port = free_port();
+    let server = conduit_test_support::process::http_server(port, www.path());
+    Upstream {
+        port,
+        _server: server,
+        _www: www,
+    }
+}
+
+impl Site {
+    /// Registers `name` → `upstream` with `conduit register` (which must succeed).
+    pub(crate) fn register(&self, name: &str, upstream: &Upstream) {
+        ok(self
+            .cmd()
+            .args(["register", "--name", name, "--upstream"])
+            .arg(format!("127.0.0.1:{}", upstream.port))
+            .output()
+            .unwrap());
+    }
+}
+
 /// One answer of the admin API: status, the response headers, the body.
 pub(crate) struct Answer {
     pub(crate) code: u16,

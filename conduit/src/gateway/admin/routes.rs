@@ -119,6 +119,16 @@ pub(crate) async fn answer(
         }
         _ => {}
     }
+    if req.method() == Method::POST && path == "/v1/ca/intermediate" {
+        let install: crate::api::IntermediateInstall = match body(req).await {
+            Ok(b) => b,
+            Err(r) => return *r,
+        };
+        return match gw.install_intermediate(&install.pem, &caller.name).await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => failed(&e),
+        };
+    }
     if req.method() == Method::POST {
         // /v1/certs/{name}/rotate | /v1/certs/{name}/revoke
         return match parts.as_slice() {

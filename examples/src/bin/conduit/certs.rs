@@ -30,6 +30,13 @@ pub(crate) enum Command {
         /// The service name.
         name: String,
     },
+    /// Writes the current CRL (what leaves name as their CRL distribution point) to
+    /// stdout: DER, or PEM with --pem.
+    Crl {
+        /// PEM instead of DER.
+        #[arg(long)]
+        pem: bool,
+    },
 }
 
 pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
@@ -77,6 +84,23 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
         Command::Inspect { name } => inspect(ctx, &name).await?,
+        Command::Crl { pem } => {
+            use std::io::Write as _;
+            let path = ctx.state.tls().join(conduit::ca::CRL_FILE);
+            let der = std::fs::read(&path).with_context(|| {
+                format!(
+                    "no CRL in {} yet (the gateway signs one when it starts: run `conduit serve`)",
+                    path.display()
+                )
+            })?;
+            let mut out = std::io::stdout().lock();
+            if pem {
+                out.write_all(conduit::ca::crl_pem(&der).as_bytes())?;
+            } else {
+                out.write_all(&der)?;
+            }
+            out.flush()?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

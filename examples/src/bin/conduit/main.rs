@@ -29,6 +29,7 @@
 mod signal;
 
 mod audit;
+mod ca;
 mod certs;
 mod config;
 mod dns;
@@ -63,7 +64,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Creates the state directory (0700), the CA and an empty registry.
-    Setup,
+    Setup {
+        /// Moves the new root key into FILE, to keep offline (never inside the state
+        /// directory); the gateway then renews its intermediate through `conduit ca`.
+        #[arg(long, value_name = "FILE")]
+        offline_root: Option<std::path::PathBuf>,
+    },
     /// Runs the gateway: DNS, HTTPS proxy, health checks, audit (sets up an empty state
     /// directory first).
     Serve(serve::Args),
@@ -96,6 +102,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::Command,
+    },
+    /// The certificate authority: a root kept offline, intermediates signed by it.
+    Ca {
+        #[command(subcommand)]
+        command: ca::Command,
     },
     /// Certificates.
     Certs {
@@ -164,7 +175,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let (ctx, notices) = cli.global.load()?;
     match cli.command {
-        Command::Setup => serve::setup(&ctx, true).await,
+        Command::Setup { offline_root } => {
+            let code = serve::setup(&ctx, true).await?;
+            if let Some(out) = offline_root {
+                ca::export_root_key(&ctx, &out).await?;
+            }
+            Ok(code)
+        }
+        Command::Ca { command } => ca::run(&ctx, command).await,
         Command::Serve(args) => {
             settings::warn(&notices);
             serve::serve(ctx, args).await

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use conduit::admin::AdminError;
-use conduit::api::{DnsCheck, ServiceStatus, UpstreamHealth};
+use conduit::api::{CaStatus, DnsCheck, IssuanceState, ServiceStatus, UpstreamHealth};
 use conduit::registry::{ListFilter, Registry as _, Routing};
 use serde::Serialize;
 
@@ -15,6 +15,8 @@ use crate::settings::Context;
 struct View {
     /// `running` or `stopped`.
     gateway: &'static str,
+    /// The CA, as the running gateway sees it (`null` when it is stopped).
+    ca: Option<CaStatus>,
     services: Vec<ServiceStatus>,
 }
 
@@ -22,10 +24,12 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
     let view = match ctx.admin().status().await {
         Ok(report) => View {
             gateway: "running",
+            ca: Some(report.ca),
             services: report.services,
         },
         Err(AdminError::NotRunning { .. }) => View {
             gateway: "stopped",
+            ca: None,
             services: from_registry(ctx).await?,
         },
         Err(e) => return Err(e.into()),
@@ -35,6 +39,24 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     println!("gateway: {}", view.gateway);
+    if let Some(ca) = &view.ca {
+        let state = match ca.issuance {
+            IssuanceState::Ready => "issuing",
+            IssuanceState::Expiring => "issuing, ATTENTION",
+            IssuanceState::Blocked => "ISSUANCE BLOCKED",
+        };
+        let root = match ca.root_key_present {
+            Some(false) => ", root key offline",
+            _ => "",
+        };
+        println!(
+            "ca: {state}{root}, intermediate until {}",
+            ca.intermediate_not_after.as_deref().unwrap_or("-")
+        );
+        if let Some(m) = &ca.message {
+            println!("  {m}");
+        }
+    }
     for s in &view.services {
         let health = match s.healthy {
             Some(true) => "healthy",
