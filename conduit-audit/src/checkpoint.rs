@@ -29,6 +29,28 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A checkpoint of the head `sequence` with hash `head_hash`, now, signed with `key`
+    /// (an Ed25519 signature: microseconds, no I/O).
+    pub fn sign(sequence: u64, head_hash: String, key: &SealKey) -> Self {
+        let mut c = Self {
+            sequence,
+            head_hash,
+            created_at: crate::capsule::isoformat_now(),
+            public_key: key.public_hex(),
+            signature: String::new(),
+        };
+        c.signature = key.sign_message(c.message().as_bytes());
+        c
+    }
+
+    /// Whether its signature verifies with its own public key.
+    ///
+    /// # Errors
+    /// The [`SignatureError`](crate::SignatureError).
+    pub fn verify_signature(&self) -> Result<(), crate::SignatureError> {
+        crate::seal::verify_message(&self.public_key, self.message().as_bytes(), &self.signature)
+    }
+
     /// The signed bytes: `conduit-checkpoint-v1:<sequence>:<head_hash>:<created_at>`.
     pub fn message(&self) -> String {
         format!(
@@ -53,17 +75,23 @@ impl CapsuleStore {
             )
             .optional()
             .map_err(|e| db_err(&self.path, e))?;
-        Ok(head.map(|(seq, hash)| {
-            let mut c = Checkpoint {
-                sequence: u64::try_from(seq).unwrap_or(0),
-                head_hash: hash,
-                created_at: crate::capsule::isoformat_now(),
-                public_key: key.public_hex(),
-                signature: String::new(),
-            };
-            c.signature = key.sign_message(c.message().as_bytes());
-            c
-        }))
+        Ok(head.map(|(seq, hash)| Checkpoint::sign(u64::try_from(seq).unwrap_or(0), hash, key)))
+    }
+
+    /// The hash of the record at `sequence`, if the chain has it.
+    ///
+    /// # Errors
+    /// [`AuditError::Database`].
+    pub fn hash_at(&self, sequence: u64) -> Result<Option<String>, AuditError> {
+        let seq = i64::try_from(sequence).unwrap_or(i64::MAX);
+        self.conn
+            .query_row(
+                "SELECT hash FROM capsules WHERE sequence = ?1",
+                [seq],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_err(&self.path, e))
     }
 
     /// Checks the chain against a checkpoint: its signature, then that the record at its
@@ -76,26 +104,19 @@ impl CapsuleStore {
         &self,
         c: &Checkpoint,
     ) -> Result<Result<(), CheckpointFailure>, AuditError> {
-        if let Err(e) =
-            crate::seal::verify_message(&c.public_key, c.message().as_bytes(), &c.signature)
-        {
+        if let Err(e) = c.verify_signature() {
             return Ok(Err(CheckpointFailure::Signature(e)));
         }
-        let seq = i64::try_from(c.sequence).unwrap_or(i64::MAX);
-        let found: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT hash FROM capsules WHERE sequence = ?1",
-                [seq],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| db_err(&self.path, e))?;
-        Ok(match found {
-            None => Err(CheckpointFailure::Truncated {
-                records: self.len()?,
-                sequence: c.sequence,
-            }),
+        Ok(match self.hash_at(c.sequence)? {
+            None => {
+                let records = self.len()?;
+                Err(CheckpointFailure::Truncated {
+                    records,
+                    sequence: c.sequence,
+                    // Sequences start at 0: the checkpoint saw `sequence + 1` records.
+                    missing: (c.sequence + 1).saturating_sub(records),
+                })
+            }
             Some(h) if h != c.head_hash => Err(CheckpointFailure::Rewritten {
                 sequence: c.sequence,
             }),
@@ -112,15 +133,19 @@ pub enum CheckpointFailure {
     #[error("checkpoint signature: {0}")]
     Signature(crate::SignatureError),
     /// The chain ends before the checkpoint's record.
-    #[error("chain truncated: it has {records} records, the checkpoint saw sequence {sequence}")]
+    #[error(
+        "chain truncated: {missing} records missing (it has {records} records, the checkpoint saw sequence {sequence})"
+    )]
     Truncated {
         /// Records in the chain now.
         records: u64,
         /// The checkpoint's sequence.
         sequence: u64,
+        /// How many records the checkpoint saw that the chain no longer has.
+        missing: u64,
     },
     /// The checkpoint's record has another hash now.
-    #[error("record {sequence} was rewritten since the checkpoint")]
+    #[error("record {sequence} was rewritten since the checkpoint (its head hash differs)")]
     Rewritten {
         /// The checkpoint's sequence.
         sequence: u64,

@@ -158,6 +158,45 @@ pub struct CertificateInfo {
     pub not_after: String,
 }
 
+/// `POST /v1/audit/witness`'s body: a gateway's checkpoint, and what ties it to the last one
+/// this witness accepted from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessRequest {
+    /// The checkpoint, signed with the sending gateway's sealing key.
+    pub checkpoint: conduit_audit::Checkpoint,
+    /// The sender's record at the sequence the witness last saw from it (what the witness
+    /// asked for with `need_anchor`); `null` otherwise.
+    pub anchor: Option<Anchor>,
+}
+
+/// A record of the sender's chain: its sequence and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// The record's sequence.
+    pub sequence: u64,
+    /// Its hash.
+    pub head_hash: String,
+}
+
+/// What a witness did with a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WitnessOutcome {
+    /// Stored: it extends the last one seen from that gateway.
+    Accepted,
+    /// Send it again with the `anchor` at `sequence` (the last sequence seen).
+    NeedAnchor,
+}
+
+/// `POST /v1/audit/witness`'s answer (a fork or a rollback is a 409 instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessReply {
+    /// Accepted, or the anchor needed.
+    pub outcome: WitnessOutcome,
+    /// The sequence stored (accepted), or the one to anchor at.
+    pub sequence: u64,
+}
+
 /// `POST /v1/ca/intermediate`'s body: the file `conduit ca sign-intermediate` wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntermediateInstall {

@@ -65,6 +65,9 @@ pub enum Action {
     CaIntermediateInstall,
     /// The root key moved out of the state directory (kept offline from now on).
     CaRootExport,
+    /// A witnessed checkpoint refused: another gateway's chain forked, went back or was
+    /// rewritten (recorded by the witness).
+    AuditWitnessAlarm,
     /// A monitor alert raised or cleared.
     MonitorAlert,
     /// The DNS server swapped in a new zone after registry changes (the original tool's
@@ -94,6 +97,7 @@ impl Action {
         Self::CaIntermediateRenew,
         Self::CaIntermediateInstall,
         Self::CaRootExport,
+        Self::AuditWitnessAlarm,
         Self::MonitorAlert,
         Self::DnsReload,
         Self::ConduitSetup,
@@ -117,6 +121,7 @@ impl Action {
             Self::CaIntermediateRenew => "ca_intermediate_renew",
             Self::CaIntermediateInstall => "ca_intermediate_install",
             Self::CaRootExport => "ca_root_export",
+            Self::AuditWitnessAlarm => "audit_witness_alarm",
             Self::MonitorAlert => "monitor_alert",
             Self::DnsReload => "dns_reload",
             Self::ConduitSetup => "conduit_setup",

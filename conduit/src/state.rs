@@ -89,6 +89,17 @@ impl StateDir {
         self.root.join("key")
     }
 
+    /// `checkpoint.json`, the latest signed checkpoint of the sealed chain.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.root.join("checkpoint.json")
+    }
+
+    /// `witnessed/`, the last checkpoint this gateway saw from each gateway it witnesses
+    /// (one file per sealing key).
+    pub fn witnessed(&self) -> PathBuf {
+        self.root.join("witnessed")
+    }
+
     /// `tokens.json`, the admin API's named tokens (hashes only).
     pub fn tokens(&self) -> PathBuf {
         self.root.join("tokens.json")
@@ -218,6 +229,34 @@ pub enum StateError {
     /// The audit log, its chain or its key cannot be opened.
     #[error(transparent)]
     Audit(#[from] conduit_audit::AuditError),
+}
+
+/// Writes `bytes` to `path` crash-safely: a 0600 temporary file beside it, fsync, rename,
+/// fsync of the directory (created 0700 if missing).
+///
+/// # Errors
+/// The I/O error.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl StateError {

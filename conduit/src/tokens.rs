@@ -18,6 +18,9 @@ pub enum Scope {
     Read,
     /// Everything.
     Admin,
+    /// Only `POST /v1/audit/witness` (and `GET /v1/health`): for the gateways whose
+    /// checkpoints this one witnesses.
+    Witness,
 }
 
 /// One stored token: its name, scope, and the hash of its secret.

@@ -98,6 +98,40 @@ fn every_api_type_matches_its_schema() {
             new: cert,
         },
     );
+    let checkpoint = conduit::audit::Checkpoint {
+        sequence: 9,
+        head_hash: "ab".repeat(32),
+        created_at: "2026-11-29T10:00:00.000000+00:00".into(),
+        public_key: "cd".repeat(32),
+        signature: "ef".repeat(64),
+    };
+    check(&doc, "Checkpoint", &checkpoint);
+    for anchor in [
+        None,
+        Some(Anchor {
+            sequence: 3,
+            head_hash: "01".repeat(32),
+        }),
+    ] {
+        check(
+            &doc,
+            "WitnessRequest",
+            &WitnessRequest {
+                checkpoint: checkpoint.clone(),
+                anchor,
+            },
+        );
+    }
+    for outcome in [WitnessOutcome::Accepted, WitnessOutcome::NeedAnchor] {
+        check(
+            &doc,
+            "WitnessReply",
+            &WitnessReply {
+                outcome,
+                sequence: 9,
+            },
+        );
+    }
     check(
         &doc,
         "IntermediateInstall",

@@ -109,6 +109,8 @@ fn every_key_is_documented() {
         "token_file",
         "token",
         "socket",
+        "witness_token",
+        "witness_ca",
     ] {
         assert!(doc.contains(&format!("| `{k}` |")), "{k}");
     }

@@ -22,6 +22,14 @@ use conduit_test_support::process::{Killed, ok, wait_until};
 
 const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
+/// Whether curl and libfaketime are here (CI installs them; elsewhere the tests skip).
+fn tools() -> bool {
+    common::present(
+        have("curl") && Path::new(FAKETIME).exists(),
+        "curl and faketime",
+    )
+}
+
 /// `cmd` with the clock `offset` ahead (`+10d`); the monotonic clock is left alone, so
 /// timers and timeouts still work.
 fn later<'a>(cmd: &'a mut Command, offset: &str) -> &'a mut Command {
@@ -48,12 +56,7 @@ fn get(site: &Site, host: &str, offset: &str) -> (String, String) {
 
 #[test]
 fn a_gateway_off_for_ten_days_renews_its_intermediate_and_serves_at_once() {
-    if !(have("curl") && Path::new(FAKETIME).exists()) {
-        assert_eq!(
-            std::env::var_os("CI"),
-            None,
-            "CI must install curl and faketime"
-        );
+    if !tools() {
         return;
     }
     let site = Site::new("");
@@ -115,12 +118,7 @@ fn ca_status(site: &Site, offset: &str) -> conduit::api::CaStatus {
 #[test]
 fn with_the_root_offline_a_gateway_starts_says_issuance_is_blocked_and_a_signed_request_restores_it()
  {
-    if !(have("curl") && Path::new(FAKETIME).exists()) {
-        assert_eq!(
-            std::env::var_os("CI"),
-            None,
-            "CI must install curl and faketime"
-        );
+    if !tools() {
         return;
     }
     let site = Site::new("");

@@ -204,7 +204,8 @@ fn checkpoints_catch_truncation_and_rewrites() {
         store.verify_checkpoint(&cp).unwrap(),
         Err(conduit_audit::CheckpointFailure::Truncated {
             records: 8,
-            sequence: 9
+            sequence: 9,
+            missing: 2,
         })
     );
 }

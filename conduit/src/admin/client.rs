@@ -157,6 +157,14 @@ impl AdminClient {
             .await
     }
 
+    /// `POST /v1/audit/checkpoint`: a signed checkpoint of the chain's head now.
+    ///
+    /// # Errors
+    /// [`AdminError`] (`Refused` with 404 when the chain is empty).
+    pub async fn checkpoint(&self) -> Result<conduit_audit::Checkpoint, AdminError> {
+        self.call(Method::POST, "/v1/audit/checkpoint").await
+    }
+
     /// `GET /v1/services`.
     ///
     /// # Errors
@@ -335,6 +343,16 @@ impl AdminClient {
         self.send(method, path, None, None).await
     }
 
+    /// A connection to the socket; nothing answering is [`AdminError::NotRunning`].
+    async fn open(&self) -> Result<tokio::net::UnixStream, AdminError> {
+        tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| AdminError::NotRunning {
+                socket: self.socket.clone(),
+                source,
+            })
+    }
+
     /// A connection to the socket, after the HTTP/1.1 handshake; the caller drives it.
     async fn connect(
         &self,
@@ -348,12 +366,7 @@ impl AdminClient {
         ),
         AdminError,
     > {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| AdminError::NotRunning {
-                socket: self.socket.clone(),
-                source,
-            })?;
+        let stream = self.open().await?;
         hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| AdminError::Protocol {
@@ -369,12 +382,12 @@ impl AdminClient {
         body: Option<Vec<u8>>,
         if_match: Option<&str>,
     ) -> Result<(u16, Bytes), AdminError> {
-        use http_body_util::{BodyExt as _, Full};
+        use http_body_util::Full;
         let protocol = |detail: String| AdminError::Protocol {
             socket: self.socket.clone(),
             detail,
         };
-        let (mut sender, conn) = self.connect().await?;
+        let stream = self.open().await?;
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -388,29 +401,9 @@ impl AdminClient {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| protocol(e.to_string()))?;
-        let exchange = async {
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| protocol(e.to_string()))?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| protocol(e.to_string()))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        // The connection is driven here, beside the exchange: no task outlives the call.
-        tokio::pin!(conn);
-        tokio::pin!(exchange);
-        tokio::select! {
-            r = &mut exchange => r,
-            c = &mut conn => {
-                c.map_err(|e| protocol(e.to_string()))?;
-                exchange.await
-            }
-        }
+        let (status, body) = super::exchange(TokioIo::new(stream), req)
+            .await
+            .map_err(|e| protocol(e.to_string()))?;
+        Ok((status.as_u16(), body))
     }
 }

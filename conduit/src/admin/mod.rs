@@ -14,7 +14,10 @@
 //! | `GET /v1/dns` | [`DnsZone`](crate::api::DnsZone): the zone's records as served now, and the SOA serial |
 //! | `GET /v1/audit?limit=N` | [`AuditTail`](crate::api::AuditTail): the last N audit records (default 50) |
 //! | `POST /v1/certs/{name}/rotate` | [`CertificateInfo`](crate::api::CertificateInfo): a new key and leaf (audited `cert_rotate`) |
-//! | `POST /v1/certs/{name}/revoke` | [`Revocation`](crate::api::Revocation): the leaf revoked (CRL saved), a new one served (audited `cert_revoke`) |
+//! | `POST /v1/certs/{name}/revoke` | [`Revocation`](crate::api::Revocation): the leaf revoked (the new CRL served before the answer), a new one served (audited `cert_revoke`) |
+//! | `POST /v1/ca/intermediate` | [`IntermediateInstalled`](crate::api::IntermediateInstalled): an intermediate signed by the offline root installed (audited `ca_intermediate_install`) |
+//! | `GET`, `POST /v1/audit/checkpoint` | the latest signed [`Checkpoint`](conduit_audit::Checkpoint) of the sealed chain; one of the head now |
+//! | `POST /v1/audit/witness` | [`WitnessReply`](crate::api::WitnessReply): another gateway's checkpoint witnessed (a fork or a rollback: 409, audited `audit_witness_alarm`) |
 //!
 //! Services change through the registry (`conduit register`), which the gateway follows;
 //! every other method or path is refused (405 / 404) with an [`ApiError`](crate::api::ApiError), and a failed
@@ -25,5 +28,7 @@
 //! by the `conduit` command.
 
 mod client;
+mod exchange;
 
 pub use client::{AdminClient, AdminError};
+pub(crate) use exchange::exchange;

@@ -68,7 +68,8 @@ mod sections;
 mod values;
 
 pub use sections::{
-    AdminSettings, CaSettings, DnsSettings, MonitorSettings, MonitorSource, ProxySettings,
+    AdminSettings, AuditSettings, CaSettings, DnsSettings, MonitorSettings, MonitorSource,
+    ProxySettings,
 };
 use values::parse_error;
 pub use values::{InvalidValue, parse_forwarders, parse_port, with_port};
@@ -110,7 +111,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(origin: &str, key: &str, problem: impl Into<String>) -> Self {
+    pub(crate) fn invalid(origin: &str, key: &str, problem: impl Into<String>) -> Self {
         Self::Invalid {
             origin: origin.to_owned(),
             key: key.to_owned(),
@@ -184,6 +185,8 @@ pub struct ConduitConfig {
     pub monitor: MonitorSettings,
     /// `[admin]`.
     pub admin: AdminSettings,
+    /// `[audit]`.
+    pub audit: AuditSettings,
     // The flat keys of earlier versions, moved into their sections by `from_toml`.
     #[serde(skip_serializing)]
     domain: Option<DomainName>,
@@ -213,6 +216,7 @@ impl Default for ConduitConfig {
             ca: CaSettings::default(),
             monitor: MonitorSettings::default(),
             admin: AdminSettings::default(),
+            audit: AuditSettings::default(),
             domain: None,
             dns_listen: None,
             https_listen: None,
@@ -343,6 +347,17 @@ impl ConduitConfig {
         for s in &self.monitor.ssh {
             if let Err(e) = conduit_monitor::RemoteTarget::parse(s) {
                 return bad("monitor.ssh", format!("{s:?}: {e}"));
+            }
+        }
+        if self.audit.checkpoint_interval < Duration::from_secs(1) {
+            return bad(
+                "audit.checkpoint_interval",
+                "must be at least 1s".to_owned(),
+            );
+        }
+        for w in &self.audit.witnesses {
+            if let Err(e) = crate::gateway::WitnessUrl::parse(w) {
+                return bad("audit.witnesses", e.to_string());
             }
         }
         if let Some(addr) = self.admin.listen {

@@ -186,6 +186,39 @@ impl Default for MonitorSettings {
     }
 }
 
+/// `[audit]`: signed checkpoints of the sealed chain, and the witnesses they go to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AuditSettings {
+    /// A checkpoint after this many records (default 1000; 0: only on the interval).
+    pub checkpoint_every: u64,
+    /// A checkpoint at least this often while records are added (default 10 min).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// Witnesses each checkpoint is sent to: other gateways' (or any compatible)
+    /// `https://HOST:PORT/v1/audit/witness`; plain `http://` only on loopback.
+    pub witnesses: Vec<String>,
+    /// The bearer token sent to the witnesses (a `witness` token on theirs:
+    /// `conduit token add NAME --witness`); never printed.
+    pub witness_token: Option<Secret>,
+    /// A root certificate (PEM) the witnesses' TLS certificates chain to, besides this
+    /// gateway's own root (gateways sharing an offline root need none).
+    pub witness_ca: Option<PathBuf>,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(600),
+            witnesses: Vec::new(),
+            witness_token: None,
+            witness_ca: None,
+        }
+    }
+}
+
 /// `[admin]`: the admin API.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

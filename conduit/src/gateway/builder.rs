@@ -134,6 +134,7 @@ impl GatewayBuilder {
             }
             (None, None) => return Err(missing("certificate issuer")),
         };
+        let mut checkpoints = None;
         let audit: Arc<dyn AuditSink> = match (audit, state) {
             (Some(a), _) => a,
             (None, Some(st)) => {
@@ -141,6 +142,10 @@ impl GatewayBuilder {
                 // What a crash or a lock left undone: unsealed lines, records missing from
                 // the log.
                 recover::seal_and_report(st, log.as_ref(), &config.audit_user).await?;
+                checkpoints = Some(Arc::new(super::checkpoint::Checkpointer::open(
+                    st,
+                    s.audit.checkpoint_every,
+                )?));
                 log
             }
             (None, None) => return Err(missing("audit sink")),
@@ -189,7 +194,14 @@ impl GatewayBuilder {
         if let Err(error) = certs.issuer().maintain().await {
             tracing::error!(%error, "certificate issuer maintenance failed");
         }
-        bind(config, registry, (certs, local_ca), audit, monitor_sources).await
+        bind(
+            config,
+            registry,
+            (certs, local_ca),
+            (audit, checkpoints),
+            monitor_sources,
+        )
+        .await
     }
 }
 
@@ -241,7 +253,10 @@ async fn bind(
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     (certs, local_ca): (Arc<CertManager>, Option<Arc<LocalIssuer>>),
-    audit: Arc<dyn AuditSink>,
+    (audit, checkpoints): (
+        Arc<dyn AuditSink>,
+        Option<Arc<super::checkpoint::Checkpointer>>,
+    ),
     monitor_sources: Vec<Arc<dyn MetricSource>>,
 ) -> Result<Gateway, GatewayError> {
     let s = &config.settings;
@@ -254,6 +269,7 @@ async fn bind(
         audit,
         events.clone(),
         audit_gate.clone(),
+        checkpoints.clone(),
     ));
     // Every connection cap fits the descriptors this process may open.
     let budget = crate::limits::raise_nofile().map_err(|source| GatewayError::Limits { source })?;
@@ -370,6 +386,8 @@ async fn bind(
         certs,
         local_ca,
         cert_retry: Arc::default(),
+        checkpoints,
+        witness_lock: Arc::default(),
         audit,
         dns,
         proxy,

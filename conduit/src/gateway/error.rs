@@ -55,6 +55,9 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
+    /// A witnessed checkpoint was refused or could not be stored.
+    #[error(transparent)]
+    Witness(#[from] super::witnessed::WitnessError),
     /// Not available from this gateway (it was composed without that part).
     #[error("{what} is not available here")]
     Unavailable {

@@ -30,6 +30,10 @@ pub struct GatewayHandle {
     pub(super) local_ca: Option<Arc<conduit_ca::LocalIssuer>>,
     /// Wakes the certificate follower to issue what could not be issued before.
     pub(super) cert_retry: Arc<tokio::sync::Notify>,
+    /// The chain's checkpoints, when the audit log is the state directory's.
+    pub(super) checkpoints: Option<Arc<super::checkpoint::Checkpointer>>,
+    /// One witnessed checkpoint at a time.
+    pub(super) witness_lock: Arc<tokio::sync::Mutex<()>>,
     pub(super) audit: Arc<dyn AuditSink>,
     pub(super) user: String,
     pub(super) dns: Option<DnsHandle>,
@@ -185,6 +189,17 @@ impl GatewayHandle {
             revoked_serial: info.serial,
             new,
         })
+    }
+
+    /// The latest checkpoint of the sealed chain (`None`: the chain is empty, or the audit
+    /// log is not the state directory's).
+    pub fn checkpoint(&self) -> Option<conduit_audit::Checkpoint> {
+        self.checkpoints.as_ref()?.latest()
+    }
+
+    /// A checkpoint of the chain's head now, kept and sent to the witnesses.
+    pub fn checkpoint_now(&self) -> Option<conduit_audit::Checkpoint> {
+        self.checkpoints.as_ref()?.take()
     }
 
     /// The zone's records as served now and the SOA serial.

@@ -22,6 +22,7 @@
 mod admin;
 mod builder;
 mod ca;
+mod checkpoint;
 mod config;
 mod error;
 mod handle;
@@ -31,6 +32,8 @@ mod services;
 mod sources;
 mod sse;
 mod tasks;
+mod witness;
+mod witnessed;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,6 +56,8 @@ pub use config::GatewayConfig;
 pub use error::GatewayError;
 pub use handle::GatewayHandle;
 pub use services::Expect;
+pub use witness::{InvalidWitnessUrl, WitnessUrl};
+pub use witnessed::WitnessError;
 
 use crate::state::StateDir;
 
@@ -107,6 +112,10 @@ pub struct Gateway {
     local_ca: Option<Arc<conduit_ca::LocalIssuer>>,
     /// Wakes the certificate follower to issue what could not be issued before.
     cert_retry: Arc<tokio::sync::Notify>,
+    /// The chain's checkpoints, when the audit log is the state directory's.
+    checkpoints: Option<Arc<checkpoint::Checkpointer>>,
+    /// One witnessed checkpoint at a time.
+    witness_lock: Arc<tokio::sync::Mutex<()>>,
     audit: Arc<dyn AuditSink>,
     dns: Option<DnsServer>,
     proxy: Option<ProxyServer>,
@@ -125,6 +134,25 @@ impl std::fmt::Debug for Gateway {
             .field("http", &self.http_addrs())
             .finish_non_exhaustive()
     }
+}
+
+/// The roots a witness's TLS certificate may chain to: this gateway's root and
+/// `[audit] witness_ca` (PEM, read at start; an unreadable one is logged and left out).
+fn checkpoint_roots(config: &GatewayConfig) -> Vec<u8> {
+    let mut roots = Vec::new();
+    let files = config
+        .state
+        .as_ref()
+        .map(StateDir::root_pem)
+        .into_iter()
+        .chain(config.settings.audit.witness_ca.clone());
+    for f in files {
+        match std::fs::read(&f) {
+            Ok(b) => roots.extend(b),
+            Err(error) => tracing::warn!(file = %f.display(), %error, "witness CA not read"),
+        }
+    }
+    roots
 }
 
 impl Gateway {
@@ -189,6 +217,8 @@ impl Gateway {
             certs: self.certs.clone(),
             local_ca: self.local_ca.clone(),
             cert_retry: self.cert_retry.clone(),
+            checkpoints: self.checkpoints.clone(),
+            witness_lock: self.witness_lock.clone(),
             audit: self.audit.clone(),
             user: self.config.audit_user.clone(),
             dns: self.dns.as_ref().map(DnsServer::handle),
@@ -215,6 +245,8 @@ impl Gateway {
             certs,
             local_ca: _,
             cert_retry,
+            checkpoints,
+            witness_lock: _,
             audit,
             dns,
             proxy,
@@ -255,6 +287,21 @@ impl Gateway {
             rep.clone(),
             token.clone(),
         ));
+        if let Some(cp) = checkpoints {
+            let roots = checkpoint_roots(&config);
+            let witnesses = witness::Witnesses::new(
+                &s.audit.witnesses,
+                s.audit.witness_token.clone(),
+                &roots,
+                events.clone(),
+            )?;
+            tracker.spawn(checkpoint::run(
+                cp,
+                s.audit.checkpoint_interval,
+                witnesses,
+                token.clone(),
+            ));
+        }
         if let Some(p) = &proxy {
             tracker.spawn(tasks::audit_health(p.handle(), rep.clone(), token.clone()));
         }

@@ -17,6 +17,8 @@ pub(super) struct PublishingSink {
     inner: Arc<dyn AuditSink>,
     bus: EventBus,
     gate: AuditGate,
+    /// Told of every sealed record (a checkpoint every N).
+    checkpoints: Option<Arc<super::checkpoint::Checkpointer>>,
 }
 
 /// Appends (with their events) hold it shared; a reader of the log that also wants the
@@ -25,8 +27,18 @@ pub(super) struct PublishingSink {
 pub(super) type AuditGate = Arc<tokio::sync::RwLock<()>>;
 
 impl PublishingSink {
-    pub(super) fn new(inner: Arc<dyn AuditSink>, bus: EventBus, gate: AuditGate) -> Self {
-        Self { inner, bus, gate }
+    pub(super) fn new(
+        inner: Arc<dyn AuditSink>,
+        bus: EventBus,
+        gate: AuditGate,
+        checkpoints: Option<Arc<super::checkpoint::Checkpointer>>,
+    ) -> Self {
+        Self {
+            inner,
+            bus,
+            gate,
+            checkpoints,
+        }
     }
 }
 
@@ -41,6 +53,9 @@ impl AuditSink for PublishingSink {
         let details = event.details().clone();
         let _shared = self.gate.read().await;
         let receipt = self.inner.append(event).await?;
+        if let (Some(cp), Some(sealed)) = (&self.checkpoints, &receipt.sealed) {
+            cp.observe(sealed);
+        }
         self.bus.publish(EventKind::Audit {
             action,
             success,

@@ -62,6 +62,11 @@ impl Site {
     /// A state directory and, elsewhere, a configuration naming free ports and an admin
     /// socket outside the state directory.
     pub(crate) fn new(extra: &str) -> Self {
+        Self::with_admin("", extra)
+    }
+
+    /// As [`Site::new`], with `admin` added to the `[admin]` section.
+    pub(crate) fn with_admin(admin: &str, extra: &str) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("state");
         let etc = tmp.path().join("etc");
@@ -76,7 +81,7 @@ impl Site {
                  [dns]\nlisten = [\"127.0.0.1:{dns}\"]\n\
                  [proxy]\nlisten = [\"127.0.0.1:{https}\"]\nhttp_listen = [\"127.0.0.1:{http}\"]\nfirst_byte_timeout = \"1s\"\n\
                  [health]\npath = \"/\"\ninterval = \"300ms\"\n\
-                 [admin]\nsocket = \"{}\"\n\
+                 [admin]\nsocket = \"{}\"\n{admin}\
                  [monitor]\nsources = [\"host\"]\n{extra}",
                 socket.display()
             ),
@@ -142,6 +147,15 @@ impl Site {
             format!("http://{host}:{}{path}", self.http),
         )
     }
+}
+
+/// Whether the tools a test needs are `here`; CI installs them all (`what` names them), so
+/// there a missing one fails instead of skipping.
+pub(crate) fn present(here: bool, what: &str) -> bool {
+    if !here {
+        assert_eq!(std::env::var_os("CI"), None, "CI must install {what}");
+    }
+    here
 }
 
 /// A static upstream serving `index.html` (and its directory, kept alive with it).

@@ -171,6 +171,21 @@ async fn serve_conn<I>(
                     }
                 },
             };
+            if caller.scope == Scope::Witness {
+                let path = req.uri().path();
+                let allowed = (req.method() == Method::POST && path == "/v1/audit/witness")
+                    || (req.method() == Method::GET && path == "/v1/health");
+                if !allowed {
+                    return Ok(error(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "{} is a witness token: it may only POST /v1/audit/witness",
+                            caller.name
+                        ),
+                        false,
+                    ));
+                }
+            }
             if caller.scope == Scope::Read && req.method() != Method::GET {
                 return Ok(error(
                     StatusCode::FORBIDDEN,

@@ -65,6 +65,7 @@ pub(crate) fn status_of(e: &GatewayError) -> StatusCode {
         GatewayError::Registry(R::InvalidRecord { .. }) => StatusCode::BAD_REQUEST,
         GatewayError::Ca(conduit_ca::CaError::Unknown { .. }) => StatusCode::NOT_FOUND,
         GatewayError::Ca(_) => StatusCode::CONFLICT,
+        GatewayError::Witness(w) => w.status(),
         e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

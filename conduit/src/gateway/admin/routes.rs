@@ -119,6 +119,31 @@ pub(crate) async fn answer(
         }
         _ => {}
     }
+    if req.method() == Method::POST && path == "/v1/audit/witness" {
+        let witnessed: crate::api::WitnessRequest = match body(req).await {
+            Ok(b) => b,
+            Err(r) => return *r,
+        };
+        return match gw.witness(witnessed, &caller.name).await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => failed(&e),
+        };
+    }
+    if path == "/v1/audit/checkpoint" && matches!(*req.method(), Method::GET | Method::POST) {
+        let c = if req.method() == Method::POST {
+            gw.checkpoint_now()
+        } else {
+            gw.checkpoint()
+        };
+        return match c {
+            Some(c) => json(StatusCode::OK, &c),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "no checkpoint: the sealed chain is empty, or this gateway's audit log is not its state directory's",
+                false,
+            ),
+        };
+    }
     if req.method() == Method::POST && path == "/v1/ca/intermediate" {
         let install: crate::api::IntermediateInstall = match body(req).await {
             Ok(b) => b,

@@ -195,7 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => status::status(&ctx, json).await,
         Command::Logs(args) => logs::logs(&ctx, args).await,
         Command::Monitor(args) => monitor::monitor(&ctx, args).await,
-        Command::Audit { command } => audit::run(&ctx, command),
+        Command::Audit { command } => audit::run(&ctx, command).await,
         Command::Certs { command } => certs::run(&ctx, command).await,
         Command::Dns { command } => dns::run(&ctx, command).await,
         Command::Config { command } => {

@@ -14,8 +14,12 @@ pub(crate) enum Command {
         /// Its name (audit records carry `token:NAME`).
         name: String,
         /// Only GET: every change is refused (403).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "witness")]
         read_only: bool,
+        /// Only POST /v1/audit/witness: for a gateway whose checkpoints this one witnesses
+        /// (its `[audit] witness_token`).
+        #[arg(long)]
+        witness: bool,
     },
     /// Lists the tokens (names, scopes, when added; never secrets).
     List,
@@ -30,8 +34,16 @@ pub(crate) fn token(ctx: &Context, command: Command) -> anyhow::Result<ExitCode>
     ctx.state.create()?;
     let store = TokenStore::new(ctx.state.tokens());
     match command {
-        Command::Add { name, read_only } => {
-            let scope = if read_only { Scope::Read } else { Scope::Admin };
+        Command::Add {
+            name,
+            read_only,
+            witness,
+        } => {
+            let scope = match (read_only, witness) {
+                (true, _) => Scope::Read,
+                (_, true) => Scope::Witness,
+                _ => Scope::Admin,
+            };
             println!("{}", store.add(&name, scope)?);
         }
         Command::List => {
@@ -39,8 +51,9 @@ pub(crate) fn token(ctx: &Context, command: Command) -> anyhow::Result<ExitCode>
                 let scope = match t.scope {
                     Scope::Read => "read",
                     Scope::Admin => "admin",
+                    Scope::Witness => "witness",
                 };
-                println!("{:<24} {scope:<6} {}", t.name, t.created);
+                println!("{:<24} {scope:<7} {}", t.name, t.created);
             }
         }
         Command::Revoke { name } => {

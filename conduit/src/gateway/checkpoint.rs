@@ -1,0 +1,175 @@
+//! Scheduled checkpoints of the sealed chain: one every `[audit] checkpoint_every` records
+//! (signed on the appending task once its record is committed: an Ed25519 signature, no
+//! I/O, nothing on the chain's writer thread) and at least every `checkpoint_interval`
+//! while records are added. The latest is kept in `checkpoint.json`, served at
+//! `GET /v1/audit/checkpoint` and sent to the witnesses.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use conduit_audit::{AuditError, CapsuleStore, Checkpoint, SealKey, Sealed};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::witness::Witnesses;
+use crate::state::StateDir;
+
+/// Takes and keeps the checkpoints of the state directory's chain.
+pub(super) struct Checkpointer {
+    key: SealKey,
+    every: u64,
+    db: PathBuf,
+    file: PathBuf,
+    inner: Mutex<Inner>,
+    due: Notify,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer")
+            .field("every", &self.every)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The chain's head: sequence and hash.
+    head: Option<(u64, String)>,
+    /// Records sealed since the latest checkpoint.
+    since: u64,
+    latest: Option<Checkpoint>,
+}
+
+impl Checkpointer {
+    /// Reads the chain's head and the latest checkpoint kept.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the chain or the key cannot be read.
+    pub(super) fn open(state: &StateDir, every: u64) -> Result<Self, AuditError> {
+        let key = SealKey::load_or_create(state.path())?;
+        let db = state.capsules_db();
+        let head = CapsuleStore::open(&db)?
+            .checkpoint(&key)?
+            .map(|c| (c.sequence, c.head_hash));
+        let file = state.checkpoint();
+        let latest = match std::fs::read(&file) {
+            Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
+                Ok(c) => Some(c),
+                Err(error) => {
+                    tracing::warn!(file = %file.display(), %error, "the kept checkpoint cannot be read; a new one replaces it");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        Ok(Self {
+            key,
+            every,
+            db,
+            file,
+            inner: Mutex::new(Inner {
+                head,
+                since: 0,
+                latest,
+            }),
+            due: Notify::new(),
+        })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A record was sealed: a checkpoint when `every` records have been since the last.
+    pub(super) fn observe(&self, sealed: &Sealed) {
+        let mut i = self.inner();
+        i.head = Some((sealed.sequence, sealed.hash.clone()));
+        i.since += 1;
+        if self.every > 0 && i.since >= self.every {
+            self.sign(&mut i);
+        }
+    }
+
+    fn sign(&self, i: &mut Inner) -> Option<Checkpoint> {
+        let (sequence, hash) = i.head.clone()?;
+        let c = Checkpoint::sign(sequence, hash, &self.key);
+        i.latest = Some(c.clone());
+        i.since = 0;
+        self.due.notify_one();
+        Some(c)
+    }
+
+    /// A checkpoint of the head now (`None` for an empty chain); kept and sent on.
+    pub(super) fn take(&self) -> Option<Checkpoint> {
+        self.sign(&mut self.inner())
+    }
+
+    /// The latest checkpoint.
+    pub(super) fn latest(&self) -> Option<Checkpoint> {
+        self.inner().latest.clone()
+    }
+
+    /// Whether records were sealed since the latest checkpoint.
+    fn behind(&self) -> bool {
+        let i = self.inner();
+        match (&i.head, &i.latest) {
+            (Some((seq, _)), Some(l)) => *seq != l.sequence,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// The hash of this chain's record at `sequence` (a witness's anchor), read off the
+    /// async threads.
+    pub(super) async fn hash_at(&self, sequence: u64) -> Result<Option<String>, AuditError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || CapsuleStore::open(&db)?.hash_at(sequence))
+            .await
+            .map_err(|e| AuditError::Io {
+                op: "read the chain",
+                path: self.db.clone(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    async fn keep(&self, c: &Checkpoint) {
+        let file = self.file.clone();
+        let bytes = serde_json::to_vec_pretty(c).unwrap_or_default();
+        let written =
+            tokio::task::spawn_blocking(move || crate::state::write_atomic(&file, &bytes)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::error!(file = %self.file.display(), "cannot keep the checkpoint");
+        }
+    }
+}
+
+/// Takes a checkpoint every `interval` while records are added, keeps each one, and sends
+/// it to the witnesses (again at the next round when one could not be reached).
+pub(super) async fn run(
+    cp: Arc<Checkpointer>,
+    interval: Duration,
+    mut witnesses: Witnesses,
+    stop: CancellationToken,
+) {
+    let mut kept: Option<Checkpoint> = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {
+                if cp.behind() {
+                    cp.take();
+                }
+            }
+            () = cp.due.notified() => {}
+        }
+        let Some(latest) = cp.latest() else { continue };
+        if kept.as_ref() != Some(&latest) {
+            cp.keep(&latest).await;
+            kept = Some(latest.clone());
+        }
+        witnesses.send(&cp, &latest).await;
+    }
+}

@@ -1,0 +1,290 @@
+//! Sending checkpoints to witnesses, in the manner of Certificate Transparency's: each
+//! checkpoint goes to other gateways (`[audit] witnesses`), which keep the last one seen from
+//! each sealing key and refuse one that does not extend it (the witness's side is in
+//! `witnessed`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use conduit_audit::Checkpoint;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+
+use super::GatewayError;
+use super::checkpoint::Checkpointer;
+use super::witnessed::WitnessError;
+use crate::api::{Anchor, ApiError, WitnessOutcome, WitnessReply, WitnessRequest};
+use crate::config::Secret;
+use crate::events::{EventBus, EventKind};
+
+/// How long one exchange with a witness may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A witness's URL: `https://HOST:PORT/PATH`, or `http://` on loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessUrl {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+    text: String,
+}
+
+/// Why a witness URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url:?}: {problem}")]
+pub struct InvalidWitnessUrl {
+    url: String,
+    problem: &'static str,
+}
+
+impl WitnessUrl {
+    /// Parses and checks a witness URL.
+    ///
+    /// # Errors
+    /// [`InvalidWitnessUrl`] naming what is wrong.
+    pub fn parse(text: &str) -> Result<Self, InvalidWitnessUrl> {
+        let bad = |problem| InvalidWitnessUrl {
+            url: text.to_owned(),
+            problem,
+        };
+        let (https, rest) = if let Some(r) = text.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = text.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(bad("not an http:// or https:// URL"));
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+                Ok(p) => (h, p),
+                Err(_) => return Err(bad("the port is not a number")),
+            },
+            _ => (authority, if https { 443 } else { 80 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !https && !loopback {
+            return Err(bad(
+                "plain http:// off loopback would send the witness token in clear: use https://",
+            ));
+        }
+        Ok(Self {
+            https,
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+            text: text.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for WitnessUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Why one exchange with a witness failed.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// The witness refused the checkpoint (a fork or a rollback, in its eyes).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// It could not be reached or did not answer as it should (tried again next round).
+    #[error("{0}")]
+    Failed(String),
+}
+
+struct Witness {
+    url: WitnessUrl,
+    /// The last checkpoint it accepted from us.
+    accepted: Option<Anchor>,
+}
+
+/// The witnesses this gateway sends its checkpoints to.
+pub(super) struct Witnesses {
+    list: Vec<Witness>,
+    token: Option<Secret>,
+    tls: Arc<rustls::ClientConfig>,
+    bus: EventBus,
+}
+
+impl Witnesses {
+    /// The configured witnesses, trusting `roots` (PEM: this gateway's root, and
+    /// `witness_ca`) for their TLS certificates.
+    pub(super) fn new(
+        urls: &[String],
+        token: Option<Secret>,
+        roots: &[u8],
+        bus: EventBus,
+    ) -> Result<Self, GatewayError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let mut store = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(roots).flatten() {
+            let _ = store.add(cert);
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(WitnessError::Tls)?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        let mut list = Vec::new();
+        for u in urls {
+            let url = WitnessUrl::parse(u).map_err(|e| {
+                GatewayError::Config(crate::config::ConfigError::invalid(
+                    "the configuration",
+                    "audit.witnesses",
+                    e.to_string(),
+                ))
+            })?;
+            list.push(Witness {
+                url,
+                accepted: None,
+            });
+        }
+        Ok(Self {
+            list,
+            token,
+            tls: Arc::new(tls),
+            bus,
+        })
+    }
+
+    /// Sends `c` to every witness that has not accepted it yet, with the anchor it asks for.
+    pub(super) async fn send(&mut self, cp: &Checkpointer, c: &Checkpoint) {
+        for i in 0..self.list.len() {
+            if self.list[i]
+                .accepted
+                .as_ref()
+                .is_some_and(|a| a.sequence == c.sequence && a.head_hash == c.head_hash)
+            {
+                continue;
+            }
+            let outcome = self.offer(i, cp, c).await;
+            let w = &mut self.list[i];
+            match outcome {
+                Ok(()) => {
+                    w.accepted = Some(Anchor {
+                        sequence: c.sequence,
+                        head_hash: c.head_hash.clone(),
+                    });
+                }
+                Err(SendError::Refused(why)) => {
+                    let message =
+                        format!("Witness {} refused checkpoint {}: {why}", w.url, c.sequence);
+                    tracing::error!("{message}");
+                    self.bus.publish(EventKind::Certificate {
+                        change: "witness_refused".to_owned(),
+                        name: w.url.to_string(),
+                        message,
+                    });
+                    // Offered again only with the next checkpoint.
+                    w.accepted = Some(Anchor {
+                        sequence: c.sequence,
+                        head_hash: c.head_hash.clone(),
+                    });
+                }
+                Err(SendError::Failed(why)) => {
+                    tracing::warn!(witness = %w.url, %why, "checkpoint not delivered; trying again next round");
+                }
+            }
+        }
+    }
+
+    /// One checkpoint to witness `i`: with the anchor of what it accepted last, and once
+    /// more with the anchor it asks for.
+    async fn offer(&self, i: usize, cp: &Checkpointer, c: &Checkpoint) -> Result<(), SendError> {
+        let w = &self.list[i];
+        let mut req = WitnessRequest {
+            checkpoint: c.clone(),
+            anchor: w.accepted.clone(),
+        };
+        for _ in 0..2 {
+            let reply = self.post(&w.url, &req).await?;
+            match reply.outcome {
+                WitnessOutcome::Accepted => return Ok(()),
+                WitnessOutcome::NeedAnchor => {
+                    let hash = cp
+                        .hash_at(reply.sequence)
+                        .await
+                        .map_err(|e| SendError::Failed(e.to_string()))?;
+                    // A record we no longer have: the witness will say so.
+                    req.anchor = Some(Anchor {
+                        sequence: reply.sequence,
+                        head_hash: hash.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Err(SendError::Failed(
+            "the witness asked for another anchor twice".to_owned(),
+        ))
+    }
+
+    async fn post(
+        &self,
+        url: &WitnessUrl,
+        body: &WitnessRequest,
+    ) -> Result<WitnessReply, SendError> {
+        let failed = |e: &dyn std::fmt::Display| SendError::Failed(e.to_string());
+        let json = serde_json::to_vec(body).map_err(|e| failed(&e))?;
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(&url.path)
+            .header(header::HOST, format!("{}:{}", url.host, url.port))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {}", t.expose()));
+        }
+        let req = req
+            .body(Full::new(Bytes::from(json)))
+            .map_err(|e| failed(&e))?;
+        let exchange = async {
+            let tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+                .await
+                .map_err(|e| failed(&e))?;
+            if url.https {
+                let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+                    .map_err(|e| failed(&e))?;
+                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                crate::admin::exchange(TokioIo::new(tls), req)
+                    .await
+                    .map_err(|e| failed(&e))
+            } else {
+                crate::admin::exchange(TokioIo::new(tcp), req)
+                    .await
+                    .map_err(|e| failed(&e))
+            }
+        };
+        let (status, bytes) = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| SendError::Failed("no answer within 10 s".to_owned()))??;
+        if status == StatusCode::OK {
+            return serde_json::from_slice(&bytes).map_err(|e| failed(&e));
+        }
+        let message = serde_json::from_slice::<ApiError>(&bytes)
+            .map(|e| e.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        if status == StatusCode::CONFLICT {
+            Err(SendError::Refused(message))
+        } else {
+            Err(SendError::Failed(format!("{status}: {message}")))
+        }
+    }
+}
