@@ -33,6 +33,11 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 # libfaketime: a gateway (and its clients) started days later, for the CA recovery tests.
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)
+# Prometheus (and its promtool) for the metrics test: a real scrape and a real parser.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# zsh and man-db: the completions and man pages `conduit` generates are loaded and rendered.
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v man >/dev/null 2>&1 || need+=(man-db)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

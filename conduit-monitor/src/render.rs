@@ -91,12 +91,61 @@ pub fn prometheus(samples: &[Sample]) -> String {
         } else {
             "gauge"
         };
+        let _ = writeln!(out, "# HELP {family} {}", help(&family));
         let _ = writeln!(out, "# TYPE {family} {kind}");
         for line in lines {
             let _ = writeln!(out, "{line}");
         }
     }
     out
+}
+
+/// The HELP text of a monitor family (`conduit_KIND_FIELD`): what is sampled, of what,
+/// in which unit.
+fn help(family: &str) -> String {
+    let rest = family.strip_prefix("conduit_").unwrap_or(family);
+    let (of, field) = [
+        ("gpu_process_", "each process on a GPU"),
+        ("container_", "each container"),
+        ("host_", "each host"),
+        ("disk_", "each mounted filesystem"),
+        ("gpu_", "each GPU"),
+    ]
+    .iter()
+    .find_map(|(prefix, of)| rest.strip_prefix(prefix).map(|f| (*of, f)))
+    .unwrap_or(("each monitored target", rest));
+    if field == "info" {
+        return format!("Descriptive labels of {of} (value always 1).");
+    }
+    let named = match field {
+        "load1" => Some("Load average over 1 minute"),
+        "load5" => Some("Load average over 5 minutes"),
+        "load15" => Some("Load average over 15 minutes"),
+        "cpu_cores" => Some("CPU cores"),
+        _ => None,
+    };
+    if let Some(what) = named {
+        return format!("{what} of {of}, at the last monitor round.");
+    }
+    let (what, unit) = [
+        ("_bytes_total", "in bytes since boot"),
+        ("_bytes", "in bytes"),
+        ("_ratio", "as a share from 0 to 1"),
+        ("_celsius", "in degrees Celsius"),
+        ("_watts", "in watts"),
+        ("_seconds", "in seconds"),
+        ("_total", "counted since start"),
+    ]
+    .iter()
+    .find_map(|(suffix, unit)| field.strip_suffix(suffix).map(|w| (w, *unit)))
+    .unwrap_or((field, "as sampled"));
+    let what = what.replace('_', " ");
+    let mut first = what.chars();
+    let what = first
+        .next()
+        .map(|c| c.to_uppercase().chain(first).collect::<String>())
+        .unwrap_or_default();
+    format!("{what} of {of}, {unit}, at the last monitor round.")
 }
 
 const GB: f64 = 1e9;

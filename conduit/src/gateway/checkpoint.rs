@@ -23,6 +23,8 @@ pub(super) struct Checkpointer {
     file: PathBuf,
     inner: Mutex<Inner>,
     due: Notify,
+    /// What `checkpoint.json` holds; one write at a time, never an older one over a newer.
+    kept: tokio::sync::Mutex<Option<Checkpoint>>,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -76,6 +78,7 @@ impl Checkpointer {
                 latest,
             }),
             due: Notify::new(),
+            kept: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -135,12 +138,22 @@ impl Checkpointer {
             })?
     }
 
-    async fn keep(&self, c: &Checkpoint) {
+    /// Writes `c` to `checkpoint.json` (crash-safe), off the async threads.
+    pub(super) async fn keep(&self, c: &Checkpoint) {
+        let mut kept = self.kept.lock().await;
+        let newer = kept.as_ref().is_none_or(|k| {
+            (c.sequence, c.created_at.as_str()) > (k.sequence, k.created_at.as_str())
+        });
+        if !newer {
+            return;
+        }
         let file = self.file.clone();
         let bytes = serde_json::to_vec_pretty(c).unwrap_or_default();
         let written =
             tokio::task::spawn_blocking(move || crate::state::write_atomic(&file, &bytes)).await;
-        if !matches!(written, Ok(Ok(()))) {
+        if matches!(written, Ok(Ok(()))) {
+            *kept = Some(c.clone());
+        } else {
             tracing::error!(file = %self.file.display(), "cannot keep the checkpoint");
         }
     }
@@ -154,7 +167,6 @@ pub(super) async fn run(
     mut witnesses: Witnesses,
     stop: CancellationToken,
 ) {
-    let mut kept: Option<Checkpoint> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -166,10 +178,7 @@ pub(super) async fn run(
             () = cp.due.notified() => {}
         }
         let Some(latest) = cp.latest() else { continue };
-        if kept.as_ref() != Some(&latest) {
-            cp.keep(&latest).await;
-            kept = Some(latest.clone());
-        }
+        cp.keep(&latest).await;
         witnesses.send(&cp, &latest).await;
     }
 }

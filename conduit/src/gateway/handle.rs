@@ -197,9 +197,13 @@ impl GatewayHandle {
         self.checkpoints.as_ref()?.latest()
     }
 
-    /// A checkpoint of the chain's head now, kept and sent to the witnesses.
-    pub fn checkpoint_now(&self) -> Option<conduit_audit::Checkpoint> {
-        self.checkpoints.as_ref()?.take()
+    /// A checkpoint of the chain's head now, kept in `checkpoint.json` before this returns,
+    /// and sent to the witnesses.
+    pub async fn checkpoint_now(&self) -> Option<conduit_audit::Checkpoint> {
+        let cp = self.checkpoints.as_ref()?;
+        let c = cp.take()?;
+        cp.keep(&c).await;
+        Some(c)
     }
 
     /// The zone's records as served now and the SOA serial.

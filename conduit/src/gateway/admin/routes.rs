@@ -131,7 +131,7 @@ pub(crate) async fn answer(
     }
     if path == "/v1/audit/checkpoint" && matches!(*req.method(), Method::GET | Method::POST) {
         let c = if req.method() == Method::POST {
-            gw.checkpoint_now()
+            gw.checkpoint_now().await
         } else {
             gw.checkpoint()
         };

@@ -33,6 +33,7 @@ mod ca;
 mod certs;
 mod config;
 mod dns;
+mod docs;
 mod events;
 mod logs;
 mod monitor;
@@ -54,7 +55,7 @@ use settings::Global;
     version,
     about = "Conduit: DNS, TLS, routes, health checks and an audit trail for internal services"
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
@@ -128,6 +129,18 @@ enum Command {
         #[command(subcommand)]
         command: config::Command,
     },
+    /// Prints a shell completion script (`conduit completions bash >
+    /// /usr/share/bash-completion/completions/conduit`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Writes the man pages (`conduit.1` and one per subcommand) into a directory.
+    Man {
+        /// The directory (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -166,6 +179,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Generated from the definitions alone: no configuration is read.
+    match &cli.command {
+        Command::Completions { shell } => return docs::completions(*shell),
+        Command::Man { out } => return docs::man(out),
+        _ => {}
+    }
     // `config check FILE` reads the file it is given, whatever --config says.
     if let Command::Config {
         command: config::Command::Check { file },
@@ -198,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command } => audit::run(&ctx, command).await,
         Command::Certs { command } => certs::run(&ctx, command).await,
         Command::Dns { command } => dns::run(&ctx, command).await,
+        Command::Completions { .. } | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         Command::Config { command } => {
             settings::warn(&notices);
             config::run(&ctx, command)
