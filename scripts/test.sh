@@ -38,6 +38,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # zsh and man-db: the completions and man pages `conduit` generates are loaded and rendered.
 command -v zsh >/dev/null 2>&1 || need+=(zsh)
 command -v man >/dev/null 2>&1 || need+=(man-db)
+# The Debian package test: systemd-analyze verifies the unit (systemd need not run).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
