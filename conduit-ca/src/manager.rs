@@ -155,6 +155,19 @@ impl CertManager {
         }
     }
 
+    /// Every managed leaf's name and expiry, sorted by name (for metrics).
+    pub fn expiries(&self) -> Vec<(String, OffsetDateTime)> {
+        let mut v: Vec<(String, OffsetDateTime)> = self
+            .leaves
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(n, m)| (n.clone(), m.not_after))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The current leaf of `name`.
     pub fn current(&self, name: &str) -> Option<IssuedCert> {
         self.leaves

@@ -56,7 +56,16 @@ fn promtool_accepts_the_exposition_and_a_real_prometheus_scrapes_it_with_a_read_
         metrics.contains("conduit_proxy_requests_total"),
         "{metrics}"
     );
-    assert!(metrics.contains("conduit_host_cpu_cores"), "{metrics}");
+    for series in [
+        "conduit_host_cpu_cores",
+        "conduit_certificate_not_after_seconds{service=\"web\"}",
+        "conduit_ca_issuance{state=\"ready\"} 1",
+        "conduit_audit_last_sequence",
+        "conduit_proxy_response_seconds_bucket",
+        "conduit_dns_queries_total",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -174,6 +174,17 @@ impl GatewayHandle {
             let v = u8::from(status.issuance == s);
             let _ = writeln!(out, "conduit_ca_issuance{{state=\"{name}\"}} {v}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP conduit_certificate_not_after_seconds When each served certificate expires (Unix time); `@admin` and `@address` are the gateway's own.\n# TYPE conduit_certificate_not_after_seconds gauge"
+        );
+        for (name, not_after) in self.certs.expiries() {
+            let _ = writeln!(
+                out,
+                "conduit_certificate_not_after_seconds{{service=\"{name}\"}} {}",
+                not_after.unix_timestamp()
+            );
+        }
         if let Some(ca) = &self.local_ca {
             let _ = writeln!(
                 out,

@@ -115,6 +115,32 @@ impl Checkpointer {
         self.inner().latest.clone()
     }
 
+    /// The chain's lines of `/metrics`: the head's sequence, the latest checkpoint's
+    /// sequence and age.
+    pub(super) fn metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let i = self.inner();
+        if let Some((seq, _)) = &i.head {
+            let _ = writeln!(
+                out,
+                "# HELP conduit_audit_last_sequence The sealed chain's head (records minus one).\n# TYPE conduit_audit_last_sequence gauge\nconduit_audit_last_sequence {seq}"
+            );
+        }
+        if let Some(c) = &i.latest {
+            let _ = writeln!(
+                out,
+                "# HELP conduit_audit_checkpoint_sequence The latest checkpoint's sequence.\n# TYPE conduit_audit_checkpoint_sequence gauge\nconduit_audit_checkpoint_sequence {}",
+                c.sequence
+            );
+            if let Some(t) = checkpoint_time(&c.created_at) {
+                let _ = writeln!(
+                    out,
+                    "# HELP conduit_audit_checkpoint_timestamp_seconds When the latest checkpoint was signed (Unix time).\n# TYPE conduit_audit_checkpoint_timestamp_seconds gauge\nconduit_audit_checkpoint_timestamp_seconds {t}"
+                );
+            }
+        }
+    }
+
     /// Whether records were sealed since the latest checkpoint.
     fn behind(&self) -> bool {
         let i = self.inner();
@@ -157,6 +183,13 @@ impl Checkpointer {
             tracing::error!(file = %self.file.display(), "cannot keep the checkpoint");
         }
     }
+}
+
+/// A checkpoint's `created_at` (`2026-11-23T10:00:00.123456+00:00`) as Unix seconds.
+fn checkpoint_time(created_at: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
 }
 
 /// Takes a checkpoint every `interval` while records are added, keeps each one, and sends

@@ -292,6 +292,9 @@ impl GatewayHandle {
             .unwrap_or_default();
         out.push_str(&conduit_monitor::render::prometheus(&self.samples()));
         self.ca_metrics(&mut out);
+        if let Some(cp) = &self.checkpoints {
+            cp.metrics(&mut out);
+        }
         if let Some(d) = &self.dns {
             let s = d.stats();
             let _ = writeln!(
