@@ -124,6 +124,17 @@ pub enum EventKind {
         /// [`AuditEntry`](crate::api::AuditEntry)).
         details: serde_json::Map<String, serde_json::Value>,
     },
+    /// The alerts were delivered to Alertmanager (or a delivery failed).
+    Alert {
+        /// Alerts firing now.
+        firing: u64,
+        /// Alerts resolved since the last delivery.
+        resolved: u64,
+        /// Whether this Alertmanager took them.
+        delivered: bool,
+        /// What, in words (naming the Alertmanager).
+        message: String,
+    },
     /// The client must re-read the state: its `Last-Event-ID` is from another run of the
     /// gateway or older than the replay buffer.
     Resync {
@@ -146,14 +157,21 @@ impl EventKind {
             Self::Certificate { .. } => "certificate",
             Self::Monitor { .. } => "monitor",
             Self::Audit { .. } => "audit",
+            Self::Alert { .. } => "alert",
             Self::Resync { .. } => "resync",
             Self::Dropped { .. } => "dropped",
         }
     }
 
     /// Every type a client may ask for with `?types=`.
-    pub const TYPES: &'static [&'static str] =
-        &["service", "health", "certificate", "monitor", "audit"];
+    pub const TYPES: &'static [&'static str] = &[
+        "service",
+        "health",
+        "certificate",
+        "monitor",
+        "audit",
+        "alert",
+    ];
 }
 
 /// Where a client starts.

@@ -111,6 +111,7 @@ fn every_key_is_documented() {
         "socket",
         "witness_token",
         "witness_ca",
+        "ca",
     ] {
         assert!(doc.contains(&format!("| `{k}` |")), "{k}");
     }

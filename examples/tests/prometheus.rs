@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::Site;
 use conduit_test_support::have;
-use conduit_test_support::process::{Killed, free_port, ok, wait_until};
+use conduit_test_support::process::{free_port, ok, wait_until};
 
 #[test]
 fn promtool_accepts_the_exposition_and_a_real_prometheus_scrapes_it_with_a_read_only_token() {
@@ -100,19 +100,12 @@ fn promtool_accepts_the_exposition_and_a_real_prometheus_scrapes_it_with_a_read_
         ),
     )
     .unwrap();
-    let prom_port = free_port();
-    let _prometheus = Killed(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (prom_port, _prometheus) = common::prometheus_server(
+        "prometheus",
+        &config,
+        "--storage.tsdb.path",
+        &dir.path().join("data"),
+        &[],
     );
     let query = |q: &str| -> serde_json::Value {
         let out = Command::new("curl")

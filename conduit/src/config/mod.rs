@@ -68,8 +68,8 @@ mod sections;
 mod values;
 
 pub use sections::{
-    AdminSettings, AuditSettings, CaSettings, DnsSettings, MonitorSettings, MonitorSource,
-    ProxySettings,
+    AdminSettings, AlertSettings, AuditSettings, CaSettings, DnsSettings, MonitorSettings,
+    MonitorSource, ProxySettings,
 };
 use values::parse_error;
 pub use values::{InvalidValue, parse_forwarders, parse_port, with_port};
@@ -187,6 +187,8 @@ pub struct ConduitConfig {
     pub admin: AdminSettings,
     /// `[audit]`.
     pub audit: AuditSettings,
+    /// `[alerts]`.
+    pub alerts: AlertSettings,
     // The flat keys of earlier versions, moved into their sections by `from_toml`.
     #[serde(skip_serializing)]
     domain: Option<DomainName>,
@@ -217,6 +219,7 @@ impl Default for ConduitConfig {
             monitor: MonitorSettings::default(),
             admin: AdminSettings::default(),
             audit: AuditSettings::default(),
+            alerts: AlertSettings::default(),
             domain: None,
             dns_listen: None,
             https_listen: None,
@@ -354,6 +357,14 @@ impl ConduitConfig {
                 "audit.checkpoint_interval",
                 "must be at least 1s".to_owned(),
             );
+        }
+        for a in &self.alerts.alertmanager {
+            if let Err(e) = crate::gateway::Target::parse(a) {
+                return bad("alerts.alertmanager", e.to_string());
+            }
+        }
+        if self.alerts.resend_interval < Duration::from_secs(1) {
+            return bad("alerts.resend_interval", "must be at least 1s".to_owned());
         }
         for w in &self.audit.witnesses {
             if let Err(e) = crate::gateway::WitnessUrl::parse(w) {

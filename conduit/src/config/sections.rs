@@ -219,6 +219,38 @@ impl Default for AuditSettings {
     }
 }
 
+/// `[alerts]`: delivery to Alertmanager.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AlertSettings {
+    /// Alertmanager base URLs (`http://127.0.0.1:9093`); alerts go to each one's
+    /// `/api/v2/alerts`. Empty: alerts stay in the audit log and the events.
+    pub alertmanager: Vec<String>,
+    /// How often active alerts are sent again (default 1 min; Alertmanager resolves an
+    /// alert it has not heard of for a while).
+    #[serde(with = "humantime_serde")]
+    pub resend_interval: Duration,
+    /// A served certificate this close to its expiry is an alert (default 24 h: renewal
+    /// has failed for days by then).
+    #[serde(with = "humantime_serde")]
+    pub certificate_expiry_warning: Duration,
+    /// A root certificate (PEM) an `https://` Alertmanager's certificate chains to,
+    /// besides this gateway's own root.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            alertmanager: Vec::new(),
+            resend_interval: Duration::from_secs(60),
+            certificate_expiry_warning: Duration::from_secs(24 * 3600),
+            ca: None,
+        }
+    }
+}
+
 /// `[admin]`: the admin API.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -55,6 +55,14 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
+    /// A TLS client for outgoing connections (witnesses, Alertmanager) cannot be built.
+    #[error("TLS to the {what}: {source}")]
+    TlsClient {
+        /// For what.
+        what: &'static str,
+        /// Why.
+        source: rustls::Error,
+    },
     /// A witnessed checkpoint was refused or could not be stored.
     #[error(transparent)]
     Witness(#[from] super::witnessed::WitnessError),

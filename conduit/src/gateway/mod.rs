@@ -20,12 +20,14 @@
 //! returns when all of them have finished or the grace period is over.
 
 mod admin;
+mod alerts;
 mod builder;
 mod ca;
 mod checkpoint;
 mod config;
 mod error;
 mod handle;
+mod http_out;
 mod publish;
 mod recover;
 mod services;
@@ -55,8 +57,9 @@ pub use ca::{CRL_PATH, ROOT_CRL_PATH};
 pub use config::GatewayConfig;
 pub use error::GatewayError;
 pub use handle::GatewayHandle;
+pub use http_out::{InvalidUrl, Target};
 pub use services::Expect;
-pub use witness::{InvalidWitnessUrl, WitnessUrl};
+pub use witness::WitnessUrl;
 pub use witnessed::WitnessError;
 
 use crate::state::StateDir;
@@ -136,16 +139,17 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-/// The roots a witness's TLS certificate may chain to: this gateway's root and
-/// `[audit] witness_ca` (PEM, read at start; an unreadable one is logged and left out).
-fn checkpoint_roots(config: &GatewayConfig) -> Vec<u8> {
+/// The roots a peer's TLS certificate (a witness, an Alertmanager) may chain to: this
+/// gateway's root and `extra` (PEM, read at start; an unreadable one is logged and left
+/// out).
+fn trusted_roots(config: &GatewayConfig, extra: Option<&PathBuf>) -> Vec<u8> {
     let mut roots = Vec::new();
     let files = config
         .state
         .as_ref()
         .map(StateDir::root_pem)
         .into_iter()
-        .chain(config.settings.audit.witness_ca.clone());
+        .chain(extra.cloned());
     for f in files {
         match std::fs::read(&f) {
             Ok(b) => roots.extend(b),
@@ -287,8 +291,33 @@ impl Gateway {
             rep.clone(),
             token.clone(),
         ));
+        if !s.alerts.alertmanager.is_empty() {
+            let roots = trusted_roots(&config, s.alerts.ca.as_ref());
+            let tls = http_out::tls_client(&roots).map_err(|source| GatewayError::TlsClient {
+                what: "Alertmanagers",
+                source,
+            })?;
+            let alerter = alerts::Alerter::new(
+                &s.alerts.alertmanager,
+                tls,
+                (
+                    s.alerts.resend_interval,
+                    s.alerts.certificate_expiry_warning,
+                ),
+                certs.clone(),
+                events.clone(),
+            )
+            .map_err(|e| {
+                GatewayError::Config(crate::config::ConfigError::invalid(
+                    &config.origin,
+                    "alerts.alertmanager",
+                    e.to_string(),
+                ))
+            })?;
+            tracker.spawn(alerts::run(alerter, token.clone()));
+        }
         if let Some(cp) = checkpoints {
-            let roots = checkpoint_roots(&config);
+            let roots = trusted_roots(&config, s.audit.witness_ca.as_ref());
             let witnesses = witness::Witnesses::new(
                 &s.audit.witnesses,
                 s.audit.witness_token.clone(),

@@ -6,15 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use conduit_audit::Checkpoint;
-use http::{Method, Request, StatusCode, header};
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 
 use super::GatewayError;
 use super::checkpoint::Checkpointer;
-use super::witnessed::WitnessError;
+use super::http_out::{InvalidUrl, Target};
 use crate::api::{Anchor, ApiError, WitnessOutcome, WitnessReply, WitnessRequest};
 use crate::config::Secret;
 use crate::events::{EventBus, EventKind};
@@ -22,76 +19,31 @@ use crate::events::{EventBus, EventKind};
 /// How long one exchange with a witness may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A witness's URL: `https://HOST:PORT/PATH`, or `http://` on loopback.
+/// A witness's URL: `https://HOST:PORT/PATH`, or `http://` on loopback (the token would
+/// otherwise cross the network in clear).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WitnessUrl {
-    https: bool,
-    host: String,
-    port: u16,
-    path: String,
-    text: String,
-}
-
-/// Why a witness URL cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{url:?}: {problem}")]
-pub struct InvalidWitnessUrl {
-    url: String,
-    problem: &'static str,
-}
+pub struct WitnessUrl(Target);
 
 impl WitnessUrl {
     /// Parses and checks a witness URL.
     ///
     /// # Errors
-    /// [`InvalidWitnessUrl`] naming what is wrong.
-    pub fn parse(text: &str) -> Result<Self, InvalidWitnessUrl> {
-        let bad = |problem| InvalidWitnessUrl {
-            url: text.to_owned(),
-            problem,
-        };
-        let (https, rest) = if let Some(r) = text.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = text.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(bad("not an http:// or https:// URL"));
-        };
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let path = if path.is_empty() { "/" } else { path };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
-                Ok(p) => (h, p),
-                Err(_) => return Err(bad("the port is not a number")),
-            },
-            _ => (authority, if https { 443 } else { 80 }),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !https && !loopback {
-            return Err(bad(
+    /// [`InvalidUrl`] naming what is wrong.
+    pub fn parse(text: &str) -> Result<Self, InvalidUrl> {
+        let t = Target::parse(text)?;
+        if !t.https && !t.is_loopback() {
+            return Err(InvalidUrl::new(
+                text,
                 "plain http:// off loopback would send the witness token in clear: use https://",
             ));
         }
-        Ok(Self {
-            https,
-            host: host.to_owned(),
-            port,
-            path: path.to_owned(),
-            text: text.to_owned(),
-        })
+        Ok(Self(t))
     }
 }
 
 impl std::fmt::Display for WitnessUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
+        self.0.fmt(f)
     }
 }
 
@@ -129,18 +81,10 @@ impl Witnesses {
         roots: &[u8],
         bus: EventBus,
     ) -> Result<Self, GatewayError> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject as _;
-        let mut store = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(roots).flatten() {
-            let _ = store.add(cert);
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(WitnessError::Tls)?
-            .with_root_certificates(store)
-            .with_no_client_auth();
+        let tls = super::http_out::tls_client(roots).map_err(|source| GatewayError::TlsClient {
+            what: "witnesses",
+            source,
+        })?;
         let mut list = Vec::new();
         for u in urls {
             let url = WitnessUrl::parse(u).map_err(|e| {
@@ -158,7 +102,7 @@ impl Witnesses {
         Ok(Self {
             list,
             token,
-            tls: Arc::new(tls),
+            tls,
             bus,
         })
     }
@@ -241,40 +185,11 @@ impl Witnesses {
     ) -> Result<WitnessReply, SendError> {
         let failed = |e: &dyn std::fmt::Display| SendError::Failed(e.to_string());
         let json = serde_json::to_vec(body).map_err(|e| failed(&e))?;
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(&url.path)
-            .header(header::HOST, format!("{}:{}", url.host, url.port))
-            .header(header::CONTENT_TYPE, "application/json");
-        if let Some(t) = &self.token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {}", t.expose()));
-        }
-        let req = req
-            .body(Full::new(Bytes::from(json)))
-            .map_err(|e| failed(&e))?;
-        let exchange = async {
-            let tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
-                .await
-                .map_err(|e| failed(&e))?;
-            if url.https {
-                let name = rustls::pki_types::ServerName::try_from(url.host.clone())
-                    .map_err(|e| failed(&e))?;
-                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| failed(&e))?;
-                crate::admin::exchange(TokioIo::new(tls), req)
-                    .await
-                    .map_err(|e| failed(&e))
-            } else {
-                crate::admin::exchange(TokioIo::new(tcp), req)
-                    .await
-                    .map_err(|e| failed(&e))
-            }
-        };
-        let (status, bytes) = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+        let (status, bytes) = url
+            .0
+            .post_json(&self.tls, self.token.as_ref(), json, EXCHANGE_TIMEOUT)
             .await
-            .map_err(|_| SendError::Failed("no answer within 10 s".to_owned()))??;
+            .map_err(|e| failed(&e))?;
         if status == StatusCode::OK {
             return serde_json::from_slice(&bytes).map_err(|e| failed(&e));
         }

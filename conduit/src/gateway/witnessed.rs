@@ -33,9 +33,6 @@ pub enum WitnessError {
         /// Why.
         source: std::io::Error,
     },
-    /// The TLS client for the witnesses cannot be built.
-    #[error("TLS to the witnesses: {0}")]
-    Tls(rustls::Error),
 }
 
 impl WitnessError {
@@ -44,7 +41,7 @@ impl WitnessError {
         match self {
             Self::Signature(_) => StatusCode::BAD_REQUEST,
             Self::Refused(_) => StatusCode::CONFLICT,
-            Self::NoState | Self::Store { .. } | Self::Tls(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NoState | Self::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

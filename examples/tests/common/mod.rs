@@ -158,6 +158,29 @@ pub(crate) fn present(here: bool, what: &str) -> bool {
     here
 }
 
+/// Starts a Prometheus-family server (Prometheus, Alertmanager) on loopback: its
+/// configuration file, its data under `data`, listening on a free port; the port and the
+/// process (killed when dropped).
+pub(crate) fn prometheus_server(
+    program: &str,
+    config: &Path,
+    data_flag: &str,
+    data: &Path,
+    extra: &[&str],
+) -> (u16, Killed) {
+    let port = free_port();
+    let child = Command::new(program)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("{data_flag}={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (port, Killed(child))
+}
+
 /// A static upstream serving `index.html` (and its directory, kept alive with it).
 pub(crate) struct Upstream {
     pub(crate) port: u16,
