@@ -234,6 +234,9 @@ pub struct ProxyConfig {
     /// `Strict-Transport-Security: max-age=…` on every HTTPS answer; `None` (the default)
     /// sends none (browsers would then refuse plain HTTP for the name for that long).
     pub hsts: Option<Duration>,
+    /// Where each request's access record goes when its response ends (an
+    /// [`AccessLog`](crate::AccessLog) file); `None` (the default) keeps none.
+    pub access_log: Option<Arc<dyn crate::AccessSink>>,
 }
 
 impl Default for ProxyConfig {
@@ -251,6 +254,7 @@ impl Default for ProxyConfig {
             pool_idle_per_upstream: 256,
             redirect_port: None,
             hsts: None,
+            access_log: None,
             trusted_proxies: Vec::new(),
             upgrades: vec!["websocket".to_owned()],
         }

@@ -54,6 +54,7 @@ use std::net::SocketAddr;
 
 use conduit_registry::{DomainName, Endpoint, RegistryError};
 
+mod access;
 mod admission;
 mod config;
 mod conn;
@@ -79,6 +80,7 @@ pub mod testing;
 mod tunnel;
 mod upgrade;
 
+pub use access::{AccessLog, AccessLogOptions, AccessRecord, AccessSink};
 pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeouts, TlsVersions};
 pub use failure::{FailureSide, UpstreamError};
 pub use handle::ProxyHandle;

@@ -22,6 +22,8 @@ use crate::routes::InFlight;
 /// frame (each chunk of an SSE or NDJSON stream is written as soon as it arrives).
 pub struct ResponseBody {
     kind: Kind,
+    /// The access record completed when the body ends, and the bytes sent so far.
+    access: Option<Box<(crate::access::Pending, u64)>>,
 }
 
 enum Kind {
@@ -38,6 +40,10 @@ enum Kind {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        if let Some(a) = self.access.take() {
+            let (pending, bytes) = *a;
+            pending.finish(bytes);
+        }
         // A body hyper never polled because it was empty (HEAD, 204, 304, length 0) still
         // ended; any other unfinished body drops its connection (closing it).
         if let Kind::Upstream { inner, lease, .. } = &mut self.kind
@@ -67,7 +73,13 @@ impl ResponseBody {
         let b = b.into();
         Self {
             kind: Kind::Full((!b.is_empty()).then_some(b)),
+            access: None,
         }
+    }
+
+    /// Completes `pending` with the bytes sent when this body ends (or is dropped).
+    pub(crate) fn track(&mut self, pending: crate::access::Pending) {
+        self.access = Some(Box::new((pending, 0)));
     }
 
     /// The upstream's body; the in-flight guard ends with it, the connection goes back to
@@ -87,6 +99,7 @@ impl ResponseBody {
                 flight,
                 lease,
             },
+            access: None,
         }
     }
 }
@@ -99,7 +112,8 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let frame = match &mut this.kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream {
                 inner,
@@ -128,7 +142,13 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(f)
             }
+        };
+        if let (Some(a), Poll::Ready(Some(Ok(f)))) = (&mut this.access, &frame)
+            && let Some(d) = f.data_ref()
+        {
+            a.1 += d.len() as u64;
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -66,7 +66,32 @@ async fn handle(
         let host = request_host(&req).unwrap_or("").to_owned();
         (req.method().clone(), req.uri().clone(), req.version(), host)
     });
+    let access = s.config.access_log.as_ref().map(|sink| {
+        let record = crate::access::AccessRecord {
+            time: time::OffsetDateTime::now_utc(),
+            client: c.client_ip,
+            host: request_host(&req).unwrap_or("").to_owned(),
+            upstream: None,
+            method: req.method().as_str().to_owned(),
+            path: req.uri().path().to_owned(),
+            status: 0,
+            bytes: 0,
+            ttfb_us: 0,
+            duration_us: 0,
+        };
+        (record, Arc::clone(sink))
+    });
     let (mut resp, upstream) = route(&s, &c, req).await;
+    if let Some((mut record, sink)) = access {
+        record.status = resp.status().as_u16();
+        record.upstream = upstream.as_ref().map(|b| b.endpoint.to_string());
+        record.ttfb_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        resp.body_mut().track(crate::access::Pending {
+            record,
+            start,
+            sink,
+        });
+    }
     if c.https
         && let Some(v) = &s.hsts
     {

@@ -89,6 +89,24 @@ impl StateDir {
         self.root.join("key")
     }
 
+    /// `access.log`, the proxy's access log (one JSON line per request).
+    pub fn access_log(&self) -> PathBuf {
+        self.root.join("access.log")
+    }
+
+    /// Opens the access log (appending) with its writer thread.
+    ///
+    /// # Errors
+    /// [`StateError::AccessLog`].
+    pub fn open_access_log(
+        &self,
+        options: conduit_proxy::AccessLogOptions,
+    ) -> Result<conduit_proxy::AccessLog, StateError> {
+        let path = self.access_log();
+        conduit_proxy::AccessLog::open(&path, options)
+            .map_err(|source| StateError::AccessLog { path, source })
+    }
+
     /// `checkpoint.json`, the latest signed checkpoint of the sealed chain.
     pub fn checkpoint(&self) -> PathBuf {
         self.root.join("checkpoint.json")
@@ -229,6 +247,14 @@ pub enum StateError {
     /// The audit log, its chain or its key cannot be opened.
     #[error(transparent)]
     Audit(#[from] conduit_audit::AuditError),
+    /// The access log cannot be opened.
+    #[error("{}: cannot open the access log: {source}", path.display())]
+    AccessLog {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Writes `bytes` to `path` crash-safely: a 0600 temporary file beside it, fsync, rename,
@@ -266,7 +292,7 @@ impl StateError {
         match self {
             Self::Registry(e) => e.is_transient(),
             Self::Audit(_) => true,
-            Self::Directory { .. } | Self::Ca(_) => false,
+            Self::Directory { .. } | Self::Ca(_) | Self::AccessLog { .. } => false,
         }
     }
 }

@@ -86,6 +86,15 @@ pub struct ProxySettings {
     /// Upstream answers that count as its failure for passive health (default 502, 503,
     /// 504; a 500 or 501 is the application's answer).
     pub passive_failure_statuses: Vec<u16>,
+    /// One JSON line per request in `STATE_DIR/access.log` (client, host, upstream,
+    /// method, path, status, bytes, time to first byte, duration), written when the
+    /// response ends (default `true`).
+    pub access_log: bool,
+    /// Rotate `access.log` at this size (default 100 MB; `"unlimited"`: never).
+    #[serde(with = "byte_size")]
+    pub access_log_max_size: Option<u64>,
+    /// Rotated access logs kept, `access.log.1` … (default 5).
+    pub access_log_keep: u32,
 }
 
 impl Default for ProxySettings {
@@ -107,6 +116,9 @@ impl Default for ProxySettings {
             upgrades: p.upgrades.clone(),
             trusted_proxies: Vec::new(),
             passive_failure_statuses: p.health.passive_failure_statuses.clone(),
+            access_log: true,
+            access_log_max_size: Some(100_000_000),
+            access_log_keep: 5,
         }
     }
 }

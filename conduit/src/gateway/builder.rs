@@ -261,6 +261,14 @@ async fn bind(
 ) -> Result<Gateway, GatewayError> {
     let s = &config.settings;
     let mut proxy_config = s.proxy_config(&config.origin)?;
+    if s.proxy.access_log
+        && let Some(st) = &config.state
+    {
+        let mut options = conduit_proxy::AccessLogOptions::default();
+        options.max_bytes = s.proxy.access_log_max_size.unwrap_or(u64::MAX);
+        options.keep = s.proxy.access_log_keep;
+        proxy_config.access_log = Some(Arc::new(st.open_access_log(options)?));
+    }
     let ssrf = Arc::new(s.ssrf_policy(&config.origin)?);
     // Every record the gateway audits from here on is also an `audit` event.
     let events = crate::events::EventBus::new();

@@ -66,6 +66,9 @@ struct Options {
     /// Route to upstreams before their first health check.
     #[arg(long)]
     start_healthy: bool,
+    /// Write an access log (one JSON line per request) to this file.
+    #[arg(long)]
+    access_log: Option<PathBuf>,
     /// Runtime threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
@@ -146,6 +149,11 @@ fn main() -> anyhow::Result<()> {
         Arc::new(registry)
     };
     let mut config = ProxyConfig::default();
+    if let Some(path) = &o.access_log {
+        let log = conduit_proxy::AccessLog::open(path, conduit_proxy::AccessLogOptions::default())
+            .with_context(|| format!("cannot open the access log {}", path.display()))?;
+        config.access_log = Some(Arc::new(log));
+    }
     if o.tls12 {
         config.tls = TlsVersions::Tls12And13;
     }

@@ -25,9 +25,13 @@ pub(crate) struct Args {
     /// Only this action (service_register, health_change, cert_issue, …).
     #[arg(long)]
     action: Option<String>,
-    /// Only events at or after this time (YYYY-MM-DDTHH:MM:SSZ).
+    /// Only events at or after this time (YYYY-MM-DDTHH:MM:SSZ), or this long ago (`1h`,
+    /// `30m`).
     #[arg(long)]
     since: Option<String>,
+    /// One service's requests (the proxy's access log) and audit records, in time order.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["action", "limit"])]
+    service: Option<String>,
     /// At most this many, the most recent.
     #[arg(long)]
     limit: Option<usize>,
@@ -81,9 +85,28 @@ impl Printer {
 }
 
 pub(crate) async fn logs(ctx: &Context, a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &a.service {
+        return crate::service_logs::service_logs(ctx, name, a.since.as_deref(), a.json, a.follow)
+            .await;
+    }
     let mut filter = LogFilter::default();
     filter.action = a.action;
-    filter.since = a.since;
+    // A duration (`1h`) means that long ago.
+    filter.since = match a.since {
+        Some(s)
+            if time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                .is_err() =>
+        {
+            let t = crate::service_logs::parse_since(&s)?;
+            Some(
+                t.replace_nanosecond(0)
+                    .unwrap_or(t)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            )
+        }
+        other => other,
+    };
     let printer = Printer {
         json: a.json,
         filter: filter.clone(),

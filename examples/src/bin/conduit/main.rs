@@ -39,6 +39,7 @@ mod logs;
 mod monitor;
 mod register;
 mod serve;
+mod service_logs;
 mod settings;
 mod status;
 mod token;

@@ -1,0 +1,237 @@
+//! `conduit logs --service NAME`: one service's story in time order: its requests from the
+//! proxy's access log (`access.log` and its rotated files) and its audit records
+//! (registration, health, certificates); `--follow` keeps printing both as they are written.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Seek as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use conduit::api::AuditEntry;
+use conduit::registry::Registry as _;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::settings::Context;
+use crate::signal::shutdown;
+
+/// One access-log line, as the proxy writes it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+struct Access {
+    time: String,
+    client: String,
+    host: String,
+    upstream: Option<String>,
+    method: String,
+    path: String,
+    status: u16,
+    bytes: u64,
+    ttfb_us: u64,
+    duration_us: u64,
+}
+
+/// A line of the merged view.
+enum Line {
+    Access(Access),
+    Audit(AuditEntry),
+}
+
+impl Line {
+    fn time(&self) -> OffsetDateTime {
+        let t = match self {
+            Self::Access(a) => &a.time,
+            Self::Audit(e) => &e.timestamp,
+        };
+        OffsetDateTime::parse(t, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    fn print(&self, json: bool) {
+        match (self, json) {
+            (Self::Access(a), true) => {
+                println!("{}", serde_json::json!({"source": "access", "record": a}))
+            }
+            (Self::Audit(e), true) => {
+                println!("{}", serde_json::json!({"source": "audit", "record": e}))
+            }
+            (Self::Access(a), false) => println!(
+                "{} access  {} {} {} {} bytes, first byte {:.1} ms, {:.1} ms, from {}{}",
+                a.time,
+                a.method,
+                a.path,
+                a.status,
+                a.bytes,
+                a.ttfb_us as f64 / 1e3,
+                a.duration_us as f64 / 1e3,
+                a.client,
+                a.upstream
+                    .as_deref()
+                    .map(|u| format!(" via {u}"))
+                    .unwrap_or_default()
+            ),
+            (Self::Audit(e), false) => println!(
+                "{} audit   {} {} {}: {}",
+                e.timestamp,
+                e.action,
+                e.status.as_str(),
+                e.user,
+                e.message
+            ),
+        }
+    }
+}
+
+/// `--since`: a duration back from now (`1h`, `30m`) or an RFC 3339 time.
+pub(crate) fn parse_since(text: &str) -> anyhow::Result<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    let back = humantime::parse_duration(text).with_context(|| {
+        format!("--since {text:?}: give a duration (1h, 30m) or a time (2026-11-29T10:00:00Z)")
+    })?;
+    Ok(OffsetDateTime::now_utc() - back)
+}
+
+/// What `--service` selects: the access lines for its domain, the audit records naming it.
+struct Selector {
+    name: String,
+    domain: String,
+    since: Option<OffsetDateTime>,
+}
+
+impl Selector {
+    fn access(&self, line: &str) -> Option<Line> {
+        let a: Access = serde_json::from_str(line).ok()?;
+        (a.host.eq_ignore_ascii_case(&self.domain)).then_some(Line::Access(a))
+    }
+
+    fn audit(&self, e: AuditEntry) -> Option<Line> {
+        let named = |k: &str| e.details.get(k).and_then(|v| v.as_str());
+        let ours = named("name") == Some(self.name.as_str())
+            || named("service") == Some(self.name.as_str())
+            || named("domain") == Some(self.domain.as_str());
+        ours.then_some(Line::Audit(e))
+    }
+
+    fn admits(&self, l: &Line) -> bool {
+        self.since.is_none_or(|s| l.time() >= s)
+    }
+}
+
+/// The access log's files, oldest first: `access.log.N` … `access.log.1`, `access.log`.
+fn access_files(state: &Path) -> Vec<PathBuf> {
+    let current = state.join("access.log");
+    let mut rotated: Vec<(u32, PathBuf)> = std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e
+                .file_name()
+                .to_str()?
+                .strip_prefix("access.log.")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    rotated
+        .into_iter()
+        .map(|(_, p)| p)
+        .chain(std::iter::once(current))
+        .collect()
+}
+
+/// Reads what was appended to `path` since `offsets[path]` (from the start when the file
+/// shrank: it was rotated), whole lines only.
+fn read_new(path: &Path, offsets: &mut HashMap<PathBuf, u64>) -> Vec<String> {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let at = offsets.entry(path.to_owned()).or_insert(0);
+    if len < *at {
+        *at = 0;
+    }
+    if f.seek(std::io::SeekFrom::Start(*at)).is_err() {
+        return Vec::new();
+    }
+    let mut text = String::new();
+    if f.read_to_string(&mut text).is_err() {
+        return Vec::new();
+    }
+    let complete = text.rfind('\n').map_or(0, |i| i + 1);
+    *at += complete as u64;
+    text[..complete].lines().map(str::to_owned).collect()
+}
+
+pub(crate) async fn service_logs(
+    ctx: &Context,
+    name: &str,
+    since: Option<&str>,
+    json: bool,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    let registry = ctx.state.open_registry()?;
+    let service: conduit::registry::ServiceName = name
+        .parse()
+        .with_context(|| format!("{name:?} is not a service name"))?;
+    let domain = match registry.get(&service).await? {
+        Some(r) => r.domain().as_str().to_owned(),
+        None => format!("{name}.{}", ctx.config.zone),
+    };
+    let sel = Selector {
+        name: name.to_owned(),
+        domain,
+        since: since.map(parse_since).transpose()?,
+    };
+    let state = ctx.state.path();
+    let audit_path = ctx.state.audit_log();
+    let mut offsets = HashMap::new();
+    let mut lines: Vec<Line> = Vec::new();
+    for f in access_files(state) {
+        lines.extend(
+            read_new(&f, &mut offsets)
+                .iter()
+                .filter_map(|l| sel.access(l)),
+        );
+    }
+    lines.extend(
+        read_new(&audit_path, &mut offsets)
+            .iter()
+            .filter_map(|l| serde_json::from_str::<AuditEntry>(l).ok())
+            .filter_map(|e| sel.audit(e)),
+    );
+    lines.retain(|l| sel.admits(l));
+    lines.sort_by_key(Line::time);
+    lines.iter().for_each(|l| l.print(json));
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = shutdown();
+    tokio::pin!(stop);
+    let access = state.join("access.log");
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let mut batch: Vec<Line> = read_new(&access, &mut offsets)
+            .iter()
+            .filter_map(|l| sel.access(l))
+            .collect();
+        batch.extend(
+            read_new(&audit_path, &mut offsets)
+                .iter()
+                .filter_map(|l| serde_json::from_str::<AuditEntry>(l).ok())
+                .filter_map(|e| sel.audit(e)),
+        );
+        batch.sort_by_key(Line::time);
+        batch.iter().for_each(|l| l.print(json));
+        // A pipe buffers otherwise.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+}
