@@ -48,7 +48,7 @@ impl DockerSource {
         })
     }
 
-    fn client(&self) -> Result<Docker, MonitorError> {
+    pub(crate) fn client(&self) -> Result<Docker, MonitorError> {
         let mut guard = self
             .docker
             .lock()
@@ -68,7 +68,15 @@ impl DockerSource {
         self
     }
 
-    fn unavailable(&self, e: impl std::error::Error + Send + Sync + 'static) -> MonitorError {
+    /// The socket, as errors name it.
+    pub(crate) fn socket_name(&self) -> String {
+        self.socket.clone()
+    }
+
+    pub(crate) fn unavailable(
+        &self,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> MonitorError {
         MonitorError::Backend {
             source_name: "docker".into(),
             what: self.socket.clone(),

@@ -42,6 +42,8 @@ use std::fmt;
 
 #[cfg(feature = "docker")]
 mod docker;
+#[cfg(feature = "docker")]
+mod docker_logs;
 mod host;
 #[cfg(feature = "nvml")]
 mod nvml;
@@ -58,6 +60,9 @@ pub mod testing;
 
 #[cfg(feature = "docker")]
 pub use docker::DockerSource;
+#[cfg(feature = "docker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+pub use docker_logs::{ContainerLine, ContainerLines, SERVICE_LABEL};
 pub use host::HostSource;
 #[cfg(feature = "nvml")]
 pub use nvml::NvmlSource;

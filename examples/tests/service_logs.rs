@@ -119,3 +119,64 @@ fn a_services_requests_and_audit_records_come_merged_in_time_order_and_follow() 
         "{seen:#?}"
     );
 }
+
+#[test]
+fn a_services_container_output_is_merged_with_its_requests() {
+    if !common::present(
+        have("curl") && have("podman") && std::path::Path::new("/bin/busybox").exists(),
+        "curl, podman and busybox",
+    ) {
+        return;
+    }
+    use conduit_test_support::podman::{IMAGE, Service, ensure_image, podman};
+    ensure_image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Service::start(dir.path());
+    let container = format!("conduit-logs-{}", std::process::id());
+    engine.names.push(container.clone());
+    // The container belongs to the service by its label; it writes one line, then another.
+    let site = Site::with_monitor(&format!(
+        "docker_socket = \"{}\"\n",
+        engine.socket.display()
+    ));
+    podman(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        "conduit.service=web",
+        "--name",
+        &container,
+        IMAGE,
+        "/bin/sh",
+        "-c",
+        "echo hello from the container; sleep 1; echo still here; sleep 300",
+    ]);
+    let web = common::upstream("hello\n");
+    let _gw = site.serve();
+    site.register("web", &web);
+    wait_until(Duration::from_secs(10), || {
+        site.https("web.internal", "/").0 == 200
+    });
+    let mut out = String::new();
+    wait_until(Duration::from_secs(10), || {
+        out = ok(site
+            .cmd()
+            .args(["logs", "--service", "web"])
+            .output()
+            .unwrap());
+        out.contains("still here") && out.contains("access  GET / 200")
+    });
+    let at = |needle: &str| {
+        out.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in:\n{out}"))
+    };
+    assert!(
+        out.contains(&format!("{container} stdout: hello from the container")),
+        "{out}"
+    );
+    // Time order: the container's first line came before its second.
+    assert!(at("hello from the container") < at("still here"), "{out}");
+}

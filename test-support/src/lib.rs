@@ -3,6 +3,7 @@
 //! * [`have`] / [`which`]: whether a real peer (dig, curl, capsule…) is installed; under CI
 //!   a missing one fails the test instead of skipping it.
 //! * [`process`]: free loopback ports, children killed on drop, bounded polling.
+//! * [`podman`]: podman's Docker-compatible API on a socket of the test's own, a busybox image.
 //! * [`openapi::Document`]: `docs/admin-api.yaml`, and a check of a JSON answer against the
 //!   schema it gives for a method, path and status.
 //!
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod openapi;
+pub mod podman;
 pub mod process;
 
 use std::path::PathBuf;

@@ -1,67 +1,11 @@
 //! DockerSource against podman's Docker-compatible API socket, started here: a running, an
 //! exited and an unhealthy container (see ../shared/notes/podman-docker-api.md).
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use crate::{have, run};
+use conduit_test_support::podman::{IMAGE, Service, ensure_image, podman};
 
-struct Service(Child, Vec<String>);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        for name in &self.1 {
-            let _ = Command::new("podman")
-                .args(["--runtime", "runc", "rm", "-f", name])
-                .output();
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn podman(args: &[&str]) -> String {
-    let mut all = vec!["--runtime", "runc"];
-    all.extend_from_slice(args);
-    run("podman", &all)
-}
-
-/// The busybox image, imported from a tarball (no registry here).
-fn ensure_image() {
-    let exists = Command::new("podman")
-        .args(["image", "exists", "localhost/conduit-testbox:latest"])
-        .status()
-        .unwrap();
-    if exists.success() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-    for c in ["sh", "sleep", "echo", "true", "false"] {
-        std::os::unix::fs::symlink("busybox", bin.join(c)).unwrap();
-    }
-    let tar = dir.path().join("img.tar");
-    run(
-        "tar",
-        &[
-            "-C",
-            dir.path().to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            "bin",
-        ],
-    );
-    run(
-        "podman",
-        &[
-            "import",
-            tar.to_str().unwrap(),
-            "localhost/conduit-testbox:latest",
-        ],
-    );
-}
+use crate::have;
 
 #[cfg(feature = "docker")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,27 +17,15 @@ async fn running_exited_and_unhealthy_containers_through_podman() {
     }
     ensure_image();
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("podman.sock");
-    let uri = format!("unix://{}", socket.display());
     let suffix = std::process::id();
     let names: Vec<String> = ["up", "ex", "hc"]
         .iter()
         .map(|n| format!("conduit-{n}-{suffix}"))
         .collect();
-    let child = Command::new("podman")
-        .args(["--runtime", "runc", "system", "service", "--time=0", &uri])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _service = Service(child, names.clone());
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let image = "localhost/conduit-testbox:latest";
+    let mut service = Service::start(dir.path());
+    service.names.clone_from(&names);
+    let socket = service.socket.clone();
+    let image = IMAGE;
     podman(&[
         "run",
         "-d",
@@ -141,6 +73,7 @@ async fn running_exited_and_unhealthy_containers_through_podman() {
         .output()
         .unwrap();
 
+    let uri = format!("unix://{}", socket.display());
     let source = DockerSource::new(&uri).unwrap();
     conduit_monitor::testing::source_contract(&source).await;
     let samples = source.sample().await.unwrap();

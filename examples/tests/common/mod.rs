@@ -65,8 +65,17 @@ impl Site {
         Self::with_admin("", extra)
     }
 
+    /// As [`Site::new`], with `monitor` added to the `[monitor]` section.
+    pub(crate) fn with_monitor(monitor: &str) -> Self {
+        Self::build("", monitor, "")
+    }
+
     /// As [`Site::new`], with `admin` added to the `[admin]` section.
     pub(crate) fn with_admin(admin: &str, extra: &str) -> Self {
+        Self::build(admin, "", extra)
+    }
+
+    fn build(admin: &str, monitor: &str, extra: &str) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("state");
         let etc = tmp.path().join("etc");
@@ -82,7 +91,7 @@ impl Site {
                  [proxy]\nlisten = [\"127.0.0.1:{https}\"]\nhttp_listen = [\"127.0.0.1:{http}\"]\nfirst_byte_timeout = \"1s\"\n\
                  [health]\npath = \"/\"\ninterval = \"300ms\"\n\
                  [admin]\nsocket = \"{}\"\n{admin}\
-                 [monitor]\nsources = [\"host\"]\n{extra}",
+                 [monitor]\nsources = [\"host\"]\n{monitor}{extra}",
                 socket.display()
             ),
         )

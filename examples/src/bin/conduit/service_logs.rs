@@ -1,6 +1,8 @@
 //! `conduit logs --service NAME`: one service's story in time order: its requests from the
-//! proxy's access log (`access.log` and its rotated files) and its audit records
-//! (registration, health, certificates); `--follow` keeps printing both as they are written.
+//! proxy's access log (`access.log` and its rotated files), its audit records (registration,
+//! health, certificates) and, when the service runs in containers (labelled
+//! `conduit.service=NAME`, or publishing one of its upstream ports) and `[monitor]` watches
+//! Docker, what those containers write; `--follow` keeps printing all of them.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Seek as _};
@@ -37,6 +39,7 @@ struct Access {
 enum Line {
     Access(Access),
     Audit(AuditEntry),
+    Container(conduit::monitor::ContainerLine),
 }
 
 impl Line {
@@ -44,6 +47,7 @@ impl Line {
         let t = match self {
             Self::Access(a) => &a.time,
             Self::Audit(e) => &e.timestamp,
+            Self::Container(c) => return c.time,
         };
         OffsetDateTime::parse(t, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
@@ -56,6 +60,22 @@ impl Line {
             (Self::Audit(e), true) => {
                 println!("{}", serde_json::json!({"source": "audit", "record": e}))
             }
+            (Self::Container(c), true) => println!(
+                "{}",
+                serde_json::json!({"source": "container", "record": {
+                    "time": c.time.format(&Rfc3339).unwrap_or_default(),
+                    "container": c.container,
+                    "stream": c.stream,
+                    "text": c.text,
+                }})
+            ),
+            (Self::Container(c), false) => println!(
+                "{} {} {}: {}",
+                c.time.format(&Rfc3339).unwrap_or_default(),
+                c.container,
+                c.stream,
+                c.text
+            ),
             (Self::Access(a), false) => println!(
                 "{} access  {} {} {} {} bytes, first byte {:.1} ms, {:.1} ms, from {}{}",
                 a.time,
@@ -179,10 +199,15 @@ pub(crate) async fn service_logs(
     let service: conduit::registry::ServiceName = name
         .parse()
         .with_context(|| format!("{name:?} is not a service name"))?;
-    let domain = match registry.get(&service).await? {
+    let record = registry.get(&service).await?;
+    let domain = match &record {
         Some(r) => r.domain().as_str().to_owned(),
         None => format!("{name}.{}", ctx.config.zone),
     };
+    let ports: Vec<u16> = record
+        .iter()
+        .flat_map(|r| r.endpoints().iter().map(conduit::registry::Endpoint::port))
+        .collect();
     let sel = Selector {
         name: name.to_owned(),
         domain,
@@ -205,6 +230,8 @@ pub(crate) async fn service_logs(
             .filter_map(|l| serde_json::from_str::<AuditEntry>(l).ok())
             .filter_map(|e| sel.audit(e)),
     );
+    let containers = Containers::find(ctx, name, &ports).await;
+    lines.extend(containers.history(sel.since).await);
     lines.retain(|l| sel.admits(l));
     lines.sort_by_key(Line::time);
     lines.iter().for_each(|l| l.print(json));
@@ -214,9 +241,15 @@ pub(crate) async fn service_logs(
     let stop = shutdown();
     tokio::pin!(stop);
     let access = state.join("access.log");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let _streams = containers.follow(tx);
     loop {
         tokio::select! {
             () = &mut stop => return Ok(ExitCode::SUCCESS),
+            Some(line) = rx.recv() => {
+                Line::Container(line).print(json);
+                continue;
+            }
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         let mut batch: Vec<Line> = read_new(&access, &mut offsets)
@@ -233,5 +266,100 @@ pub(crate) async fn service_logs(
         batch.iter().for_each(|l| l.print(json));
         // A pipe buffers otherwise.
         let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+}
+
+/// The service's containers, when `[monitor]` watches Docker (or `docker_socket` is set).
+struct Containers {
+    docker: Option<conduit::monitor::DockerSource>,
+    names: Vec<String>,
+}
+
+impl Containers {
+    async fn find(ctx: &Context, name: &str, ports: &[u16]) -> Self {
+        use conduit::config::MonitorSource;
+        let m = &ctx.config.monitor;
+        if !m.sources.contains(&MonitorSource::Docker) && m.docker_socket.is_none() {
+            return Self {
+                docker: None,
+                names: Vec::new(),
+            };
+        }
+        let docker = match &m.docker_socket {
+            Some(p) => conduit::monitor::DockerSource::new(&p.to_string_lossy()),
+            None => conduit::monitor::DockerSource::from_env(),
+        };
+        let Ok(docker) = docker else {
+            return Self {
+                docker: None,
+                names: Vec::new(),
+            };
+        };
+        let names = match docker.service_containers(name, ports).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!(
+                    "conduit: warning: containers not read ({e}); showing the gateway's logs only"
+                );
+                Vec::new()
+            }
+        };
+        Self {
+            docker: Some(docker),
+            names,
+        }
+    }
+
+    /// What they wrote (since `since`).
+    async fn history(&self, since: Option<OffsetDateTime>) -> Vec<Line> {
+        use futures_util::StreamExt as _;
+        let mut out = Vec::new();
+        let Some(docker) = &self.docker else {
+            return out;
+        };
+        for n in &self.names {
+            let Ok(mut lines) =
+                docker.container_lines(n, since.map(OffsetDateTime::unix_timestamp), false)
+            else {
+                continue;
+            };
+            while let Some(l) = lines.next().await {
+                match l {
+                    Ok(l) => out.push(Line::Container(l)),
+                    Err(e) => {
+                        eprintln!("conduit: warning: output of {n} not read: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Streams what they write from now on into `tx`; the tasks end with the returned set.
+    fn follow(
+        &self,
+        tx: tokio::sync::mpsc::Sender<conduit::monitor::ContainerLine>,
+    ) -> tokio::task::JoinSet<()> {
+        use futures_util::StreamExt as _;
+        let mut set = tokio::task::JoinSet::new();
+        let Some(docker) = &self.docker else {
+            return set;
+        };
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        for n in &self.names {
+            let Ok(mut lines) = docker.container_lines(n, Some(now), true) else {
+                continue;
+            };
+            let tx = tx.clone();
+            set.spawn(async move {
+                while let Some(Ok(l)) = lines.next().await {
+                    if tx.send(l).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        set
     }
 }
