@@ -44,7 +44,9 @@ impl LocalCa {
             .collect()
     }
     /// A CRL of every revoked leaf, signed by the intermediate, valid from `now` for
-    /// `validity`, with an increasing CRL number. Returns (DER, PEM).
+    /// `validity`, with an increasing CRL number. Returns (DER, PEM). Serials revoked more
+    /// than [`MAX_LEAF_LIFETIME`](super::MAX_LEAF_LIFETIME) ago are dropped first: their
+    /// leaves have expired.
     ///
     /// # Errors
     /// [`CaError::Backend`].
@@ -53,11 +55,17 @@ impl LocalCa {
         now: OffsetDateTime,
         validity: Duration,
     ) -> Result<(Vec<u8>, String), CaError> {
-        let revoked = self
-            .revoked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let revoked = {
+            let mut r = self
+                .revoked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A leaf revoked longer ago than a leaf can live has expired: it leaves the
+            // list (and the CRL), which would otherwise grow for as long as the CA runs.
+            let horizon = now - to_time(super::MAX_LEAF_LIFETIME);
+            r.retain(|_, at| *at > horizon);
+            r.clone()
+        };
         let mut certs = Vec::with_capacity(revoked.len());
         for (serial, at) in revoked {
             let bytes: Vec<u8> = (0..serial.len())

@@ -532,6 +532,14 @@ fn a_revoked_serial_is_in_the_crl_and_openssl_rejects_the_leaf() {
     );
     let e = ca.revoke_at("not-hex", now).unwrap_err();
     assert!(matches!(e, CaError::InvalidSerial { .. }), "{e}");
+
+    // A serial revoked longer ago than any leaf lives leaves the list with its next CRL.
+    let old = "0badc0de";
+    ca.revoke_at(old, now - time::Duration::days(400)).unwrap();
+    assert!(ca.revoked_serials().contains(old));
+    ca.crl_at(now, Duration::from_secs(24 * 3600)).unwrap();
+    assert!(!ca.revoked_serials().contains(old));
+    assert!(ca.revoked_serials().contains(&serial));
 }
 
 #[test]
