@@ -158,6 +158,44 @@ pub struct CertificateInfo {
     pub not_after: String,
 }
 
+/// `GET /v1/tokens`: the admin API's named tokens (never their secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    /// The tokens, in the order they were added.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// One named token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Its name (audit records carry `token:NAME`).
+    pub name: String,
+    /// What it may do.
+    pub scope: crate::tokens::Scope,
+    /// When it was added (RFC 3339).
+    pub created: String,
+}
+
+/// `POST /v1/tokens`'s body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAdd {
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub scope: crate::tokens::Scope,
+}
+
+/// `POST /v1/tokens`: the token added, with its secret (shown this once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub scope: crate::tokens::Scope,
+    /// The secret: `Authorization: Bearer SECRET`. Not stored anywhere (only its hash).
+    pub secret: String,
+}
+
 /// `POST /v1/audit/witness`'s body: a gateway's checkpoint, and what ties it to the last one
 /// this witness accepted from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -65,6 +65,10 @@ pub enum Action {
     CaIntermediateInstall,
     /// The root key moved out of the state directory (kept offline from now on).
     CaRootExport,
+    /// A named admin token added (or the addition refused).
+    TokenAdd,
+    /// A named admin token revoked.
+    TokenRevoke,
     /// A witnessed checkpoint refused: another gateway's chain forked, went back or was
     /// rewritten (recorded by the witness).
     AuditWitnessAlarm,
@@ -97,6 +101,8 @@ impl Action {
         Self::CaIntermediateRenew,
         Self::CaIntermediateInstall,
         Self::CaRootExport,
+        Self::TokenAdd,
+        Self::TokenRevoke,
         Self::AuditWitnessAlarm,
         Self::MonitorAlert,
         Self::DnsReload,
@@ -121,6 +127,8 @@ impl Action {
             Self::CaIntermediateRenew => "ca_intermediate_renew",
             Self::CaIntermediateInstall => "ca_intermediate_install",
             Self::CaRootExport => "ca_root_export",
+            Self::TokenAdd => "token_add",
+            Self::TokenRevoke => "token_revoke",
             Self::AuditWitnessAlarm => "audit_witness_alarm",
             Self::MonitorAlert => "monitor_alert",
             Self::DnsReload => "dns_reload",

@@ -23,6 +23,17 @@ pub enum Scope {
     Witness,
 }
 
+impl Scope {
+    /// Its name: `read`, `admin`, `witness`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Admin => "admin",
+            Self::Witness => "witness",
+        }
+    }
+}
+
 /// One stored token: its name, scope, and the hash of its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -106,6 +106,30 @@ fn every_api_type_matches_its_schema() {
         signature: "ef".repeat(64),
     };
     check(&doc, "Checkpoint", &checkpoint);
+    let info = TokenInfo {
+        name: "prometheus".into(),
+        scope: conduit::tokens::Scope::Read,
+        created: "2026-11-29T10:00:00Z".into(),
+    };
+    check(&doc, "TokenInfo", &info);
+    check(&doc, "TokenList", &TokenList { tokens: vec![info] });
+    check(
+        &doc,
+        "TokenAdd",
+        &TokenAdd {
+            name: "gw2".into(),
+            scope: conduit::tokens::Scope::Witness,
+        },
+    );
+    check(
+        &doc,
+        "TokenCreated",
+        &TokenCreated {
+            name: "ops".into(),
+            scope: conduit::tokens::Scope::Admin,
+            secret: "s3cr3t".into(),
+        },
+    );
     for anchor in [
         None,
         Some(Anchor {

@@ -157,6 +157,41 @@ impl AdminClient {
             .await
     }
 
+    /// `GET /v1/tokens`.
+    ///
+    /// # Errors
+    /// [`AdminError`].
+    pub async fn tokens(&self) -> Result<crate::api::TokenList, AdminError> {
+        self.call(Method::GET, "/v1/tokens").await
+    }
+
+    /// `POST /v1/tokens`: adds a token, audited as this process's user; the answer holds
+    /// its secret.
+    ///
+    /// # Errors
+    /// [`AdminError`] (`Refused` with 409 when the name is taken, 400 for a bad name).
+    pub async fn add_token(
+        &self,
+        name: &str,
+        scope: crate::tokens::Scope,
+    ) -> Result<crate::api::TokenCreated, AdminError> {
+        let body = crate::api::TokenAdd {
+            name: name.to_owned(),
+            scope,
+        };
+        self.call_with(Method::POST, "/v1/tokens", Some(&body), None)
+            .await
+    }
+
+    /// `DELETE /v1/tokens/{name}`: revokes a token; the tokens left.
+    ///
+    /// # Errors
+    /// [`AdminError`] (`Refused` with 404 for no such token).
+    pub async fn revoke_token(&self, name: &str) -> Result<crate::api::TokenList, AdminError> {
+        self.call(Method::DELETE, &format!("/v1/tokens/{name}"))
+            .await
+    }
+
     /// `POST /v1/audit/checkpoint`: a signed checkpoint of the chain's head now.
     ///
     /// # Errors

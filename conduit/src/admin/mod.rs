@@ -15,6 +15,7 @@
 //! | `GET /v1/audit?limit=N` | [`AuditTail`](crate::api::AuditTail): the last N audit records (default 50) |
 //! | `POST /v1/certs/{name}/rotate` | [`CertificateInfo`](crate::api::CertificateInfo): a new key and leaf (audited `cert_rotate`) |
 //! | `POST /v1/certs/{name}/revoke` | [`Revocation`](crate::api::Revocation): the leaf revoked (the new CRL served before the answer), a new one served (audited `cert_revoke`) |
+//! | `GET`, `POST /v1/tokens`; `DELETE /v1/tokens/{name}` | [`TokenList`](crate::api::TokenList), [`TokenCreated`](crate::api::TokenCreated) (the secret, once): named tokens added and revoked (audited `token_add`, `token_revoke`) |
 //! | `POST /v1/ca/intermediate` | [`IntermediateInstalled`](crate::api::IntermediateInstalled): an intermediate signed by the offline root installed (audited `ca_intermediate_install`) |
 //! | `GET`, `POST /v1/audit/checkpoint` | the latest signed [`Checkpoint`](conduit_audit::Checkpoint) of the sealed chain; one of the head now |
 //! | `POST /v1/audit/witness` | [`WitnessReply`](crate::api::WitnessReply): another gateway's checkpoint witnessed (a fork or a rollback: 409, audited `audit_witness_alarm`) |

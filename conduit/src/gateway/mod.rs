@@ -34,6 +34,7 @@ mod services;
 mod sources;
 mod sse;
 mod tasks;
+mod tokens;
 mod witness;
 mod witnessed;
 

@@ -66,6 +66,9 @@ pub(crate) fn status_of(e: &GatewayError) -> StatusCode {
         GatewayError::Ca(conduit_ca::CaError::Unknown { .. }) => StatusCode::NOT_FOUND,
         GatewayError::Ca(_) => StatusCode::CONFLICT,
         GatewayError::Witness(w) => w.status(),
+        GatewayError::Tokens(crate::tokens::TokenError::Unknown(_)) => StatusCode::NOT_FOUND,
+        GatewayError::Tokens(crate::tokens::TokenError::Exists(_)) => StatusCode::CONFLICT,
+        GatewayError::Tokens(crate::tokens::TokenError::BadName(_)) => StatusCode::BAD_REQUEST,
         e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

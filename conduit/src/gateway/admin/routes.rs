@@ -119,6 +119,35 @@ pub(crate) async fn answer(
         }
         _ => {}
     }
+    match (req.method().clone(), parts.as_slice()) {
+        (Method::GET, ["v1", "tokens"]) => {
+            return match gw.tokens() {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => failed(&e),
+            };
+        }
+        (Method::POST, ["v1", "tokens"]) => {
+            let add: crate::api::TokenAdd = match body(req).await {
+                Ok(b) => b,
+                Err(r) => return *r,
+            };
+            return match gw.add_token(&add.name, add.scope, &caller.name).await {
+                Ok(v) => json(StatusCode::CREATED, &v),
+                Err(e) => failed(&e),
+            };
+        }
+        (Method::DELETE, ["v1", "tokens", name]) => {
+            return match gw.revoke_token(name, &caller.name).await {
+                // The tokens left.
+                Ok(()) => match gw.tokens() {
+                    Ok(v) => json(StatusCode::OK, &v),
+                    Err(e) => failed(&e),
+                },
+                Err(e) => failed(&e),
+            };
+        }
+        _ => {}
+    }
     if req.method() == Method::POST && path == "/v1/audit/witness" {
         let witnessed: crate::api::WitnessRequest = match body(req).await {
             Ok(b) => b,

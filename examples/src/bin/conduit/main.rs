@@ -211,7 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deregister { name } => register::deregister(&ctx, &name).await,
         Command::Service { command } => register::service(&ctx, command).await,
         Command::Events(args) => events::events(&ctx, args).await,
-        Command::Token { command } => token::token(&ctx, command),
+        Command::Token { command } => token::token(&ctx, command).await,
         Command::Status { json } => status::status(&ctx, json).await,
         Command::Logs(args) => logs::logs(&ctx, args).await,
         Command::Monitor(args) => monitor::monitor(&ctx, args).await,
