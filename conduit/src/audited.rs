@@ -65,6 +65,8 @@ pub enum Action {
     CaIntermediateInstall,
     /// The root key moved out of the state directory (kept offline from now on).
     CaRootExport,
+    /// The gateway's scheduled check of its own sealed chain failed (or passed again).
+    AuditVerify,
     /// A named admin token added (or the addition refused).
     TokenAdd,
     /// A named admin token revoked.
@@ -101,6 +103,7 @@ impl Action {
         Self::CaIntermediateRenew,
         Self::CaIntermediateInstall,
         Self::CaRootExport,
+        Self::AuditVerify,
         Self::TokenAdd,
         Self::TokenRevoke,
         Self::AuditWitnessAlarm,
@@ -127,6 +130,7 @@ impl Action {
             Self::CaIntermediateRenew => "ca_intermediate_renew",
             Self::CaIntermediateInstall => "ca_intermediate_install",
             Self::CaRootExport => "ca_root_export",
+            Self::AuditVerify => "audit_verify",
             Self::TokenAdd => "token_add",
             Self::TokenRevoke => "token_revoke",
             Self::AuditWitnessAlarm => "audit_witness_alarm",

@@ -226,3 +226,38 @@ fn a_witness_keeps_each_checkpoint_and_refuses_one_from_a_cut_chain_with_an_audi
         serde_json::from_slice(&std::fs::read(&witnessed).unwrap()).unwrap();
     assert_eq!(kept, seen);
 }
+
+#[test]
+fn the_gateway_notices_a_tampered_chain_and_audits_it() {
+    if !tools() {
+        return;
+    }
+    let site = Site::new("[audit]\nverify_interval = \"1s\"\n");
+    let web = common::upstream("x\n");
+    let _gw = site.serve();
+    site.register("web", &web);
+    // Someone edits a sealed record behind the gateway's back.
+    let script = format!(
+        "import sqlite3\n\
+         c = sqlite3.connect({db:?})\n\
+         c.execute(\"UPDATE capsules SET data = replace(data, 'web', 'wEb') WHERE sequence = (SELECT MAX(sequence) FROM capsules)\")\n\
+         c.commit()\n",
+        db = site.state.join("capsules.db").display().to_string()
+    );
+    ok(Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap());
+    let mut out = String::new();
+    wait_until(Duration::from_secs(15), || {
+        out = ok(site
+            .cmd()
+            .args(["logs", "--action", "audit_verify"])
+            .output()
+            .unwrap());
+        !out.is_empty()
+    });
+    assert!(out.contains("failure"), "{out}");
+    assert!(out.contains("does not verify"), "{out}");
+}

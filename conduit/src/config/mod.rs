@@ -352,6 +352,9 @@ impl ConduitConfig {
                 return bad("monitor.ssh", format!("{s:?}: {e}"));
             }
         }
+        if self.audit.verify_interval < Duration::from_secs(1) {
+            return bad("audit.verify_interval", "must be at least 1s".to_owned());
+        }
         if self.audit.checkpoint_interval < Duration::from_secs(1) {
             return bad(
                 "audit.checkpoint_interval",

@@ -217,6 +217,10 @@ pub struct AuditSettings {
     /// A root certificate (PEM) the witnesses' TLS certificates chain to, besides this
     /// gateway's own root (gateways sharing an offline root need none).
     pub witness_ca: Option<PathBuf>,
+    /// How often the gateway verifies its own sealed chain (every record's hash and link,
+    /// and the latest checkpoint) off the request path (default 6 h; at least 1 s).
+    #[serde(with = "humantime_serde")]
+    pub verify_interval: Duration,
 }
 
 impl Default for AuditSettings {
@@ -227,6 +231,7 @@ impl Default for AuditSettings {
             witnesses: Vec::new(),
             witness_token: None,
             witness_ca: None,
+            verify_interval: Duration::from_secs(6 * 3600),
         }
     }
 }

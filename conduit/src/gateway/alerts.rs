@@ -132,6 +132,19 @@ fn changes(kind: &EventKind) -> Vec<Change> {
                 _ => Vec::new(),
             }
         }
+        EventKind::Audit {
+            action,
+            success,
+            message,
+            ..
+        } if action == "audit_verify" => {
+            let k = key("ConduitAuditChainInvalid", "critical", &[]);
+            if *success {
+                vec![Change::Resolve(k)]
+            } else {
+                vec![fire(k, message)]
+            }
+        }
         EventKind::Monitor {
             raised,
             target,
@@ -388,27 +401,45 @@ mod tests {
             EventBus::new(),
         )
         .unwrap();
-        let mut apply = |kind: EventKind| {
+        fn apply(al: &mut Alerter, kind: EventKind) -> bool {
             let mut changed = false;
             for c in changes(&kind) {
                 changed |= al.apply(c);
             }
             changed
-        };
-        assert!(apply(cert("issuance_expiring")));
+        }
+        assert!(apply(&mut al, cert("issuance_expiring")));
         assert!(
-            !apply(cert("issuance_expiring")),
+            !apply(&mut al, cert("issuance_expiring")),
             "the same alert again is no change"
         );
-        assert!(apply(cert("issuance_blocked")));
-        assert!(apply(cert("issuance_ready")));
-        assert!(!apply(cert("issued")), "nothing was firing for it");
-        assert!(apply(EventKind::Monitor {
-            raised: true,
-            target: "gpu-1".into(),
-            subject: "GPU 0".into(),
-            message: "hot".into(),
-        }));
+        assert!(apply(&mut al, cert("issuance_blocked")));
+        assert!(apply(&mut al, cert("issuance_ready")));
+        assert!(!apply(&mut al, cert("issued")), "nothing was firing for it");
+        assert!(apply(
+            &mut al,
+            EventKind::Monitor {
+                raised: true,
+                target: "gpu-1".into(),
+                subject: "GPU 0".into(),
+                message: "hot".into(),
+            }
+        ));
+        let verify = |success: bool| EventKind::Audit {
+            action: "audit_verify".into(),
+            success,
+            user: "gateway".into(),
+            message: "the chain".into(),
+            sequence: None,
+            timestamp: "2026-11-29T10:00:00Z".into(),
+            details: serde_json::Map::new(),
+        };
+        assert!(apply(&mut al, verify(false)));
+        assert_eq!(
+            names(&al),
+            ["ConduitAuditChainInvalid", "ConduitMonitorAlert"]
+        );
+        assert!(apply(&mut al, verify(true)));
         assert_eq!(names(&al), ["ConduitMonitorAlert"]);
         // Every resolved one waits for delivery, with its end.
         let resolved: Vec<&str> = al
@@ -418,11 +449,15 @@ mod tests {
             .collect();
         assert_eq!(
             resolved,
-            ["ConduitIntermediateExpiring", "ConduitIssuanceBlocked"]
+            [
+                "ConduitIntermediateExpiring",
+                "ConduitIssuanceBlocked",
+                "ConduitAuditChainInvalid"
+            ]
         );
         assert!(al.resolved.iter().all(|a| a.ends_at.is_some()));
         // Nothing listens on port 9: the delivery fails and keeps them for the next try.
         assert!(!al.deliver().await);
-        assert_eq!(al.resolved.len(), 2);
+        assert_eq!(al.resolved.len(), 3);
     }
 }

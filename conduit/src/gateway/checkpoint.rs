@@ -215,3 +215,60 @@ pub(super) async fn run(
         witnesses.send(&cp, &latest).await;
     }
 }
+
+/// Verifies the chain every `interval` on the blocking pool (every record's hash and link,
+/// then the latest kept checkpoint), and audits a failure as `audit_verify` (and the
+/// recovery after one); the record is also an `audit` event, which the alerter turns into
+/// `ConduitAuditChainInvalid`.
+pub(super) async fn verify(
+    cp: Arc<Checkpointer>,
+    interval: Duration,
+    rep: super::tasks::Reporter,
+    stop: CancellationToken,
+) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let db = cp.db.clone();
+        let latest = cp.latest();
+        let checked = tokio::task::spawn_blocking(move || -> Result<Option<String>, AuditError> {
+            let store = CapsuleStore::open(&db)?;
+            let report = store.verify(conduit_audit::Level::Full, None)?;
+            if let Some(e) = report.errors.first() {
+                return Ok(Some(format!("{} (capsule {})", e.error, e.capsule_id)));
+            }
+            if let Some(c) = latest
+                && let Err(why) = store.verify_checkpoint(&c)?
+            {
+                return Ok(Some(why.to_string()));
+            }
+            Ok(None)
+        })
+        .await;
+        let problem = match checked {
+            Ok(Ok(p)) => p,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the sealed chain could not be read for verification");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        match (problem, failing) {
+            (Some(why), _) => {
+                tracing::error!(%why, "the sealed audit chain does not verify");
+                let msg = format!("The sealed audit chain does not verify: {why}");
+                rep.audit_verify(false, msg, &why).await;
+                failing = true;
+            }
+            (None, true) => {
+                rep.audit_verify(true, "The sealed audit chain verifies again".to_owned(), "")
+                    .await;
+                failing = false;
+            }
+            (None, false) => {}
+        }
+    }
+}

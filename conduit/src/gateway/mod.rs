@@ -325,6 +325,12 @@ impl Gateway {
                 &roots,
                 events.clone(),
             )?;
+            tracker.spawn(checkpoint::verify(
+                cp.clone(),
+                s.audit.verify_interval,
+                rep.clone(),
+                token.clone(),
+            ));
             tracker.spawn(checkpoint::run(
                 cp,
                 s.audit.checkpoint_interval,

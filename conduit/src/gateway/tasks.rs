@@ -31,6 +31,12 @@ impl Reporter {
         record(&*self.log, action, ok, msg, &self.user, details).await;
     }
 
+    /// Audits a scheduled chain check (`audit_verify`).
+    pub(super) async fn audit_verify(&self, ok: bool, msg: String, problem: &str) {
+        self.record(Action::AuditVerify, ok, msg, json!({"problem": problem}))
+            .await;
+    }
+
     fn certificate(&self, change: &str, name: &str, message: &str) {
         self.bus.publish(EventKind::Certificate {
             change: change.to_owned(),
