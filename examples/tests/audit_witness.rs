@@ -240,7 +240,9 @@ fn the_gateway_notices_a_tampered_chain_and_audits_it() {
     let script = format!(
         "import sqlite3\n\
          c = sqlite3.connect({db:?})\n\
-         c.execute(\"UPDATE capsules SET data = replace(data, 'web', 'wEb') WHERE sequence = (SELECT MAX(sequence) FROM capsules)\")\n\
+         n = c.execute(\"UPDATE capsules SET data = replace(data, 'Initialized', 'Initialised') WHERE sequence = 0\").rowcount\n\
+         c.commit()\n\
+         assert n == 1 and c.execute(\"SELECT data LIKE '%Initialised%' FROM capsules WHERE sequence = 0\").fetchone()[0] == 1\n\
          c.commit()\n",
         db = site.state.join("capsules.db").display().to_string()
     );
