@@ -152,7 +152,9 @@ fn with_the_root_offline_a_gateway_starts_says_issuance_is_blocked_and_a_signed_
     c.args(["ca", "export-root-key", "--out"])
         .arg(site.state.join("copy"));
     let out = c.output().unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(why.contains("is inside the state directory"), "{why}");
 
     let web = common::upstream("hello\n");
 
