@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use super::ca::rfc3339;
 use super::http_out::Target;
 use crate::events::{Event, EventBus, EventKind};
 
@@ -38,11 +39,6 @@ struct Postable {
 
 /// What an alert is, by its labels.
 type Key = BTreeMap<String, String>;
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 
 fn key(name: &str, severity: &str, extra: &[(&str, &str)]) -> Key {
     let mut k = Key::new();

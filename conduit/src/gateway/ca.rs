@@ -18,7 +18,8 @@ pub const ROOT_CRL_PATH: &str = "/ca/root-crl.der";
 
 const CRL_TYPE: &str = "application/pkix-crl";
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
+/// A time as RFC 3339 (what the API and alerts carry).
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
