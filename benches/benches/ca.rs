@@ -19,6 +19,7 @@ fn benches(c: &mut Criterion) {
     let req = IssueRequest {
         dns_names: vec!["grafana.internal".into()],
         ip_addresses: vec!["10.8.0.2".parse().unwrap()],
+        client_auth: false,
     };
     let mut g = c.benchmark_group("ca");
     g.bench_function("issue_p256_leaf", |b| {
@@ -38,6 +39,7 @@ fn benches(c: &mut Criterion) {
             &IssueRequest {
                 dns_names: chunk.to_vec(),
                 ip_addresses: vec![],
+                client_auth: false,
             },
             None,
             None,

@@ -210,9 +210,13 @@ impl CertIssuer for LocalIssuer {
     async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, CaError> {
         let req = req.clone();
         self.blocking("issue a certificate", move |ca, now, _| {
-            ca.read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .issue_at(&req, None, None, false, now)
+            ca.read().unwrap_or_else(PoisonError::into_inner).issue_at(
+                &req,
+                None,
+                None,
+                req.client_auth,
+                now,
+            )
         })
         .await
     }

@@ -89,6 +89,9 @@ pub struct IssueRequest {
     pub dns_names: Vec<String>,
     /// IP subject alternative names.
     pub ip_addresses: Vec<IpAddr>,
+    /// A client certificate too (the `clientAuth` extended key usage, for mTLS), not only
+    /// a server one.
+    pub client_auth: bool,
 }
 
 /// A leaf certificate and its key, in PEM.
@@ -338,7 +341,13 @@ pub trait CertIssuer: Send + Sync + fmt::Debug {
 #[async_trait::async_trait]
 impl CertIssuer for LocalCa {
     async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, CaError> {
-        self.issue_at(req, None, None, false, time::OffsetDateTime::now_utc())
+        self.issue_at(
+            req,
+            None,
+            None,
+            req.client_auth,
+            time::OffsetDateTime::now_utc(),
+        )
     }
 
     async fn revoke(&self, serial_hex: &str) -> Result<(), CaError> {

@@ -53,6 +53,25 @@ pub struct Authority {
     patched: bool,
     /// The configuration it was built with (a state built with another is not reused).
     config: ZoneConfig,
+    /// Each service's domain (lower-case wire form) and its name: whose a queried name is
+    /// when names are hidden per client.
+    owners: std::collections::HashMap<Box<[u8]>, conduit_registry::ServiceName>,
+}
+
+/// Each service's domain in lower-case wire form, with the service's name.
+fn owners_of(
+    services: &[Arc<ServiceRecord>],
+) -> std::collections::HashMap<Box<[u8]>, conduit_registry::ServiceName> {
+    services
+        .iter()
+        .filter_map(|s| {
+            let name = crate::zone::domain_to_name(s.domain()).ok()?;
+            Some((
+                crate::zone::name_wire(&name).into_boxed_slice(),
+                s.name().clone(),
+            ))
+        })
+        .collect()
 }
 
 mod build;
@@ -128,6 +147,49 @@ impl Authority {
         self.respond_parsed(packet, &q, edns, limit, out)
     }
 
+    /// [`respond`](Self::respond) for the client at `client`, with names it may not reach
+    /// hidden: a name of a service `policy` does not let it reach (the service's domain, the
+    /// names under it, a PTR name pointing at it) gets NXDOMAIN, for every type.
+    pub fn respond_to(
+        &self,
+        client: IpAddr,
+        policy: &conduit_registry::access::Evaluator,
+        packet: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Disposition {
+        if let Ok((q, edns)) = read_query(packet, out)
+            && q.qclass == CLASS_IN
+            && edns.is_none_or(|e| e.version == 0)
+            && let Some(service) = self.owner(q.lower())
+            && !policy.visible(client, service)
+            && let Some((zone, offset)) = self.zone_of(q.lower())
+            && self.negative(packet, &q, edns, zone, offset, limit(transport, edns), out)
+        {
+            return Disposition::Reply;
+        }
+        self.respond(packet, transport, out)
+    }
+
+    /// The service a lower-case wire name belongs to: the service's domain or a name under
+    /// it (its SRV names), or a PTR name whose target is one.
+    fn owner(&self, lower: &[u8]) -> Option<&conduit_registry::ServiceName> {
+        let mut i = 0;
+        while i < lower.len() && lower[i] != 0 {
+            if let Some(s) = self.owners.get(&lower[i..]) {
+                return Some(s);
+            }
+            i += 1 + usize::from(lower[i]);
+        }
+        let records = self.records.nodes.get(&name_from_wire(lower))?;
+        records.iter().find_map(|r| match &r.data {
+            RData::PTR(target) => self
+                .owners
+                .get(crate::zone::name_wire(&target.0).as_slice()),
+            _ => None,
+        })
+    }
+
     /// The same as [`respond`](Self::respond) without the precomputed answers: the
     /// reference the fast path is tested against.
     #[doc(hidden)]
@@ -160,26 +222,48 @@ impl Authority {
             && !matches!(q.qtype, 251 | 252)
             && let Some((zone, offset)) = self.zone_of(q.lower())
             && !self.answers.has_name(q.lower())
+            && self.negative(packet, q, edns, zone, offset, limit, out)
         {
-            let soa = &zone.negative_soa_tail;
-            let total = q.end + 2 + soa.len() + if edns.is_some() { 11 } else { 0 };
-            if total <= limit {
-                out.extend_from_slice(&q.id);
-                out.push(QR | AA | (q.flags[0] & RD));
-                out.push((q.flags[1] & CD) | ResponseCode::NXDomain.low());
-                out.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, u8::from(edns.is_some())]);
-                out.extend_from_slice(&packet[12..q.end]);
-                out.extend_from_slice(&(0xc000 | (12 + offset as u16)).to_be_bytes());
-                out.extend_from_slice(soa);
-                if let Some(e) = edns {
-                    out.extend_from_slice(&[0, 0, 41]);
-                    out.extend_from_slice(&Self::MAX_UDP_PAYLOAD.to_be_bytes());
-                    out.extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
-                }
-                return Disposition::Reply;
-            }
+            return Disposition::Reply;
         }
         self.build_response(q, edns, limit, out)
+    }
+
+    /// Writes the zone's negative answer (NXDOMAIN with its SOA) for `q`; `false` when it
+    /// does not fit in `limit`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one query, read once"
+    )]
+    fn negative(
+        &self,
+        packet: &[u8],
+        q: &Question<'_>,
+        edns: Option<ClientEdns>,
+        zone: &ZoneApex,
+        offset: usize,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let soa = &zone.negative_soa_tail;
+        let total = q.end + 2 + soa.len() + if edns.is_some() { 11 } else { 0 };
+        if total > limit {
+            return false;
+        }
+        out.clear();
+        out.extend_from_slice(&q.id);
+        out.push(QR | AA | (q.flags[0] & RD));
+        out.push((q.flags[1] & CD) | ResponseCode::NXDomain.low());
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, u8::from(edns.is_some())]);
+        out.extend_from_slice(&packet[12..q.end]);
+        out.extend_from_slice(&(0xc000 | (12 + offset as u16)).to_be_bytes());
+        out.extend_from_slice(soa);
+        if let Some(e) = edns {
+            out.extend_from_slice(&[0, 0, 41]);
+            out.extend_from_slice(&Self::MAX_UDP_PAYLOAD.to_be_bytes());
+            out.extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+        }
+        true
     }
 
     /// The closest enclosing zone of a lower-case wire name, with the offset of the zone's

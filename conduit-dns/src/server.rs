@@ -28,6 +28,12 @@ pub struct DnsHandle {
 }
 
 impl DnsHandle {
+    /// Hides from each client the names of services `policy` does not let it reach (they
+    /// get NXDOMAIN for every type), from the next query on; `None` shows every name.
+    pub fn set_visibility(&self, policy: Option<Arc<conduit_registry::access::Evaluator>>) {
+        self.shared.visibility.store(policy);
+    }
+
     /// The current zone state.
     pub fn authority(&self) -> Arc<Authority> {
         self.shared.authority()
@@ -170,6 +176,7 @@ impl DnsServerBuilder {
             counters: Counters::default(),
             forwards: tokio_util::task::TaskTracker::new(),
             reloads: tokio::sync::watch::Sender::new(None),
+            visibility: arc_swap::ArcSwapOption::empty(),
         });
 
         let mut udp = Vec::new();

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) forwards: tokio_util::task::TaskTracker,
     /// The last zone swapped in (for whoever watches reloads).
     pub(crate) reloads: tokio::sync::watch::Sender<Option<crate::ZoneReload>>,
+    /// When set, names a client may not reach are hidden from it (split horizon).
+    pub(crate) visibility: arc_swap::ArcSwapOption<conduit_registry::access::Evaluator>,
 }
 
 impl Shared {

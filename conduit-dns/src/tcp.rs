@@ -244,7 +244,7 @@ async fn connection(
             let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
             if buf.len() >= 2 + len {
                 let query: Vec<u8> = buf.drain(..2 + len).skip(2).collect();
-                answer(&mut stream, shared, &query, &mut out, &mut counts).await?;
+                answer(&mut stream, peer, shared, &query, &mut out, &mut counts).await?;
                 answered += 1;
                 quiet_since = Instant::now();
                 me.quiet_from_now();
@@ -284,13 +284,17 @@ async fn connection(
 
 async fn answer(
     stream: &mut TcpStream,
+    peer: SocketAddr,
     shared: &Shared,
     query: &[u8],
     out: &mut Vec<u8>,
     counts: &mut LocalCounts,
 ) -> std::io::Result<()> {
     let authority = shared.authority();
-    let disposition = authority.respond(query, Transport::Tcp, out);
+    let disposition = match &*shared.visibility.load() {
+        Some(policy) => authority.respond_to(peer.ip(), policy, query, Transport::Tcp, out),
+        None => authority.respond(query, Transport::Tcp, out),
+    };
     match disposition {
         Disposition::Reply => counts.add(out),
         Disposition::Drop => counts.dropped += 1,

@@ -74,11 +74,18 @@ pub(crate) fn udp_loop(
             }
         }
         let authority = shared.authority();
+        let visibility = shared.visibility.load();
         replies.clear();
         for (i, &(len, addr)) in received.iter().enumerate() {
             let Some(addr) = addr else { continue };
             let packet = &bufs[i][..len];
-            match authority.respond(packet, Transport::Udp, &mut outs[i]) {
+            let disposition = match (&*visibility, to_socket_addr(&addr)) {
+                (Some(policy), Some(peer)) => {
+                    authority.respond_to(peer.ip(), policy, packet, Transport::Udp, &mut outs[i])
+                }
+                _ => authority.respond(packet, Transport::Udp, &mut outs[i]),
+            };
+            match disposition {
                 Disposition::Reply => {
                     counts.add(&outs[i]);
                     replies.push((i, addr));

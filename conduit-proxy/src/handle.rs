@@ -25,6 +25,44 @@ impl ProxyHandle {
         self.shared.published.set(path, doc);
     }
 
+    /// Enforces `control` from the next request on (`None`: every request goes on). A
+    /// connection already open keeps its streams; each new request is decided by the
+    /// policy in force when it arrives. With client authentication, connections whose SNI
+    /// names a service that wants a certificate are asked for one.
+    ///
+    /// # Errors
+    /// [`ProxyError::Tls`](crate::ProxyError::Tls) when the certificate-asking TLS
+    /// configuration cannot be built; the previous policy stays in force.
+    pub fn set_access(
+        &self,
+        control: Option<crate::AccessControl>,
+    ) -> Result<(), crate::ProxyError> {
+        let Some(control) = control else {
+            self.shared.access.store(None);
+            return Ok(());
+        };
+        let mtls = match (&control.client_auth, &self.shared.tls) {
+            (Some(auth), Some(base)) if control.evaluator.any_wants_cert() => {
+                Some(crate::policy::mtls_config(
+                    &base.config,
+                    Arc::clone(&base.certs),
+                    base.versions,
+                    Arc::clone(&auth.verifier),
+                )?)
+            }
+            _ => None,
+        };
+        self.shared
+            .access
+            .store(Some(Arc::new(crate::policy::Enforced { control, mtls })));
+        Ok(())
+    }
+
+    /// Every request refused by the access policy from now on.
+    pub fn access_denials(&self) -> broadcast::Receiver<crate::AccessDenied> {
+        self.shared.access_tx.subscribe()
+    }
+
     /// The counters now.
     pub fn stats(&self) -> ProxyStats {
         self.shared.counters.snapshot()

@@ -65,6 +65,7 @@ mod headers;
 mod health;
 mod listener;
 mod metrics;
+mod policy;
 mod pool;
 mod published;
 mod request_body;
@@ -85,6 +86,7 @@ pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeou
 pub use failure::{FailureSide, UpstreamError};
 pub use handle::ProxyHandle;
 pub use metrics::{LATENCY_BUCKETS, ProxyStats};
+pub use policy::{AccessControl, AccessDenied, ClientAuth, IdentifyClient};
 pub use published::Document;
 pub use response_body::ResponseBody;
 pub use routes::{CheckSource, HealthEvent, UpstreamStatus};

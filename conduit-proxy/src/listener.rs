@@ -127,8 +127,11 @@ async fn serve_tls(
     if conn.pressure {
         handshake_time = handshake_time.min(Duration::from_secs(2));
     }
+    // The policy at the handshake: it says which names are asked for a certificate and
+    // who a certificate names.
+    let enforced = shared.access.load_full().filter(|e| e.mtls.is_some());
     let handshake = tokio::select! {
-        r = tokio::time::timeout(handshake_time, acceptor.accept(tcp)) => r,
+        r = tokio::time::timeout(handshake_time, handshake(shared, &acceptor, enforced.as_deref(), tcp)) => r,
         () = conn.state.evict.notified() => {
             tracing::debug!(%peer, "handshake dropped to make room");
             return;
@@ -150,7 +153,16 @@ async fn serve_tls(
     let (_, session) = tls.get_ref();
     let is_h2 = session.alpn_protocol() == Some(b"h2");
     conn.state.handshaken();
-    let info = ConnInfo::new(peer.ip(), session.server_name(), true)
+    let mut info = ConnInfo::new(peer.ip(), session.server_name(), true);
+    if let (Some(e), Some(leaf)) = (
+        &enforced,
+        session.peer_certificates().and_then(|c| c.first()),
+    ) && let Some(auth) = &e.control.client_auth
+    {
+        // Verified by the handshake; named here, once per connection.
+        info.cert = (auth.identify)(leaf);
+    }
+    let info = info
         .on_port(local_port)
         .trusting(&shared.config.trusted_proxies)
         .admitted(Arc::clone(&conn.state));
@@ -169,6 +181,27 @@ async fn serve_tls(
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }
+}
+
+/// The TLS handshake: with a policy that asks some names for client certificates, the
+/// ClientHello is read first and its SNI picks the configuration.
+async fn handshake(
+    shared: &Shared,
+    acceptor: &TlsAcceptor,
+    enforced: Option<&crate::policy::Enforced>,
+    tcp: TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let Some(enforced) = enforced else {
+        return acceptor.accept(tcp).await;
+    };
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    let config = start
+        .client_hello()
+        .server_name()
+        .and_then(|sni| enforced.mtls_for(shared, sni))
+        .unwrap_or_else(|| Arc::clone(acceptor.config()));
+    start.into_stream(config).await
 }
 
 /// A plain-HTTP connection: services registered without TLS are proxied, TLS services are

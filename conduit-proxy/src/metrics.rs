@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub(crate) no_route: AtomicU64,
     pub(crate) no_healthy: AtomicU64,
     pub(crate) too_large: AtomicU64,
+    pub(crate) access_denied: AtomicU64,
     pub(crate) connections: AtomicU64,
     pub(crate) connections_open: AtomicU64,
     pub(crate) tls_failures: AtomicU64,
@@ -80,6 +81,7 @@ impl Counters {
             no_route: g(&self.no_route),
             no_healthy_upstream: g(&self.no_healthy),
             body_too_large: g(&self.too_large),
+            access_denied: g(&self.access_denied),
             connections: g(&self.connections),
             connections_open: g(&self.connections_open),
             tls_handshake_failures: g(&self.tls_failures),
@@ -114,6 +116,8 @@ pub struct ProxyStats {
     pub no_healthy_upstream: u64,
     /// Requests refused with 413.
     pub body_too_large: u64,
+    /// Requests refused with 403 by the access policy.
+    pub access_denied: u64,
     /// Client connections accepted.
     pub connections: u64,
     /// Client connections open now.
@@ -178,6 +182,11 @@ impl ProxyStats {
             "body_too_large_total",
             "Requests refused with 413.",
             self.body_too_large,
+        );
+        counter(
+            "access_denied_total",
+            "Requests refused with 403 by the access policy.",
+            self.access_denied,
         );
         counter(
             "connections_total",

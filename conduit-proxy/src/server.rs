@@ -114,11 +114,18 @@ impl ProxyServerBuilder {
                     what: "a certificate resolver for its HTTPS listener (ProxyServerBuilder::certificates)",
                 });
             }
-            (false, Some(certs)) => Some(TlsAcceptor::from(server_tls(&config, certs)?)),
+            (false, Some(certs)) => Some(TlsBase::new(&config, certs)?),
         };
         let since = registry.revision().await?;
         let services = registry.list(ListFilter::Active).await?;
-        let shared = shared(config, &services)?;
+        let mut shared = shared(config, &services)?;
+        let acceptor = acceptor.map(|base| {
+            let acceptor = TlsAcceptor::from(Arc::clone(&base.config));
+            if let Some(s) = Arc::get_mut(&mut shared) {
+                s.tls = Some(base);
+            }
+            acceptor
+        });
         let mut https = Vec::new();
         for addr in self.https {
             https.push(bind(addr).await?);
@@ -158,6 +165,9 @@ pub(crate) fn shared(
         health_tx,
         tunnels: watch::channel(0).0,
         published: crate::published::Published::default(),
+        access: arc_swap::ArcSwapOption::empty(),
+        access_tx: broadcast::channel(1024).0,
+        tls: None,
         hsts: config
             .hsts
             .and_then(|d| http::HeaderValue::from_str(&format!("max-age={}", d.as_secs())).ok()),
@@ -208,25 +218,38 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ProxyError> {
         .map_err(|source| ProxyError::Bind { addr, source })
 }
 
-fn server_tls(
-    config: &ProxyConfig,
-    certs: Arc<dyn ResolvesServerCert>,
-) -> Result<Arc<rustls::ServerConfig>, ProxyError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = match config.tls {
-        TlsVersions::Tls12And13 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        _ => &[&rustls::version::TLS13],
-    };
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .map_err(|e| ProxyError::Tls(Box::new(e)))?
-        .with_no_client_auth()
-        .with_cert_resolver(certs);
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // Stateless resumption tickets, rotated by rustls every 6 hours.
-    tls.ticketer =
-        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| ProxyError::Tls(Box::new(e)))?;
-    Ok(Arc::new(tls))
+/// The HTTPS configuration and what built it: an mTLS variant is built from the same parts.
+pub(crate) struct TlsBase {
+    pub(crate) config: Arc<rustls::ServerConfig>,
+    pub(crate) certs: Arc<dyn ResolvesServerCert>,
+    pub(crate) versions: &'static [&'static rustls::SupportedProtocolVersion],
+}
+
+impl TlsBase {
+    fn new(config: &ProxyConfig, certs: Arc<dyn ResolvesServerCert>) -> Result<Self, ProxyError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        let versions: &'static [&'static rustls::SupportedProtocolVersion] = match config.tls {
+            TlsVersions::Tls12And13 => &BOTH,
+            _ => &TLS13,
+        };
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .map_err(|e| ProxyError::Tls(Box::new(e)))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&certs));
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Stateless resumption tickets, rotated by rustls every 6 hours.
+        tls.ticketer =
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| ProxyError::Tls(Box::new(e)))?;
+        Ok(Self {
+            config: Arc::new(tls),
+            certs,
+            versions,
+        })
+    }
 }
 
 fn connector(config: &ProxyConfig) -> Result<Connector, ProxyError> {

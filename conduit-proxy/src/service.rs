@@ -174,6 +174,10 @@ async fn route(
         crate::request_body::drain(req.into_body());
         return (answer, None);
     }
+    if let Some(denied) = crate::policy::check(s, c, &route, req.method(), req.uri().path()) {
+        crate::request_body::drain(req.into_body());
+        return (denied, None);
+    }
     if let Some(max) = route.body_limit
         && content_length(req.headers()).is_some_and(|n| n > max)
     {

@@ -31,6 +31,12 @@ pub(crate) struct Shared {
     pub(crate) hsts: Option<HeaderValue>,
     /// What the plain-HTTP listeners serve themselves (CRLs).
     pub(crate) published: crate::published::Published,
+    /// The access policy in force (none: every request goes on).
+    pub(crate) access: arc_swap::ArcSwapOption<crate::policy::Enforced>,
+    /// Refused requests, for whoever reports them.
+    pub(crate) access_tx: broadcast::Sender<crate::policy::AccessDenied>,
+    /// The HTTPS configuration and what built it (an mTLS variant is built from them).
+    pub(crate) tls: Option<crate::server::TlsBase>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -94,6 +100,8 @@ pub(crate) struct ConnInfo {
     pub(crate) admitted: Option<Arc<crate::admission::ConnState>>,
     /// The SNI name of a TLS connection (lower case).
     pub(crate) sni: Option<Box<str>>,
+    /// The peer named by a verified client certificate.
+    pub(crate) cert: Option<Box<str>>,
     pub(crate) https: bool,
     /// On a plain-HTTP connection: the HTTPS port that TLS services are redirected to.
     pub(crate) redirect_port: u16,
@@ -118,6 +126,7 @@ impl ConnInfo {
             sni_host_port: None,
             admitted: None,
             sni: sni.map(|s| s.to_ascii_lowercase().into_boxed_str()),
+            cert: None,
             https,
             redirect_port: 443,
         }

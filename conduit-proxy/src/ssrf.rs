@@ -6,11 +6,9 @@
 //! allow-list of networks and names. It is applied when routes are built and again at
 //! connect time to every address a name resolves to (DNS rebinding).
 
-use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -18,93 +16,8 @@ use conduit_registry::{DomainName, Endpoint, Host};
 use hyper_util::client::legacy::connect::dns::Name;
 
 use crate::ProxyError;
-
-/// An IPv4 or IPv6 network, `10.0.0.0/8` or `fd00::/8` (a bare address is a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-/// Why a string is not an address or CIDR network.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CidrError {
-    /// Not `ADDRESS` or `ADDRESS/PREFIX`.
-    #[error("{input:?} is not an address or CIDR network")]
-    NotNetwork {
-        /// What was given.
-        input: String,
-    },
-    /// The prefix is longer than the address.
-    #[error("prefix /{prefix} is longer than {max} bits")]
-    PrefixTooLong {
-        /// The prefix given.
-        prefix: u8,
-        /// The address's length in bits.
-        max: u8,
-    },
-}
-
-impl Cidr {
-    /// The network of `addr` with `prefix` bits.
-    ///
-    /// # Errors
-    /// [`CidrError::PrefixTooLong`] when the prefix is longer than the address.
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(CidrError::PrefixTooLong { prefix, max });
-        }
-        Ok(Self { addr, prefix })
-    }
-
-    /// Whether `ip` is inside (an IPv4-mapped IPv6 address counts as its IPv4 address).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = CidrError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || CidrError::NotNetwork {
-            input: s.to_owned(),
-        };
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| bad())?,
-            None if addr.is_ipv4() => 32,
-            None => 128,
-        };
-        Self::new(addr, prefix)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
+pub(crate) use conduit_registry::canonical_ip as canonical;
+pub use conduit_registry::{Cidr, CidrError};
 
 /// Names of cloud metadata services, refused unless allow-listed.
 const METADATA_NAMES: &[&str] = &[
@@ -124,14 +37,6 @@ fn is_metadata_ip(ip: IpAddr) -> bool {
             v4 == Ipv4Addr::new(100, 100, 100, 200) || v4 == Ipv4Addr::new(192, 0, 0, 192)
         }
         IpAddr::V6(v6) => v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
-    }
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) as the IPv4 address it carries.
-pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -334,21 +239,6 @@ impl tower_service::Service<Name> for GuardedResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cidr_contains() {
-        let n: Cidr = "10.0.0.0/8".parse().unwrap();
-        assert!(n.contains("10.255.0.1".parse().unwrap()));
-        assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
-        assert!(!n.contains("11.0.0.1".parse().unwrap()));
-        let all: Cidr = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains("1.2.3.4".parse().unwrap()));
-        let v6: Cidr = "fd00::/8".parse().unwrap();
-        assert!(v6.contains("fd12::1".parse().unwrap()));
-        assert!(!v6.contains("fe80::1".parse().unwrap()));
-        "10.0.0.0/33".parse::<Cidr>().unwrap_err();
-        "nonsense".parse::<Cidr>().unwrap_err();
-    }
 
     #[test]
     fn defaults_refuse_metadata_link_local_loopback() {

@@ -93,6 +93,25 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// An access policy was refused as a whole (nothing was stored).
+    #[error("access policy refused: {0}")]
+    InvalidPolicy(#[from] crate::access::PolicyError),
+    /// The access policy changed since it was read (compare-and-swap lost).
+    #[error(
+        "the access policy changed concurrently: expected revision {expected}, found {actual}; read it again and retry"
+    )]
+    PolicyConflict {
+        /// The revision the caller based its change on.
+        expected: u64,
+        /// The revision found.
+        actual: u64,
+    },
+    /// This backend does not store what was asked for.
+    #[error("this registry backend cannot store {what}")]
+    Unsupported {
+        /// What (`an access policy`).
+        what: &'static str,
+    },
     /// A background task of the registry stopped (the runtime is shutting down).
     #[error("registry worker stopped: {0}")]
     Worker(String),
@@ -114,7 +133,10 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::LockTimeout { .. } | Self::Conflict { .. } | Self::Io { .. }
+            Self::LockTimeout { .. }
+                | Self::Conflict { .. }
+                | Self::PolicyConflict { .. }
+                | Self::Io { .. }
         )
     }
 }

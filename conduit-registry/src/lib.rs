@@ -50,6 +50,8 @@
 // Loading, absorbing and I/O helpers serve the file backend only.
 #![cfg_attr(not(feature = "file"), allow(dead_code))]
 
+pub mod access;
+mod cidr;
 mod endpoint;
 mod error;
 #[cfg(feature = "file")]
@@ -66,6 +68,7 @@ mod table;
 pub mod testing;
 mod watch;
 
+pub use cidr::{Cidr, CidrError, canonical_ip};
 pub use endpoint::{Endpoint, EndpointError, Host, Scheme};
 pub use error::RegistryError;
 #[cfg(feature = "file")]

@@ -65,7 +65,7 @@ pub enum NameError {
 }
 
 /// Checks one label and appends its lower-case form to `out`.
-fn push_label(
+pub(crate) fn push_label(
     kind: &'static str,
     input: &str,
     label: &str,

@@ -5,6 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use async_trait::async_trait;
 
+use crate::access::{AccessPolicy, StoredPolicy};
 use crate::table::Table;
 use crate::watch::{ChangeFeed, DEFAULT_JOURNAL_CAPACITY};
 use crate::{RegistryError, RegistryEvent, Revision, ServiceName, ServiceRecord, Timestamp, Watch};
@@ -89,6 +90,37 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// Every change after `since`, in revision order; `Revision::ZERO` replays the state of
     /// every record, [`Registry::revision`] starts from now.
     fn watch(&self, since: Revision) -> Watch;
+
+    /// The access policy: peers, grants, services requiring a client certificate. A
+    /// backend that stores none has the empty policy (every service open).
+    ///
+    /// # Errors
+    /// A storage failure.
+    async fn access_policy(&self) -> Result<Arc<StoredPolicy>, RegistryError> {
+        Ok(Arc::default())
+    }
+
+    /// Validates `policy` as a whole and stores it, if the stored one is still at revision
+    /// `expected` (compare-and-swap); the stored revision becomes `expected + 1`.
+    ///
+    /// # Errors
+    /// [`RegistryError::InvalidPolicy`], [`RegistryError::PolicyConflict`],
+    /// [`RegistryError::Unsupported`] for a backend without a policy, or a storage failure.
+    async fn set_access_policy(
+        &self,
+        policy: AccessPolicy,
+        expected: u64,
+    ) -> Result<Arc<StoredPolicy>, RegistryError> {
+        let _ = (policy, expected);
+        Err(RegistryError::Unsupported {
+            what: "an access policy",
+        })
+    }
+
+    /// The policy now, then every stored change (the latest one wins).
+    fn watch_access_policy(&self) -> crate::access::PolicyWatch {
+        tokio::sync::watch::channel(Arc::default()).1
+    }
 }
 
 /// A shared registry is a registry: `Arc<dyn Registry>` can be wrapped (an audited
@@ -126,6 +158,22 @@ impl<T: Registry + ?Sized> Registry for Arc<T> {
     fn watch(&self, since: Revision) -> Watch {
         (**self).watch(since)
     }
+
+    async fn access_policy(&self) -> Result<Arc<StoredPolicy>, RegistryError> {
+        (**self).access_policy().await
+    }
+
+    async fn set_access_policy(
+        &self,
+        policy: AccessPolicy,
+        expected: u64,
+    ) -> Result<Arc<StoredPolicy>, RegistryError> {
+        (**self).set_access_policy(policy, expected).await
+    }
+
+    fn watch_access_policy(&self) -> crate::access::PolicyWatch {
+        (**self).watch_access_policy()
+    }
 }
 
 /// Where the registry's state lives in memory: the table plus its change feed. Shared by the
@@ -133,6 +181,7 @@ impl<T: Registry + ?Sized> Registry for Arc<T> {
 pub(crate) struct State {
     table: RwLock<Table>,
     feed: ChangeFeed,
+    pub(crate) policy: PolicyCell,
 }
 
 impl State {
@@ -151,6 +200,7 @@ impl State {
                             .unwrap_or_default()
                     }),
                 ),
+                policy: PolicyCell::default(),
             }
         })
     }
@@ -313,4 +363,78 @@ impl Registry for InMemoryRegistry {
     fn watch(&self, since: Revision) -> Watch {
         self.state.watch(since)
     }
+
+    async fn access_policy(&self) -> Result<Arc<StoredPolicy>, RegistryError> {
+        Ok(self.state.policy.get())
+    }
+
+    async fn set_access_policy(
+        &self,
+        policy: AccessPolicy,
+        expected: u64,
+    ) -> Result<Arc<StoredPolicy>, RegistryError> {
+        self.state.policy.replace(policy, expected)
+    }
+
+    fn watch_access_policy(&self) -> crate::access::PolicyWatch {
+        self.state.policy.subscribe()
+    }
+}
+
+/// The access policy in memory and its watchers (shared by the in-memory and file backends).
+#[derive(Debug)]
+pub(crate) struct PolicyCell(tokio::sync::watch::Sender<Arc<StoredPolicy>>);
+
+impl Default for PolicyCell {
+    fn default() -> Self {
+        Self(tokio::sync::watch::Sender::new(Arc::default()))
+    }
+}
+
+impl PolicyCell {
+    pub(crate) fn get(&self) -> Arc<StoredPolicy> {
+        Arc::clone(&self.0.borrow())
+    }
+
+    pub(crate) fn subscribe(&self) -> crate::access::PolicyWatch {
+        self.0.subscribe()
+    }
+
+    /// Adopts a policy read from storage (published when its revision differs).
+    pub(crate) fn absorb(&self, stored: StoredPolicy) {
+        self.0.send_if_modified(|cur| {
+            let changed = cur.revision != stored.revision || cur.policy != stored.policy;
+            if changed {
+                *cur = Arc::new(stored);
+            }
+            changed
+        });
+    }
+
+    /// Checks and stores a new policy in memory (the in-memory backend).
+    pub(crate) fn replace(
+        &self,
+        policy: AccessPolicy,
+        expected: u64,
+    ) -> Result<Arc<StoredPolicy>, RegistryError> {
+        let next = next_policy(&self.get(), policy, expected)?;
+        self.0.send_replace(Arc::clone(&next));
+        Ok(next)
+    }
+}
+
+/// The policy that replaces `current`: validated, at `expected + 1`.
+pub(crate) fn next_policy(
+    current: &StoredPolicy,
+    policy: AccessPolicy,
+    expected: u64,
+) -> Result<Arc<StoredPolicy>, RegistryError> {
+    if current.revision != expected {
+        return Err(RegistryError::PolicyConflict {
+            expected,
+            actual: current.revision,
+        });
+    }
+    policy.validate()?;
+    Ok(Arc::new(StoredPolicy::new(expected + 1, policy)))
 }

@@ -4,6 +4,7 @@
 //! promise.
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::panic,
     clippy::missing_panics_doc,
     reason = "a test suite: a failed assertion is a failed contract"
@@ -202,4 +203,59 @@ pub async fn registry_contract(reg: &dyn Registry) {
         .map(|e| e.revision.0)
         .collect();
     assert_eq!(revs, [5, 6, 7]);
+}
+
+/// Checks the access-policy part of the [`Registry`] contract: an empty policy at revision
+/// 0, compare-and-swap, a refused policy stores nothing, watchers see each change.
+///
+/// # Panics
+/// On any deviation (this is a test helper).
+pub async fn policy_contract(registry: &dyn Registry) {
+    use crate::access::{AccessPolicy, Grant, Label, Peer};
+
+    let start = registry.access_policy().await.expect("read the policy");
+    assert_eq!(start.revision, 0, "a new store holds revision 0");
+    assert_eq!(start.policy, AccessPolicy::default());
+    let mut watch = registry.watch_access_policy();
+
+    let mut policy = AccessPolicy::default();
+    let mut alice = Peer::new(Label::new("peer name", "alice").expect("label"));
+    alice.addresses.push("10.8.0.2".parse().expect("address"));
+    policy.peers.push(alice);
+    policy.grants.push(Grant::new(
+        "web".parse().expect("name"),
+        "peer:alice".parse().expect("subject"),
+    ));
+    let stored = registry
+        .set_access_policy(policy.clone(), 0)
+        .await
+        .expect("store a policy");
+    assert_eq!(stored.revision, 1);
+    assert_eq!(stored.policy, policy);
+    assert_eq!(*registry.access_policy().await.expect("read"), *stored);
+
+    match registry.set_access_policy(AccessPolicy::default(), 0).await {
+        Err(RegistryError::PolicyConflict {
+            expected: 0,
+            actual: 1,
+        }) => {}
+        other => panic!("a stale revision must conflict, got {other:?}"),
+    }
+    let mut bad = policy.clone();
+    bad.grants.push(Grant::new(
+        "web".parse().expect("name"),
+        "peer:mallory".parse().expect("subject"),
+    ));
+    match registry.set_access_policy(bad, 1).await {
+        Err(RegistryError::InvalidPolicy(e)) => {
+            assert!(e.to_string().contains("mallory"), "{e}");
+        }
+        other => panic!("an invalid policy must be refused, got {other:?}"),
+    }
+    assert_eq!(registry.access_policy().await.expect("read").revision, 1);
+
+    tokio::time::timeout(Duration::from_secs(5), watch.wait_for(|p| p.revision == 1))
+        .await
+        .expect("the watcher saw the change in time")
+        .expect("the registry is alive");
 }

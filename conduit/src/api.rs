@@ -14,6 +14,11 @@
 
 use std::net::IpAddr;
 
+mod access;
+pub use access::{
+    AccessVerdict, GrantList, GrantRemove, PeerCertificate, PeerList, PeerRevoked, RequireCert,
+};
+
 use conduit_monitor::Sample;
 use conduit_registry::Routing;
 use serde::{Deserialize, Serialize};

@@ -29,13 +29,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use conduit_audit::{AuditError, AuditEvent, AuditSink, EventError, Outcome};
+use conduit_registry::access::{AccessPolicy, StoredPolicy};
 use conduit_registry::{
     ListFilter, Precondition, Registry, RegistryError, Revision, ServiceName, ServiceRecord, Watch,
 };
 use serde_json::{Map, Value, json};
 
 mod action;
+mod policy;
 pub use action::Action;
+pub use policy::{PolicyChange, PolicyChangeError};
 
 /// A registry whose changes are audited. Reads pass through untouched.
 pub struct AuditedRegistry<R> {
@@ -320,6 +323,22 @@ impl<R: Registry> Registry for AuditedRegistry<R> {
 
     fn watch(&self, since: Revision) -> Watch {
         self.inner.watch(since)
+    }
+
+    async fn access_policy(&self) -> Result<Arc<StoredPolicy>, RegistryError> {
+        self.inner.access_policy().await
+    }
+
+    async fn set_access_policy(
+        &self,
+        policy: AccessPolicy,
+        expected: u64,
+    ) -> Result<Arc<StoredPolicy>, RegistryError> {
+        self.set_policy_audited(policy, expected).await
+    }
+
+    fn watch_access_policy(&self) -> conduit_registry::access::PolicyWatch {
+        self.inner.watch_access_policy()
     }
 }
 

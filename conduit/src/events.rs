@@ -135,6 +135,18 @@ pub enum EventKind {
         /// What, in words (naming the Alertmanager).
         message: String,
     },
+    /// The access policy: a new revision in force (`policy`) or a request refused
+    /// (`denied`; every refusal, where the audit log keeps one per client per interval).
+    Access {
+        /// `policy` or `denied`.
+        change: String,
+        /// The refused client's address.
+        client: Option<String>,
+        /// The service it asked for.
+        service: Option<String>,
+        /// What, in words.
+        message: String,
+    },
     /// The client must re-read the state: its `Last-Event-ID` is from another run of the
     /// gateway or older than the replay buffer.
     Resync {
@@ -158,6 +170,7 @@ impl EventKind {
             Self::Monitor { .. } => "monitor",
             Self::Audit { .. } => "audit",
             Self::Alert { .. } => "alert",
+            Self::Access { .. } => "access",
             Self::Resync { .. } => "resync",
             Self::Dropped { .. } => "dropped",
         }
@@ -171,6 +184,7 @@ impl EventKind {
         "monitor",
         "audit",
         "alert",
+        "access",
     ];
 }
 

@@ -294,3 +294,92 @@ fn the_document_refuses_what_the_types_never_send() {
             .contains("healthy")
     );
 }
+
+#[test]
+fn access_types_match_their_schemas() {
+    use conduit::registry::access::{DefaultRule, Grant, Label, Peer, PeerCert};
+    let doc = doc();
+    for full in [true, false] {
+        let mut peer = Peer::new(Label::new("peer name", "alice").unwrap());
+        let mut grant = Grant::new("web".parse().unwrap(), "peer:alice".parse().unwrap());
+        if full {
+            peer.addresses.push("10.8.0.2".parse().unwrap());
+            peer.tags.push(Label::new("tag", "ops").unwrap());
+            peer.wg_key = Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into());
+            peer.certs
+                .push(PeerCert::new("0a1b", "2026-12-06T00:00:00Z"));
+            grant = grant.methods(["GET"]).path("/v1/");
+        }
+        check(&doc, "Peer", &peer);
+        check(
+            &doc,
+            "PeerList",
+            &PeerList {
+                revision: 3,
+                peers: vec![peer],
+            },
+        );
+        check(&doc, "Grant", &grant);
+        check(
+            &doc,
+            "GrantList",
+            &GrantList {
+                revision: 3,
+                default: if full {
+                    DefaultRule::Deny
+                } else {
+                    DefaultRule::Open
+                },
+                hide_names: full,
+                grants: vec![grant],
+                require_cert: if full { vec!["vault".into()] } else { vec![] },
+            },
+        );
+    }
+    check(
+        &doc,
+        "GrantRemove",
+        &GrantRemove {
+            service: "web".into(),
+            to: "tag:ops".into(),
+        },
+    );
+    check(
+        &doc,
+        "RequireCert",
+        &RequireCert {
+            service: "vault".into(),
+            required: true,
+        },
+    );
+    check(
+        &doc,
+        "AccessVerdict",
+        &AccessVerdict {
+            allowed: false,
+            decided_by: "default".into(),
+            reason: "no grant names web; [access] default = \"deny\"".into(),
+            revision: 4,
+        },
+    );
+    check(
+        &doc,
+        "PeerCertificate",
+        &PeerCertificate {
+            peer: "alice".into(),
+            chain_pem: "-----BEGIN CERTIFICATE-----".into(),
+            key_pem: "-----BEGIN PRIVATE KEY-----".into(),
+            root_pem: "-----BEGIN CERTIFICATE-----".into(),
+            serial: "0a1b".into(),
+            not_after: "2026-12-06T00:00:00Z".into(),
+        },
+    );
+    check(
+        &doc,
+        "PeerRevoked",
+        &PeerRevoked {
+            peer: "alice".into(),
+            serials: vec!["0a1b".into()],
+        },
+    );
+}

@@ -16,6 +16,7 @@ fn req(names: &[&str], ips: &[&str]) -> IssueRequest {
     IssueRequest {
         dns_names: names.iter().map(|s| (*s).to_owned()).collect(),
         ip_addresses: ips.iter().map(|s| s.parse::<IpAddr>().unwrap()).collect(),
+        client_auth: false,
     }
 }
 

@@ -76,6 +76,7 @@ impl Authority {
             services: services.to_vec(),
             patched: false,
             config: config.clone(),
+            owners: super::owners_of(services),
         };
         authority.precompute(previous);
         Ok(authority)
@@ -97,6 +98,7 @@ impl Authority {
             services: services.to_vec(),
             patched: true,
             config: self.config.clone(),
+            owners: super::owners_of(services),
         };
         let pinned: Vec<&Name> = self
             .records

@@ -60,12 +60,23 @@ pub(super) fn write_atomically(
         .encode(SCHEMA_VERSION, table.revision(), table.records())
         .map_err(|e| RegistryError::Worker(e.to_string()))?;
     bytes.push(b'\n');
-    write_private(&paths.tmp, &bytes)?;
-    fs::rename(&paths.tmp, &paths.file).map_err(|e| RegistryError::io("rename", &paths.file, e))?;
+    replace_file(&paths.dir, &paths.tmp, &paths.file, &bytes)
+}
+
+/// Writes `bytes` to `tmp` (0600, fsynced), renames it over `file` and fsyncs `dir`: a
+/// reader sees the old file or the new one, and a crash loses nothing acknowledged.
+pub(super) fn replace_file(
+    dir: &Path,
+    tmp: &Path,
+    file: &Path,
+    bytes: &[u8],
+) -> Result<(), RegistryError> {
+    write_private(tmp, bytes)?;
+    fs::rename(tmp, file).map_err(|e| RegistryError::io("rename", file, e))?;
     // Make the rename itself durable.
-    File::open(&paths.dir)
+    File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| RegistryError::io("fsync directory", &paths.dir, e))
+        .map_err(|e| RegistryError::io("fsync directory", dir, e))
 }
 
 /// An exclusive lock on the lock file, released on drop (and by the kernel if we die).

@@ -7,6 +7,7 @@
 //!
 //! The schema is documented in `docs/registry-schema.md`.
 
+mod access;
 mod disk;
 mod encode;
 mod follow;
@@ -89,6 +90,9 @@ struct Paths {
     tmp: PathBuf,
     lock: PathBuf,
     legacy_backup: PathBuf,
+    /// `access.json`, the access policy, and its temporary file.
+    access: PathBuf,
+    access_tmp: PathBuf,
 }
 
 struct Inner {
@@ -103,6 +107,8 @@ struct Inner {
     serial: std::sync::Mutex<()>,
     /// Each record's part of the file, serialized once.
     fragments: Fragments,
+    /// Which version of `access.json` the policy in memory reflects.
+    policy_known: std::sync::Mutex<Option<Stamp>>,
 }
 
 /// A registry stored in `services.json`, safe for several processes at once.
@@ -151,6 +157,8 @@ impl FileRegistry {
             tmp: dir.join(format!("{SERVICES_FILE}.tmp")),
             lock: dir.join(format!("{SERVICES_FILE}.lock")),
             legacy_backup: dir.join(format!("{SERVICES_FILE}.v1.bak")),
+            access: dir.join(access::ACCESS_FILE),
+            access_tmp: dir.join(format!("{}.tmp", access::ACCESS_FILE)),
             dir,
         };
         create_private_dir(&paths.dir)?;
@@ -178,13 +186,20 @@ impl FileRegistry {
             Some(st) if stamp(&paths.file) == Some(st) => Some((st, version)),
             _ => None,
         };
+        let policy_stamp = stamp(&paths.access);
+        let policy = access::read_policy(&paths.access)?;
+        let state = State::new(table);
+        if let Some(p) = policy {
+            state.policy.absorb(p);
+        }
         let inner = Arc::new(Inner {
             paths,
-            state: State::new(table),
+            state,
             options,
             known: std::sync::Mutex::new(known),
             serial: std::sync::Mutex::new(()),
             fragments: Fragments::default(),
+            policy_known: std::sync::Mutex::new(policy_stamp),
         });
         if inner.options.follow {
             spawn_follower(&inner)?;
@@ -235,6 +250,7 @@ impl Inner {
             .serial
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.reload_policy()?;
         // Stat before reading: if the file is replaced in between, the next check sees a
         // stamp we do not know and reads it again.
         let st = stamp(&self.paths.file);
@@ -252,6 +268,52 @@ impl Inner {
             self.set_known(st.map(|s| (s, version)));
         }
         Ok(self.state.read().revision())
+    }
+
+    /// Adopts `access.json` when it is not the version in memory.
+    fn reload_policy(&self) -> Result<(), RegistryError> {
+        let st = stamp(&self.paths.access);
+        let mut known = self
+            .policy_known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if st.is_none() || *known == st {
+            return Ok(());
+        }
+        if let Some(p) = access::read_policy(&self.paths.access)? {
+            self.state.policy.absorb(p);
+        }
+        *known = st;
+        Ok(())
+    }
+
+    /// Stores a new policy if the file still holds revision `expected`.
+    fn set_policy(
+        &self,
+        policy: crate::access::AccessPolicy,
+        expected: u64,
+    ) -> Result<Arc<crate::access::StoredPolicy>, RegistryError> {
+        let _serial = self
+            .serial
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _lock = acquire_lock(&self.paths.lock, self.options.lock_timeout)?;
+        // Fresh from the file under the lock: another process may have changed it.
+        let current = access::read_policy(&self.paths.access)?.unwrap_or_default();
+        let next = crate::registry::next_policy(&current, policy, expected)?;
+        access::write_policy(
+            &self.paths.dir,
+            &self.paths.access_tmp,
+            &self.paths.access,
+            &next,
+        )?;
+        *self
+            .policy_known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stamp(&self.paths.access);
+        self.state.policy.absorb((*next).clone());
+        tracing::debug!(revision = next.revision, "access policy changed");
+        Ok(next)
     }
 
     fn mutate(
@@ -339,5 +401,22 @@ impl Registry for FileRegistry {
 
     fn watch(&self, since: Revision) -> Watch {
         self.inner.state.watch(since)
+    }
+
+    async fn access_policy(&self) -> Result<Arc<crate::access::StoredPolicy>, RegistryError> {
+        Ok(self.inner.state.policy.get())
+    }
+
+    async fn set_access_policy(
+        &self,
+        policy: crate::access::AccessPolicy,
+        expected: u64,
+    ) -> Result<Arc<crate::access::StoredPolicy>, RegistryError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.set_policy(policy, expected)).await
+    }
+
+    fn watch_access_policy(&self) -> crate::access::PolicyWatch {
+        self.inner.state.policy.subscribe()
     }
 }

@@ -256,11 +256,15 @@ impl AdminClient {
             .await
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, AdminError> {
+    pub(super) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<T, AdminError> {
         self.call_with::<T, ()>(method, path, None, None).await
     }
 
-    async fn call_with<T: DeserializeOwned, B: serde::Serialize>(
+    pub(super) async fn call_with<T: DeserializeOwned, B: serde::Serialize>(
         &self,
         method: Method,
         path: &str,

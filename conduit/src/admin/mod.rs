@@ -18,6 +18,10 @@
 //! | `GET`, `POST /v1/tokens`; `DELETE /v1/tokens/{name}` | [`TokenList`](crate::api::TokenList), [`TokenCreated`](crate::api::TokenCreated) (the secret, once): named tokens added and revoked (audited `token_add`, `token_revoke`) |
 //! | `POST /v1/ca/intermediate` | [`IntermediateInstalled`](crate::api::IntermediateInstalled): an intermediate signed by the offline root installed (audited `ca_intermediate_install`) |
 //! | `GET`, `POST /v1/audit/checkpoint` | the latest signed [`Checkpoint`](conduit_audit::Checkpoint) of the sealed chain; one of the head now |
+//! | `GET`, `POST /v1/peers`; `DELETE /v1/peers/{name}` | [`PeerList`](crate::api::PeerList): the access policy's peers, added or removed (audited `peer_add`, `peer_remove`) |
+//! | `POST /v1/peers/{name}/cert`, `/revoke` | [`PeerCertificate`](crate::api::PeerCertificate) (the key, once), [`PeerRevoked`](crate::api::PeerRevoked): a peer's client certificates |
+//! | `GET`, `POST`, `DELETE /v1/grants` | [`GrantList`](crate::api::GrantList): grants added or removed (audited `grant_add`, `grant_remove`) |
+//! | `POST /v1/access/require-cert`; `GET /v1/access/check` | a service's mTLS requirement; [`AccessVerdict`](crate::api::AccessVerdict): what the proxy decides for a request |
 //! | `POST /v1/audit/witness` | [`WitnessReply`](crate::api::WitnessReply): another gateway's checkpoint witnessed (a fork or a rollback: 409, audited `audit_witness_alarm`) |
 //!
 //! Services change through the registry (`conduit register`), which the gateway follows;
@@ -30,6 +34,7 @@
 
 mod client;
 mod exchange;
+mod policy;
 
 pub use client::{AdminClient, AdminError};
 pub(crate) use exchange::exchange;

@@ -54,6 +54,22 @@ pub enum Action {
     TunnelUp,
     /// The tunnel agent's WireGuard interface went down.
     TunnelDown,
+    /// A peer added or changed (`conduit peer add`).
+    PeerAdd,
+    /// A peer removed.
+    PeerRemove,
+    /// A client certificate issued to a peer (its serial in the details).
+    PeerCert,
+    /// A grant added (`conduit grant add`).
+    GrantAdd,
+    /// A grant removed.
+    GrantRemove,
+    /// A service made to require a client certificate, or no longer.
+    AccessRequireCert,
+    /// The access policy replaced as a whole.
+    AccessPolicy,
+    /// A request refused by the access policy (rate-limited per client).
+    AccessDenied,
 }
 
 impl Action {
@@ -81,6 +97,14 @@ impl Action {
         Self::ConduitSetup,
         Self::TunnelUp,
         Self::TunnelDown,
+        Self::PeerAdd,
+        Self::PeerRemove,
+        Self::PeerCert,
+        Self::GrantAdd,
+        Self::GrantRemove,
+        Self::AccessRequireCert,
+        Self::AccessPolicy,
+        Self::AccessDenied,
     ];
 
     /// Its name in the log (`service_register`, …).
@@ -108,6 +132,14 @@ impl Action {
             Self::ConduitSetup => "conduit_setup",
             Self::TunnelUp => "tunnel_up",
             Self::TunnelDown => "tunnel_down",
+            Self::PeerAdd => "peer_add",
+            Self::PeerRemove => "peer_remove",
+            Self::PeerCert => "peer_cert",
+            Self::GrantAdd => "grant_add",
+            Self::GrantRemove => "grant_remove",
+            Self::AccessRequireCert => "access_require_cert",
+            Self::AccessPolicy => "access_policy",
+            Self::AccessDenied => "access_denied",
         }
     }
 

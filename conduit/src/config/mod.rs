@@ -68,8 +68,8 @@ mod sections;
 mod values;
 
 pub use sections::{
-    AdminSettings, AlertSettings, AuditSettings, CaSettings, DnsSettings, MonitorSettings,
-    MonitorSource, ProxySettings,
+    AccessSettings, AdminSettings, AlertSettings, AuditSettings, CaSettings, DnsSettings,
+    MonitorSettings, MonitorSource, ProxySettings,
 };
 use values::parse_error;
 pub use values::{InvalidValue, parse_forwarders, parse_port, with_port};
@@ -189,6 +189,8 @@ pub struct ConduitConfig {
     pub audit: AuditSettings,
     /// `[alerts]`.
     pub alerts: AlertSettings,
+    /// `[access]`.
+    pub access: AccessSettings,
     // The flat keys of earlier versions, moved into their sections by `from_toml`.
     #[serde(skip_serializing)]
     domain: Option<DomainName>,
@@ -220,6 +222,7 @@ impl Default for ConduitConfig {
             admin: AdminSettings::default(),
             audit: AuditSettings::default(),
             alerts: AlertSettings::default(),
+            access: AccessSettings::default(),
             domain: None,
             dns_listen: None,
             https_listen: None,

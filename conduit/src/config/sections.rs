@@ -268,6 +268,33 @@ impl Default for AlertSettings {
     }
 }
 
+/// `[access]`: who may reach what (the peers and grants themselves are in the registry's
+/// store: `conduit peer`, `conduit grant`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AccessSettings {
+    /// A service no grant names: `open` (reachable by every client, the behaviour before
+    /// grants existed) or `deny`.
+    pub default: conduit_registry::access::DefaultRule,
+    /// Split-horizon DNS: a client gets NXDOMAIN for the names of services it may not reach.
+    pub hide_names: bool,
+    /// At most one `access_denied` audit record per client per this interval (default
+    /// 1 min); the record counts the refusals it stands for.
+    #[serde(with = "humantime_serde")]
+    pub denied_audit_interval: Duration,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        Self {
+            default: conduit_registry::access::DefaultRule::Open,
+            hide_names: false,
+            denied_audit_interval: Duration::from_secs(60),
+        }
+    }
+}
+
 /// `[admin]`: the admin API.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

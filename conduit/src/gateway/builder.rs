@@ -407,7 +407,13 @@ async fn bind(
         ssrf,
         events,
         audit_gate,
+        access: Arc::default(),
     };
-    gateway.handle().publish_crls();
+    let handle = gateway.handle();
+    handle.publish_crls();
+    // In force before the first connection: a policy that cannot be read stops the start
+    // (serving without it would open every service).
+    let policy = handle.registry.access_policy().await?;
+    handle.apply_policy(&policy);
     Ok(gateway)
 }

@@ -66,6 +66,8 @@ impl GatewayHandle {
         };
         proxy.publish(CRL_PATH, doc(crls.issuing));
         proxy.publish(ROOT_CRL_PATH, doc(crls.root));
+        // Client certificates are checked against the new CRLs.
+        self.access.refresh.notify_one();
     }
 
     /// Installs an intermediate signed by the offline root (the file `conduit ca

@@ -66,6 +66,18 @@ pub enum GatewayError {
     /// A witnessed checkpoint was refused or could not be stored.
     #[error(transparent)]
     Witness(#[from] super::witnessed::WitnessError),
+    /// An access-policy change was refused (an unknown peer or grant, a peer still named by
+    /// grants, an invalid policy) or could not be stored.
+    #[error(transparent)]
+    Policy(#[from] crate::audited::PolicyChangeError),
+    /// A request's input is malformed (the caller's to fix).
+    #[error("{what}: {reason}")]
+    BadRequest {
+        /// Which input.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Not available from this gateway (it was composed without that part).
     #[error("{what} is not available here")]
     Unavailable {
@@ -90,6 +102,8 @@ impl GatewayError {
             Self::Registry(e) => e.is_transient(),
             Self::State(e) => e.is_retryable(),
             Self::Audited(_) => true,
+            Self::Policy(crate::audited::PolicyChangeError::Registry(e)) => e.is_transient(),
+            Self::Policy(crate::audited::PolicyChangeError::NotAudited { .. }) => true,
             Self::Audit(_) | Self::Admin { .. } => true,
             _ => false,
         }

@@ -47,6 +47,8 @@ pub struct GatewayHandle {
     pub(super) events: crate::events::EventBus,
     /// Held alone while reading the audit log with the event cursor.
     pub(super) audit_gate: super::publish::AuditGate,
+    /// The access policy in force and what it refused.
+    pub(super) access: Arc<super::access::AccessRuntime>,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -295,6 +297,7 @@ impl GatewayHandle {
         if let Some(cp) = &self.checkpoints {
             cp.metrics(&mut out);
         }
+        self.access_metrics(&mut out);
         if let Some(d) = &self.dns {
             let s = d.stats();
             let _ = writeln!(

@@ -19,6 +19,7 @@
 //! spawned on one [`TaskTracker`] and stopped through one [`CancellationToken`]; `run`
 //! returns when all of them have finished or the grace period is over.
 
+mod access;
 mod admin;
 mod alerts;
 mod builder;
@@ -26,6 +27,7 @@ mod ca;
 mod checkpoint;
 mod config;
 mod error;
+mod grants;
 mod handle;
 mod http_out;
 mod publish;
@@ -53,10 +55,12 @@ use conduit_registry::{Registry, Revision};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use access::peer_cert_name;
 pub use builder::GatewayBuilder;
 pub use ca::{CRL_PATH, ROOT_CRL_PATH};
 pub use config::GatewayConfig;
 pub use error::GatewayError;
+pub use grants::access_verdict;
 pub use handle::GatewayHandle;
 pub use http_out::{InvalidUrl, Target};
 pub use services::Expect;
@@ -109,6 +113,7 @@ pub struct Gateway {
     ssrf: Arc<conduit_proxy::SsrfPolicy>,
     events: crate::events::EventBus,
     audit_gate: publish::AuditGate,
+    access: Arc<access::AccessRuntime>,
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
@@ -233,6 +238,7 @@ impl Gateway {
             ssrf: self.ssrf.clone(),
             events: self.events.clone(),
             audit_gate: self.audit_gate.clone(),
+            access: self.access.clone(),
         }
     }
 
@@ -263,6 +269,7 @@ impl Gateway {
             ssrf: _,
             events,
             audit_gate: _,
+            access: _,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -340,7 +347,14 @@ impl Gateway {
         }
         if let Some(p) = &proxy {
             tracker.spawn(tasks::audit_health(p.handle(), rep.clone(), token.clone()));
+            tracker.spawn(access::report_denials(
+                handle.clone(),
+                rep.clone(),
+                s.access.denied_audit_interval,
+                token.clone(),
+            ));
         }
+        tracker.spawn(access::follow_policy(handle.clone(), token.clone()));
         if let Some(d) = &dns {
             tracker.spawn(tasks::audit_reloads(d.handle(), rep.clone(), token.clone()));
         }

@@ -27,7 +27,13 @@ pub(super) struct Reporter {
 }
 
 impl Reporter {
-    async fn record(&self, action: Action, ok: bool, msg: String, details: serde_json::Value) {
+    pub(super) async fn record(
+        &self,
+        action: Action,
+        ok: bool,
+        msg: String,
+        details: serde_json::Value,
+    ) {
         record(&*self.log, action, ok, msg, &self.user, details).await;
     }
 

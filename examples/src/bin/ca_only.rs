@@ -54,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     let req = IssueRequest {
         dns_names: names.clone(),
         ip_addresses: ips.clone(),
+        client_auth: false,
     };
     let leaf = ca.issue_at(&req, None, None, false, now)?;
     let resolver = Arc::new(CertResolver::new());

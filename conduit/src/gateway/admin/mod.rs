@@ -3,6 +3,7 @@
 
 mod auth;
 mod listen;
+mod policy;
 mod respond;
 mod routes;
 

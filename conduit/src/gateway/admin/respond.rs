@@ -53,6 +53,7 @@ pub(crate) fn error(
 
 /// The status that tells whose fault a failed action was.
 pub(crate) fn status_of(e: &GatewayError) -> StatusCode {
+    use crate::audited::PolicyChangeError;
     use conduit_registry::RegistryError as R;
     match e {
         GatewayError::Spec(s) if s.is_refused_by_policy() => StatusCode::UNPROCESSABLE_ENTITY,
@@ -66,6 +67,15 @@ pub(crate) fn status_of(e: &GatewayError) -> StatusCode {
         GatewayError::Ca(conduit_ca::CaError::Unknown { .. }) => StatusCode::NOT_FOUND,
         GatewayError::Ca(_) => StatusCode::CONFLICT,
         GatewayError::Witness(w) => w.status(),
+        GatewayError::BadRequest { .. }
+        | GatewayError::Policy(PolicyChangeError::Registry(R::InvalidPolicy(_))) => {
+            StatusCode::BAD_REQUEST
+        }
+        GatewayError::Policy(PolicyChangeError::NoPeer(_) | PolicyChangeError::NoGrant { .. }) => {
+            StatusCode::NOT_FOUND
+        }
+        GatewayError::Policy(PolicyChangeError::PeerInUse { .. }) => StatusCode::CONFLICT,
+        GatewayError::Unavailable { .. } => StatusCode::CONFLICT,
         GatewayError::Tokens(crate::tokens::TokenError::Unknown(_)) => StatusCode::NOT_FOUND,
         GatewayError::Tokens(crate::tokens::TokenError::Exists(_)) => StatusCode::CONFLICT,
         GatewayError::Tokens(crate::tokens::TokenError::BadName(_)) => StatusCode::BAD_REQUEST,

@@ -119,6 +119,10 @@ pub(crate) async fn answer(
         }
         _ => {}
     }
+    let req = match super::policy::answer(req, &gw, &caller, parts.as_slice()).await {
+        Ok(answered) => return answered,
+        Err(req) => req,
+    };
     match (req.method().clone(), parts.as_slice()) {
         (Method::GET, ["v1", "tokens"]) => {
             return match gw.tokens() {

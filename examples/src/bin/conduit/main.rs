@@ -12,6 +12,9 @@
 //! conduit audit verify [--level structural|full|signatures] [--json]
 //! conduit certs export-ca|trust|list|inspect N|rotate N|revoke N
 //! conduit dns list|resolve NAME
+//! conduit peer add NAME --address IP|CIDR [--tag T]… | list | remove NAME | cert NAME --out DIR | revoke NAME
+//! conduit grant add SERVICE --to peer:N|tag:T|cidr:C|cert:N [--methods M,…] [--path P] | list [S] | remove S --to …
+//! conduit access check --from IP SERVICE [METHOD PATH] | require-cert SERVICE [--off]
 //! conduit config check [FILE] | show
 //! ```
 //! Global: `--dir` (`CONDUIT_CONFIG_DIR`, default `~/.config/qp-conduit`) is the state
@@ -28,6 +31,7 @@
 #[path = "../../signal.rs"]
 mod signal;
 
+mod access;
 mod audit;
 mod ca;
 mod certs;
@@ -120,6 +124,21 @@ enum Command {
         #[command(subcommand)]
         command: dns::Command,
     },
+    /// Peers: clients known by their tunnel addresses or client certificates.
+    Peer {
+        #[command(subcommand)]
+        command: access::PeerCommand,
+    },
+    /// Grants: which peers, tags and networks may reach which services.
+    Grant {
+        #[command(subcommand)]
+        command: access::GrantCommand,
+    },
+    /// The access policy: check a request, require client certificates.
+    Access {
+        #[command(subcommand)]
+        command: access::AccessCommand,
+    },
     /// The admin API's named tokens (TCP listener).
     Token {
         #[command(subcommand)]
@@ -211,6 +230,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deregister { name } => register::deregister(&ctx, &name).await,
         Command::Service { command } => register::service(&ctx, command).await,
         Command::Events(args) => events::events(&ctx, args).await,
+        Command::Peer { command } => access::peer(&ctx, command).await,
+        Command::Grant { command } => access::grant(&ctx, command).await,
+        Command::Access { command } => access::access(&ctx, command).await,
         Command::Token { command } => token::token(&ctx, command).await,
         Command::Status { json } => status::status(&ctx, json).await,
         Command::Logs(args) => logs::logs(&ctx, args).await,
