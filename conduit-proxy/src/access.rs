@@ -22,6 +22,9 @@ pub struct AccessRecord {
     pub time: time::OffsetDateTime,
     /// The client's address (the socket's, or the trusted proxy's forwarded one).
     pub client: IpAddr,
+    /// The peer it is, by its client certificate or, under an access policy, its address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Box<str>>,
     /// The name asked for (`Host`).
     pub host: String,
     /// The upstream that answered, if one did.
@@ -259,6 +262,7 @@ mod tests {
         AccessRecord {
             time: time::OffsetDateTime::UNIX_EPOCH,
             client: IpAddr::from([127, 0, 0, 1]),
+            peer: Some("alice".into()),
             host: "web.internal".into(),
             upstream: Some("http://127.0.0.1:9000".into()),
             method: "GET".into(),

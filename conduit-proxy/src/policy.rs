@@ -133,6 +133,21 @@ pub(crate) fn check(
 
 type Response = http::Response<ResponseBody>;
 
+/// The peer a connection's client is: its certificate's, else (under a policy) the first
+/// peer its address belongs to. For the access log.
+pub(crate) fn peer_of(s: &Shared, c: &ConnInfo) -> Option<Box<str>> {
+    if let Some(cert) = &c.cert {
+        return Some(cert.clone());
+    }
+    let guard = s.access.load();
+    guard
+        .as_ref()?
+        .control
+        .evaluator
+        .peer_name(c.client_ip)
+        .map(Into::into)
+}
+
 /// The HTTPS configuration that asks for client certificates: the same as `base` in its
 /// certificates, versions and ALPN, without session resumption (a resumed session skips the
 /// certificate check, and a certificate revoked since must be refused).

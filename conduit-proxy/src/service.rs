@@ -70,6 +70,7 @@ async fn handle(
         let record = crate::access::AccessRecord {
             time: time::OffsetDateTime::now_utc(),
             client: c.client_ip,
+            peer: crate::policy::peer_of(&s, &c),
             host: request_host(&req).unwrap_or("").to_owned(),
             upstream: None,
             method: req.method().as_str().to_owned(),

@@ -45,6 +45,34 @@ impl Cidr {
         Ok(Self { addr, prefix })
     }
 
+    /// The network's prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The network's address with its host bits cleared (`10.1.2.3/8` → `10.0.0.0`).
+    pub fn network(&self) -> IpAddr {
+        Self::masked(self.addr, self.prefix)
+    }
+
+    /// `ip` with all but its first `prefix` bits cleared.
+    pub fn masked(ip: IpAddr, prefix: u8) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(prefix.min(32)))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(prefix.min(128)))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        }
+    }
+
     /// Whether `ip` is inside (an IPv4-mapped IPv6 address counts as its IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);

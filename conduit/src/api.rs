@@ -16,7 +16,8 @@ use std::net::IpAddr;
 
 mod access;
 pub use access::{
-    AccessVerdict, GrantList, GrantRemove, PeerCertificate, PeerList, PeerRevoked, RequireCert,
+    AccessStatus, AccessVerdict, GrantList, GrantRemove, PeerCertificate, PeerList, PeerRevoked,
+    RequireCert,
 };
 
 use conduit_monitor::Sample;
@@ -39,6 +40,9 @@ pub struct StatusReport {
     pub dns_serial: Option<u32>,
     /// The certificate authority: whether it can issue.
     pub ca: CaStatus,
+    /// The access policy in force.
+    #[serde(default)]
+    pub access: AccessStatus,
 }
 
 /// Whether the gateway's certificate issuer can issue.

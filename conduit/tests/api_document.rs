@@ -70,6 +70,15 @@ fn every_api_type_matches_its_schema() {
                     intermediate_not_after: full.then(|| "2026-12-01T00:00:00Z".to_owned()),
                     crl_url: full.then(|| "http://10.8.0.1:80/ca/crl.der".to_owned()),
                 },
+                access: AccessStatus {
+                    default: conduit::registry::access::DefaultRule::Deny,
+                    hide_names: full,
+                    revision: 3,
+                    peers: 2,
+                    grants: 5,
+                    require_cert: if full { vec!["vault".into()] } else { vec![] },
+                    denied: 17,
+                },
             },
         );
     }

@@ -205,6 +205,16 @@ fn grants_decide_in_the_proxy_in_dns_and_in_the_command_line() {
         req(site, "127.0.0.1", "GET", "web", "/", &[]).0 == 403
     });
 
+    // Every refusal is an `access` event.
+    let events = site
+        .cmd()
+        .args(["events", "--types", "access", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = Killed(events);
+    std::thread::sleep(Duration::from_millis(300));
+
     // Deny by default: nobody reaches a service no grant names, with a one-line reason
     // that names no upstream.
     let (code, body) = req(site, ALICE, "GET", "web", "/", &[]);
@@ -347,6 +357,34 @@ fn grants_decide_in_the_proxy_in_dns_and_in_the_command_line() {
     assert_eq!(
         dig(site, BOB, "llm.internal", "A"),
         ("NOERROR".to_owned(), 1)
+    );
+
+    // The events stream saw the first refusal, with who and what.
+    let mut events = events;
+    let _ = events.0.kill();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut events.0.stdout.take().unwrap(), &mut out).unwrap();
+    let first = out
+        .lines()
+        .next()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .unwrap_or_default();
+    assert_eq!(first["type"], "access", "{first}");
+    assert_eq!(first["change"], "denied", "{first}");
+    assert_eq!(first["client"], ALICE, "{first}");
+    assert_eq!(first["service"], "web", "{first}");
+
+    // `status` shows the policy in force.
+    let status = ok(conduit(site, &["status"]));
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("access: "))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with(
+            "access: default deny, names hidden, policy revision 5: 2 peers, 3 grants;"
+        ),
+        "{status}"
     );
 
     // Counted in /metrics.

@@ -2,8 +2,6 @@
 //! deciding takes no lock, allocates nothing for a plain path, and is the same code the proxy,
 //! DNS and `conduit access check` run.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -93,11 +91,15 @@ impl<'a> Client<'a> {
 }
 
 enum Match {
-    /// From any of these networks (a peer's addresses, a tag's peers', a `cidr:`).
-    Nets(Box<[Cidr]>),
-    /// With a certificate issued to this peer; `nets` are its addresses (for DNS, which
-    /// sees no certificate).
-    Cert { peer: Box<str>, nets: Box<[Cidr]> },
+    /// A client from one of this peer's addresses.
+    Peer(u32),
+    /// A client from the addresses of a peer with this tag.
+    Tag(u32),
+    /// A client from this network.
+    Net(Cidr),
+    /// A client with a certificate of this peer; `id` is the peer (for DNS, which sees
+    /// no certificate, its addresses count).
+    Cert { peer: Box<str>, id: Option<u32> },
 }
 
 struct Compiled {
@@ -109,14 +111,31 @@ struct Compiled {
 
 #[derive(Default)]
 struct Rules {
+    /// In the policy's order (a decision names the first grant that allows).
     grants: Vec<Compiled>,
+    /// The same grants by who they name.
+    by_who: ByWho,
     require_cert: bool,
 }
+
+impl Compiled {
+    /// Whether this grant lets `method` `path` (normalized) through.
+    fn permits(&self, method: &str, path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| **m == *method))
+            && self.path.as_deref().is_none_or(|p| under(path, p))
+    }
+}
+
+use super::index::{AddressIndex, ByWho, Map};
+use super::path::{normalize, under};
 
 /// The policy compiled for deciding.
 pub struct Evaluator {
     default: DefaultRule,
-    services: HashMap<ServiceName, Rules>,
+    services: Map<ServiceName, Rules>,
+    addresses: AddressIndex,
+    /// Each peer's name.
+    peer_names: Vec<Box<str>>,
     grants: Arc<[Grant]>,
     revision: u64,
 }
@@ -143,23 +162,41 @@ impl Evaluator {
     /// Compiles `policy` (at `revision`) under `default`. The policy should have passed
     /// [`AccessPolicy::validate`]; a grant naming a missing peer matches nobody.
     pub fn new(policy: &AccessPolicy, default: DefaultRule, revision: u64) -> Self {
-        let nets_of = |pred: &dyn Fn(&super::Peer) -> bool| -> Box<[Cidr]> {
-            policy
-                .peers
+        let mut peer_ids: Map<&str, u32> = Map::default();
+        let mut tag_ids: Map<&str, u32> = Map::default();
+        let mut addresses = AddressIndex::default();
+        let mut peer_tags = Vec::with_capacity(policy.peers.len());
+        for (i, p) in policy.peers.iter().enumerate() {
+            let id = u32::try_from(i).unwrap_or(u32::MAX);
+            peer_ids.entry(p.name.as_str()).or_insert(id);
+            for a in &p.addresses {
+                addresses.insert(*a, id);
+            }
+            let next = u32::try_from(tag_ids.len()).unwrap_or(u32::MAX);
+            let tags: Box<[u32]> = p
+                .tags
                 .iter()
-                .filter(|p| pred(p))
-                .flat_map(|p| p.addresses.iter().copied())
-                .collect()
-        };
-        let mut services: HashMap<ServiceName, Rules> = HashMap::new();
+                .map(|t| *tag_ids.entry(t.as_str()).or_insert(next))
+                .collect();
+            peer_tags.push(tags);
+        }
+        let peer_names = policy
+            .peers
+            .iter()
+            .map(|p| p.name.as_str().into())
+            .collect();
+        let mut services: Map<ServiceName, Rules> = Map::default();
         for (index, g) in policy.grants.iter().enumerate() {
             let who = match &g.to {
-                Subject::Peer(n) => Match::Nets(nets_of(&|p| &p.name == n)),
-                Subject::Tag(t) => Match::Nets(nets_of(&|p| p.tags.contains(t))),
-                Subject::Cidr(c) => Match::Nets(Box::new([*c])),
+                // A missing peer or tag matches nobody.
+                Subject::Peer(n) => {
+                    Match::Peer(peer_ids.get(n.as_str()).copied().unwrap_or(u32::MAX))
+                }
+                Subject::Tag(t) => Match::Tag(tag_ids.get(t.as_str()).copied().unwrap_or(u32::MAX)),
+                Subject::Cidr(c) => Match::Net(*c),
                 Subject::Cert(n) => Match::Cert {
                     peer: n.as_str().into(),
-                    nets: nets_of(&|p| &p.name == n),
+                    id: peer_ids.get(n.as_str()).copied(),
                 },
             };
             services
@@ -176,12 +213,52 @@ impl Evaluator {
         for s in &policy.require_cert {
             services.entry(s.clone()).or_default().require_cert = true;
         }
+        let mut tagged: Map<u32, Vec<u32>> = Map::default();
+        for (peer, tags) in peer_tags.iter().enumerate() {
+            for t in tags.iter() {
+                tagged
+                    .entry(*t)
+                    .or_default()
+                    .push(u32::try_from(peer).unwrap_or(u32::MAX));
+            }
+        }
+        for rules in services.values_mut() {
+            let by = &mut rules.by_who;
+            for (pos, g) in rules.grants.iter().enumerate() {
+                let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+                match &g.who {
+                    Match::Peer(id) => by.peers.push((*id, pos)),
+                    Match::Tag(t) => {
+                        for p in tagged.get(t).into_iter().flatten() {
+                            by.peers.push((*p, pos));
+                        }
+                    }
+                    Match::Net(n) => by.nets.push((*n, pos)),
+                    Match::Cert { peer, id } => {
+                        by.certs.push((peer.clone(), pos));
+                        if let Some(id) = id {
+                            by.cert_peers.push((*id, pos));
+                        }
+                    }
+                }
+            }
+            by.sort();
+        }
         Self {
             default,
             services,
+            addresses,
+            peer_names,
             grants: policy.grants.clone().into(),
             revision,
         }
+    }
+
+    /// The first peer (in the policy's order) whose addresses hold `ip`.
+    pub fn peer_name(&self, ip: IpAddr) -> Option<&str> {
+        let peers = self.addresses.lookup(canonical_ip(ip));
+        let first = peers.as_slice().iter().min()?;
+        self.peer_names.get(*first as usize).map(|n| &**n)
     }
 
     /// The policy revision this was built from.
@@ -231,17 +308,37 @@ impl Evaluator {
         }
         let ip = canonical_ip(client.ip);
         let path = normalize(path);
-        for g in &rules.grants {
-            let who = match &g.who {
-                Match::Nets(nets) => nets.iter().any(|n| n.contains(ip)),
-                Match::Cert { peer, .. } => client.cert == Some(&**peer),
-            };
-            if who
-                && (g.methods.is_empty() || g.methods.iter().any(|m| **m == *method))
-                && g.path.as_deref().is_none_or(|p| under(&path, p))
+        let peers = self.addresses.lookup(ip);
+        let by = &rules.by_who;
+        // The first grant (in the policy's order) naming this client that lets it through.
+        let mut best: Option<u32> = None;
+        let mut consider = |pos: u32| {
+            if best.is_none_or(|b| pos < b)
+                && rules
+                    .grants
+                    .get(pos as usize)
+                    .is_some_and(|g| g.permits(method, &path))
             {
-                return Decision::allow(Reason::Grant(g.index));
+                best = Some(pos);
             }
+        };
+        for p in peers.as_slice() {
+            ByWho::of(&by.peers, *p).for_each(&mut consider);
+        }
+        for (net, pos) in &by.nets {
+            if net.contains(ip) {
+                consider(*pos);
+            }
+        }
+        if let Some(cert) = client.cert {
+            for (peer, pos) in &by.certs {
+                if **peer == *cert {
+                    consider(*pos);
+                }
+            }
+        }
+        if let Some(g) = best.and_then(|b| rules.grants.get(b as usize)) {
+            return Decision::allow(Reason::Grant(g.index));
         }
         Decision::deny(Reason::NoGrant)
     }
@@ -256,9 +353,13 @@ impl Evaluator {
             return self.default == DefaultRule::Open;
         }
         let ip = canonical_ip(ip);
-        rules.grants.iter().any(|g| match &g.who {
-            Match::Nets(nets) | Match::Cert { nets, .. } => nets.iter().any(|n| n.contains(ip)),
-        })
+        let by = &rules.by_who;
+        let peers = self.addresses.lookup(ip);
+        by.nets.iter().any(|(n, _)| n.contains(ip))
+            || peers.as_slice().iter().any(|p| {
+                ByWho::of(&by.peers, *p).next().is_some()
+                    || ByWho::of(&by.cert_peers, *p).next().is_some()
+            })
     }
 
     /// The grant a decision names.
@@ -292,67 +393,6 @@ impl Evaluator {
             DefaultRule::Deny => Decision::deny(Reason::DefaultDeny),
         }
     }
-}
-
-/// Whether `path` is `prefix` or below it (segment-wise: `/api/gen` is not under
-/// `/api/generate`, and `/api/generatex` is not under it either).
-fn under(path: &str, prefix: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
-        None => false,
-    }
-}
-
-/// The path as the upstream will read it: percent-escapes of unreserved characters and `/`
-/// decoded, `.` and `..` segments resolved, the query left out. A plain path is borrowed.
-fn normalize(path: &str) -> Cow<'_, str> {
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
-    if !path.contains('%') && !path.contains("/.") && !path.contains("//") {
-        return Cow::Borrowed(path);
-    }
-    let decoded = percent_decode(path);
-    let mut out: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
-    let mut s = String::with_capacity(decoded.len());
-    for seg in &out {
-        s.push('/');
-        s.push_str(seg);
-    }
-    if decoded.ends_with('/') || s.is_empty() {
-        s.push('/');
-    }
-    Cow::Owned(s)
-}
-
-/// `s` with its `%XX` escapes decoded (invalid ones kept as they are; invalid UTF-8
-/// replaced): how the evaluator reads a path before matching grants.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(v) = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

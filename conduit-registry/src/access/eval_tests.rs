@@ -227,3 +227,43 @@ fn policy_round_trips_through_json() {
     let back: StoredPolicy = serde_json::from_str(&json).unwrap();
     assert_eq!(back, p);
 }
+
+#[test]
+fn addresses_of_every_prefix_length_and_family_name_their_peers() {
+    let mut p = policy();
+    p.peers
+        .push(peer("dave", &["fd00:8::/64", "10.9.0.7"], &[]));
+    p.peers.push(peer("erin", &["10.0.0.0/8"], &["ops"]));
+    let web: ServiceName = "web".parse().unwrap();
+    p.grants
+        .push(Grant::new(web.clone(), "peer:dave".parse().unwrap()));
+    p.validate().unwrap();
+    let e = Evaluator::new(&p, DefaultRule::Deny, 1);
+    // dave's /64, his host address inside carol's /24, and an address of erin's /8 only.
+    assert_eq!(
+        e.decide(ip("fd00:8::1234"), &web, "GET", "/").reason,
+        Reason::Grant(4)
+    );
+    assert!(!e.decide(ip("fd00:9::1"), &web, "GET", "/").allowed);
+    assert_eq!(
+        e.decide(ip("10.9.0.7"), &web, "GET", "/").reason,
+        Reason::Grant(4)
+    );
+    assert!(!e.decide(ip("10.9.0.8"), &web, "GET", "/").allowed);
+    // 10.9.0.8 is carol's (/24) and erin's (/8): both ops, so the tag grant holds.
+    let llm: ServiceName = "llm".parse().unwrap();
+    assert_eq!(
+        e.decide(ip("10.9.0.8"), &llm, "POST", "/api/generate")
+            .reason,
+        Reason::Grant(2)
+    );
+    assert_eq!(
+        e.decide(ip("10.200.1.1"), &llm, "POST", "/api/generate")
+            .reason,
+        Reason::Grant(2)
+    );
+    assert!(
+        !e.decide(ip("11.0.0.1"), &llm, "POST", "/api/generate")
+            .allowed
+    );
+}

@@ -27,9 +27,12 @@
 //! ```
 
 mod eval;
+mod index;
+mod path;
 mod policy;
 
-pub use eval::{Client, Decision, DefaultRule, Evaluator, Reason, percent_decode};
+pub use eval::{Client, Decision, DefaultRule, Evaluator, Reason};
+pub use path::percent_decode;
 pub use policy::{
     AccessPolicy, Grant, Label, Peer, PeerCert, PolicyError, StoredPolicy, Subject, SubjectError,
 };

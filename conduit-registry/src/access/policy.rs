@@ -189,7 +189,7 @@ impl<'de> Deserialize<'de> for Subject {
 }
 
 /// One grant: `subject` may reach `service`, with these methods, under this path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Grant {
@@ -340,7 +340,8 @@ impl AccessPolicy {
                 });
             }
         }
-        for (i, g) in self.grants.iter().enumerate() {
+        let mut grants = HashSet::with_capacity(self.grants.len());
+        for g in &self.grants {
             if let Subject::Peer(n) | Subject::Cert(n) = &g.to
                 && !names.contains(n)
             {
@@ -363,7 +364,7 @@ impl AccessPolicy {
                     path: p.clone(),
                 });
             }
-            if self.grants[..i].iter().any(|o| o.same_as(g)) {
+            if !grants.insert(g) {
                 return Err(PolicyError::DuplicateGrant(g.to_string()));
             }
         }

@@ -4,6 +4,25 @@ use conduit_registry::ServiceName;
 use conduit_registry::access::{DefaultRule, Grant, Peer, StoredPolicy};
 use serde::{Deserialize, Serialize};
 
+/// The access policy in force, in `GET /v1/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessStatus {
+    /// `[access] default`.
+    pub default: DefaultRule,
+    /// `[access] hide_names`.
+    pub hide_names: bool,
+    /// The policy revision in force.
+    pub revision: u64,
+    /// How many peers it knows.
+    pub peers: usize,
+    /// How many grants it has.
+    pub grants: usize,
+    /// Services that require a client certificate.
+    pub require_cert: Vec<String>,
+    /// Requests refused since the gateway started.
+    pub denied: u64,
+}
+
 /// `GET /v1/peers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerList {

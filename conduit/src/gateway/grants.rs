@@ -63,6 +63,28 @@ impl GatewayHandle {
         Ok(stored)
     }
 
+    /// The policy in force, for `status`.
+    ///
+    /// # Errors
+    /// A registry error.
+    pub(super) async fn access_status(&self) -> Result<crate::api::AccessStatus, GatewayError> {
+        let p = self.registry.access_policy().await?;
+        Ok(crate::api::AccessStatus {
+            default: self.settings.access.default,
+            hide_names: self.settings.access.hide_names,
+            revision: p.revision,
+            peers: p.policy.peers.len(),
+            grants: p.policy.grants.len(),
+            require_cert: p
+                .policy
+                .require_cert
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            denied: self.access.denied().iter().map(|(_, n)| n).sum(),
+        })
+    }
+
     /// Every peer.
     ///
     /// # Errors

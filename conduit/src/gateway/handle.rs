@@ -73,6 +73,7 @@ impl GatewayHandle {
             services,
             dns_serial: self.dns.as_ref().map(DnsHandle::serial),
             ca: self.ca_status(),
+            access: self.access_status().await?,
         })
     }
 

@@ -6,7 +6,7 @@
 //! ```text
 //! proxy_only (--dir DIR | --route DOMAIN=UPSTREAM[,UPSTREAM…]…) --cert CHAIN.pem --key KEY.pem
 //!            [--listen ADDR:PORT]… [--redirect ADDR:PORT]… [--health-path PATH] [--tls12]
-//!            [--start-healthy] [--threads N]
+//!            [--start-healthy] [--threads N] [--policy GRANTS [--policy-services N]]
 //! ```
 //! Defaults: `--listen 127.0.0.1:8443`, one runtime thread (the proxy pinned to one core is
 //! how the peers are compared); `RUST_LOG=conduit_proxy::access=info` prints an access log.
@@ -29,6 +29,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use conduit_proxy::{ProxyConfig, ProxyServer, TlsVersions};
+use conduit_registry::access::{AccessPolicy, DefaultRule, Evaluator, Grant, Label, Peer};
 use conduit_registry::{
     DomainName, Endpoint, FileRegistry, HealthCheck, InMemoryRegistry, Registry, ServiceName,
     ServiceRecord, default_config_dir,
@@ -69,9 +70,52 @@ struct Options {
     /// Write an access log (one JSON line per request) to this file.
     #[arg(long)]
     access_log: Option<PathBuf>,
+    /// Enforce an access policy: each routed service gets this many grants, the last of
+    /// which (`cidr:127.0.0.0/8`) lets a local client in after every other one is tried (for
+    /// measuring what a policy costs per request).
+    #[arg(long, value_name = "GRANTS")]
+    policy: Option<usize>,
+    /// With `--policy`: this many more services, each with as many grants, in the policy.
+    #[arg(long, default_value_t = 1000)]
+    policy_services: usize,
     /// Runtime threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+}
+
+/// The policy `--policy` enforces: `grants` peers; every service (the routed ones and
+/// `fillers` more) granted to each peer, the routed ones to `cidr:127.0.0.0/8` last.
+fn bench_policy(
+    routes: &[(DomainName, Vec<Endpoint>)],
+    grants: usize,
+    fillers: usize,
+) -> anyhow::Result<AccessPolicy> {
+    let mut p = AccessPolicy::default();
+    for i in 0..grants {
+        let mut peer = Peer::new(Label::new("peer name", &format!("peer-{i}"))?);
+        peer.addresses
+            .push(format!("10.8.{}.{}", i / 250, i % 250 + 1).parse()?);
+        p.peers.push(peer);
+    }
+    let routed = routes
+        .iter()
+        .map(|(d, _)| d.labels().next().unwrap_or_default().to_owned());
+    let filler = (0..fillers).map(|i| format!("filler-{i}"));
+    for (n, name) in routed.chain(filler).enumerate() {
+        let service: ServiceName = name.parse()?;
+        for i in 0..grants.saturating_sub(usize::from(n < routes.len())) {
+            p.grants.push(Grant::new(
+                service.clone(),
+                format!("peer:peer-{i}").parse()?,
+            ));
+        }
+        if n < routes.len() {
+            p.grants
+                .push(Grant::new(service.clone(), "cidr:127.0.0.0/8".parse()?));
+        }
+    }
+    p.validate()?;
+    Ok(p)
 }
 
 fn parse_route(v: &str) -> Result<(DomainName, Vec<Endpoint>), String> {
@@ -175,6 +219,22 @@ fn main() -> anyhow::Result<()> {
             builder = builder.listen_http_redirect(addr);
         }
         let server = builder.bind().await?;
+        if let Some(grants) = o.policy {
+            let p = bench_policy(&o.routes, grants, o.policy_services)?;
+            let evaluator = Arc::new(Evaluator::new(&p, DefaultRule::Deny, 1));
+            server
+                .handle()
+                .set_access(Some(conduit_proxy::AccessControl {
+                    evaluator,
+                    client_auth: None,
+                }))?;
+            println!(
+                "access policy: {} grants over {} services, {} peers",
+                p.grants.len(),
+                o.routes.len() + o.policy_services,
+                p.peers.len()
+            );
+        }
         for addr in server.https_addrs() {
             println!("listening on https {addr}");
         }

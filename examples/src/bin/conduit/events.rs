@@ -11,7 +11,8 @@ pub(crate) struct Args {
     /// One JSON object per line (the API's events).
     #[arg(long)]
     json: bool,
-    /// Only these types, comma-separated (service, health, certificate, monitor, audit).
+    /// Only these types, comma-separated (service, health, certificate, monitor, audit,
+    /// alert, access).
     #[arg(long, value_delimiter = ',')]
     types: Vec<String>,
     /// Resume after this event id (what a previous run printed last).
@@ -50,6 +51,7 @@ fn line(e: &Event) -> String {
             "{action} {} by {user}: {message}",
             if *success { "ok" } else { "FAILED" }
         ),
+        EventKind::Alert { message, .. } | EventKind::Access { message, .. } => message.clone(),
         EventKind::Resync { reason } => format!("re-read the state: {reason}"),
         EventKind::Dropped { reason } => format!("disconnected: {reason}"),
         _ => String::new(),

@@ -25,6 +25,8 @@ use crate::signal::shutdown;
 struct Access {
     time: String,
     client: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
     host: String,
     upstream: Option<String>,
     method: String,
@@ -77,7 +79,7 @@ impl Line {
                 c.text
             ),
             (Self::Access(a), false) => println!(
-                "{} access  {} {} {} {} bytes, first byte {:.1} ms, {:.1} ms, from {}{}",
+                "{} access  {} {} {} {} bytes, first byte {:.1} ms, {:.1} ms, from {}{}{}",
                 a.time,
                 a.method,
                 a.path,
@@ -86,6 +88,10 @@ impl Line {
                 a.ttfb_us as f64 / 1e3,
                 a.duration_us as f64 / 1e3,
                 a.client,
+                a.peer
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
                 a.upstream
                     .as_deref()
                     .map(|u| format!(" via {u}"))

@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use conduit::admin::AdminError;
-use conduit::api::{CaStatus, DnsCheck, IssuanceState, ServiceStatus, UpstreamHealth};
+use conduit::api::{
+    AccessStatus, CaStatus, DnsCheck, IssuanceState, ServiceStatus, UpstreamHealth,
+};
 use conduit::registry::{ListFilter, Registry as _, Routing};
 use serde::Serialize;
 
@@ -17,6 +19,8 @@ struct View {
     gateway: &'static str,
     /// The CA, as the running gateway sees it (`null` when it is stopped).
     ca: Option<CaStatus>,
+    /// The access policy in force (`null` when the gateway is stopped).
+    access: Option<AccessStatus>,
     services: Vec<ServiceStatus>,
 }
 
@@ -25,11 +29,13 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
         Ok(report) => View {
             gateway: "running",
             ca: Some(report.ca),
+            access: Some(report.access),
             services: report.services,
         },
         Err(AdminError::NotRunning { .. }) => View {
             gateway: "stopped",
             ca: None,
+            access: None,
             services: from_registry(ctx).await?,
         },
         Err(e) => return Err(e.into()),
@@ -56,6 +62,25 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
         if let Some(m) = &ca.message {
             println!("  {m}");
         }
+    }
+    if let Some(a) = &view.access {
+        println!(
+            "access: default {}{}, policy revision {}: {} peers, {} grants{}; {} refused since start",
+            a.default,
+            if a.hide_names { ", names hidden" } else { "" },
+            a.revision,
+            a.peers,
+            a.grants,
+            if a.require_cert.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; client certificate required by {}",
+                    a.require_cert.join(", ")
+                )
+            },
+            a.denied
+        );
     }
     for s in &view.services {
         let health = match s.healthy {
