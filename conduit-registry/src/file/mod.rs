@@ -250,12 +250,19 @@ impl Inner {
             .serial
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.reload_policy()?;
+        // A damaged policy file does not stop the services from following, nor the reverse.
+        let policy = self.reload_policy();
+        self.reload_services()?;
+        policy?;
+        Ok(self.state.read().revision())
+    }
+
+    fn reload_services(&self) -> Result<(), RegistryError> {
         // Stat before reading: if the file is replaced in between, the next check sees a
         // stamp we do not know and reads it again.
         let st = stamp(&self.paths.file);
         if st.is_some() && self.known().map(|k| k.0) == st {
-            return Ok(self.state.read().revision());
+            return Ok(());
         }
         if let Some((table, version)) = read_file(
             &self.paths.file,
@@ -267,7 +274,7 @@ impl Inner {
             }
             self.set_known(st.map(|s| (s, version)));
         }
-        Ok(self.state.read().revision())
+        Ok(())
     }
 
     /// Adopts `access.json` when it is not the version in memory.

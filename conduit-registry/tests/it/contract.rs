@@ -57,6 +57,25 @@ async fn file_keeps_the_access_policy_for_every_process() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+    // Damaged while open: the services still follow, the policy in force stays.
+    std::fs::write(&file, b"{not json").unwrap();
+    reg.register(conduit_registry::ServiceRecord::new(
+        "late".parse().unwrap(),
+        "10.0.0.9:80".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut services = other.watch(conduit_registry::Revision::ZERO);
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(ev) = services.next().await {
+            if ev.record.name().as_str() == "late" {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(other.access_policy().await.unwrap().revision, 1);
     // A damaged file is an error naming it, not an open site.
     std::fs::write(
         &file,
