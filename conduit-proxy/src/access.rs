@@ -28,9 +28,11 @@ pub struct AccessRecord {
     /// The name asked for (`Host`).
     pub host: String,
     /// The upstream that answered, if one did.
-    pub upstream: Option<String>,
+    #[serde(serialize_with = "upstream")]
+    pub upstream: Option<Arc<str>>,
     /// The method.
-    pub method: String,
+    #[serde(serialize_with = "method")]
+    pub method: http::Method,
     /// The path (without the query).
     pub path: String,
     /// The status sent.
@@ -108,6 +110,7 @@ impl AccessLog {
         let mut w = Writer {
             path: path.to_owned(),
             out: BufWriter::with_capacity(64 * 1024, file),
+            line: Vec::with_capacity(512),
             size,
             options,
         };
@@ -156,6 +159,8 @@ fn open(path: &Path) -> std::io::Result<File> {
 struct Writer {
     path: PathBuf,
     out: BufWriter<File>,
+    /// One record's line, its allocation reused.
+    line: Vec<u8>,
     size: u64,
     options: AccessLogOptions,
 }
@@ -186,16 +191,20 @@ impl Writer {
     }
 
     fn write(&mut self, r: &AccessRecord) {
-        let Ok(mut line) = serde_json::to_vec(r) else {
-            return;
-        };
-        line.push(b'\n');
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        crate::access_json::encode(r, &mut line);
+        self.write_line(&line);
+        self.line = line;
+    }
+
+    fn write_line(&mut self, line: &[u8]) {
         if self.size + line.len() as u64 > self.options.max_bytes
             && let Err(error) = self.rotate()
         {
             tracing::warn!(%error, file = %self.path.display(), "cannot rotate the access log");
         }
-        if self.out.write_all(&line).is_ok() {
+        if self.out.write_all(line).is_ok() {
             self.size += line.len() as u64;
         }
     }
@@ -243,6 +252,17 @@ impl Pending {
     }
 }
 
+fn upstream<S: serde::Serializer>(u: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    match u {
+        Some(u) => s.serialize_some(&**u),
+        None => s.serialize_none(),
+    }
+}
+
+fn method<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
 /// A time as RFC 3339 in microseconds (formatted by the writer, off the request path).
 fn rfc3339<S: serde::Serializer>(t: &time::OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
     let t = t
@@ -265,7 +285,7 @@ mod tests {
             peer: Some("alice".into()),
             host: "web.internal".into(),
             upstream: Some("http://127.0.0.1:9000".into()),
-            method: "GET".into(),
+            method: http::Method::GET,
             path: format!("/{i}"),
             status: 200,
             bytes: u64::from(i),

@@ -55,6 +55,7 @@ use std::net::SocketAddr;
 use conduit_registry::{DomainName, Endpoint, RegistryError};
 
 mod access;
+mod access_json;
 mod admission;
 mod config;
 mod conn;

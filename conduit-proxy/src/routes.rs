@@ -20,6 +20,8 @@ pub(crate) use build::Rules;
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) endpoint: Endpoint,
+    /// The endpoint as text, formatted once (the access log names it on every request).
+    pub(crate) label: Arc<str>,
     /// `scheme://authority/`, what the connector is given.
     pub(crate) base_uri: http::Uri,
     /// Idle keep-alive connections.
@@ -96,6 +98,7 @@ impl Backend {
             .build()
             .ok()?;
         Some(Self {
+            label: endpoint.to_string().into(),
             endpoint,
             base_uri,
             idle: Arc::new(crate::conn::Idle::new(new.max_conns)),

@@ -73,7 +73,7 @@ async fn handle(
             peer: crate::policy::peer_of(&s, &c),
             host: request_host(&req).unwrap_or("").to_owned(),
             upstream: None,
-            method: req.method().as_str().to_owned(),
+            method: req.method().clone(),
             path: req.uri().path().to_owned(),
             status: 0,
             bytes: 0,
@@ -85,7 +85,7 @@ async fn handle(
     let (mut resp, upstream) = route(&s, &c, req).await;
     if let Some((mut record, sink)) = access {
         record.status = resp.status().as_u16();
-        record.upstream = upstream.as_ref().map(|b| b.endpoint.to_string());
+        record.upstream = upstream.as_ref().map(|b| Arc::clone(&b.label));
         record.ttfb_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         resp.body_mut().track(crate::access::Pending {
             record,

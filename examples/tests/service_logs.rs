@@ -156,11 +156,11 @@ fn a_services_container_output_is_merged_with_its_requests() {
     let web = common::upstream("hello\n");
     let _gw = site.serve();
     site.register("web", &web);
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         site.https("web.internal", "/").0 == 200
     });
     let mut out = String::new();
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         out = ok(site
             .cmd()
             .args(["logs", "--service", "web"])

@@ -65,7 +65,7 @@ async fn file_keeps_the_access_policy_for_every_process() {
     ))
     .await
     .unwrap();
-    let mut services = other.watch(conduit_registry::Revision::ZERO);
+    let mut services = other.watch(Revision::ZERO);
     tokio::time::timeout(std::time::Duration::from_secs(5), async {
         while let Some(ev) = services.next().await {
             if ev.record.name().as_str() == "late" {

@@ -29,6 +29,10 @@ pub(super) const PEER_LABEL: &str = "peer";
 /// half is forgotten.
 const TRACKED_CLIENTS: usize = 4096;
 
+/// The most `access_denied` records per interval over all clients: a scan from many
+/// addresses (an IPv6 /64 has 2^64) is one summary record per interval beyond this.
+const RECORDS_PER_INTERVAL: u64 = 100;
+
 /// The policy in force and what it refused.
 #[derive(Debug, Default)]
 pub(crate) struct AccessRuntime {
@@ -227,11 +231,20 @@ pub(super) async fn report_denials(
     };
     let mut denials = proxy.access_denials();
     let mut clients: HashMap<IpAddr, (Option<Instant>, u64)> = HashMap::new();
+    let mut window = Window::new(Instant::now());
     loop {
         let d = tokio::select! {
             () = stop.cancelled() => return,
             d = denials.recv() => d,
         };
+        if let Some((refusals, clients)) = window.roll(Instant::now(), interval) {
+            let msg = format!(
+                "{refusals} more refused requests from {clients} client(s) were not recorded one by one (more than {RECORDS_PER_INTERVAL} records in {})",
+                humantime::format_duration(interval)
+            );
+            let details = json!({"unrecorded": refusals, "clients": clients});
+            rep.record(Action::AccessDenied, false, msg, details).await;
+        }
         let d = match d {
             Ok(d) => d,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -272,6 +285,12 @@ pub(super) async fn report_denials(
         {
             continue;
         }
+        if !window.admit(d.client, entry.1) {
+            // Counted in the interval's summary instead.
+            entry.1 = 0;
+            entry.0 = Some(now);
+            continue;
+        }
         let refusals = std::mem::take(&mut entry.1);
         entry.0 = Some(now);
         if clients.len() > TRACKED_CLIENTS {
@@ -297,6 +316,50 @@ pub(super) async fn report_denials(
     }
 }
 
+/// The records written in the current interval, and what the cap left unrecorded.
+struct Window {
+    start: Instant,
+    records: u64,
+    unrecorded: u64,
+    clients: std::collections::HashSet<IpAddr>,
+}
+
+impl Window {
+    fn new(start: Instant) -> Self {
+        Self {
+            start,
+            records: 0,
+            unrecorded: 0,
+            clients: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Starts a new interval when this one is over: what it left unrecorded, if anything
+    /// (refusals, clients).
+    fn roll(&mut self, now: Instant, interval: Duration) -> Option<(u64, usize)> {
+        if now.duration_since(self.start) < interval {
+            return None;
+        }
+        let left = (self.unrecorded > 0).then_some((self.unrecorded, self.clients.len()));
+        *self = Self::new(now);
+        left
+    }
+
+    /// Whether one more record fits in this interval; else the client's `refusals` are
+    /// counted as unrecorded.
+    fn admit(&mut self, client: IpAddr, refusals: u64) -> bool {
+        if self.records < RECORDS_PER_INTERVAL {
+            self.records += 1;
+            return true;
+        }
+        self.unrecorded += refusals;
+        if self.clients.len() < TRACKED_CLIENTS {
+            self.clients.insert(client);
+        }
+        false
+    }
+}
+
 fn who(d: &AccessDenied) -> String {
     match &d.cert {
         Some(peer) => format!("{} (certificate of {peer})", d.client),
@@ -309,4 +372,25 @@ fn forget_oldest(clients: &mut HashMap<IpAddr, (Option<Instant>, u64)>) {
     times.sort_unstable();
     let cut = times[times.len() / 2];
     clients.retain(|_, v| v.0 > cut);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_from_many_addresses_is_capped_per_interval_and_summarised() {
+        let start = Instant::now();
+        let interval = Duration::from_secs(60);
+        let mut w = Window::new(start);
+        let ip =
+            |i: u32| IpAddr::from(std::net::Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(i)));
+        let admitted = (0..250).filter(|i| w.admit(ip(*i), 2)).count();
+        assert_eq!(admitted as u64, RECORDS_PER_INTERVAL);
+        assert_eq!(w.roll(start + Duration::from_secs(59), interval), None);
+        assert_eq!(w.roll(start + interval, interval), Some((300, 150)));
+        // The next interval starts empty.
+        assert!(w.admit(ip(1), 1));
+        assert_eq!(w.roll(start + interval * 2, interval), None);
+    }
 }
