@@ -97,6 +97,14 @@ impl LocalIssuer {
             .root_key_present()
     }
 
+    /// The serials revoked (lower-case hex): what the CRL lists.
+    pub fn revoked_serials(&self) -> std::collections::HashSet<String> {
+        self.ca
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .revoked_serials()
+    }
+
     /// When the intermediate expires.
     pub fn intermediate_not_after(&self) -> OffsetDateTime {
         self.ca

@@ -87,7 +87,7 @@ pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeou
 pub use failure::{FailureSide, UpstreamError};
 pub use handle::ProxyHandle;
 pub use metrics::{LATENCY_BUCKETS, ProxyStats};
-pub use policy::{AccessControl, AccessDenied, ClientAuth, IdentifyClient};
+pub use policy::{AccessControl, AccessDenied, ClientAuth, ClientIdentity, IdentifyClient};
 pub use published::Document;
 pub use response_body::ResponseBody;
 pub use routes::{CheckSource, HealthEvent, UpstreamStatus};

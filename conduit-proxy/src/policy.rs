@@ -19,7 +19,27 @@ use crate::routes::Route;
 use crate::shared::{ConnInfo, Shared};
 
 /// Names the peer a verified client certificate was issued to (`None`: not one of ours).
-pub type IdentifyClient = Arc<dyn Fn(&CertificateDer<'_>) -> Option<Box<str>> + Send + Sync>;
+pub type IdentifyClient = Arc<dyn Fn(&CertificateDer<'_>) -> Option<ClientIdentity> + Send + Sync>;
+
+/// Who a verified client certificate says the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientIdentity {
+    /// The peer it was issued to.
+    pub peer: Box<str>,
+    /// Its serial, lower-case hex (matched against [`ClientAuth::revoked`]).
+    pub serial: Box<str>,
+}
+
+impl ClientIdentity {
+    /// The certificate of `serial` issued to `peer`.
+    pub fn new(peer: impl Into<Box<str>>, serial: impl Into<Box<str>>) -> Self {
+        Self {
+            peer: peer.into(),
+            serial: serial.into(),
+        }
+    }
+}
 
 /// How client certificates are checked and named.
 #[derive(Clone)]
@@ -29,6 +49,9 @@ pub struct ClientAuth {
     pub verifier: Arc<dyn ClientCertVerifier>,
     /// Names the peer of a verified certificate.
     pub identify: IdentifyClient,
+    /// Serials revoked: a connection that presented one of them before its revocation
+    /// loses that identity from its next request on (a new handshake fails anyway).
+    pub revoked: Arc<std::collections::HashSet<String>>,
 }
 
 impl fmt::Debug for ClientAuth {
@@ -99,9 +122,16 @@ pub(crate) fn check(
     let guard = s.access.load();
     let enforced = guard.as_ref()?;
     let eval = &enforced.control.evaluator;
+    let revoked = c.cert.as_ref().is_some_and(|id| {
+        enforced
+            .control
+            .client_auth
+            .as_ref()
+            .is_some_and(|a| a.revoked.contains(&*id.serial))
+    });
     let client = Client {
         ip: c.client_ip,
-        cert: c.cert.as_deref(),
+        cert: c.cert.as_ref().filter(|_| !revoked).map(|id| &*id.peer),
     };
     let d = eval.decide(client, &route.service, method.as_str(), path);
     if d.allowed {
@@ -109,6 +139,10 @@ pub(crate) fn check(
     }
     s.counters.inc(|c| &c.access_denied);
     let msg = match d.reason {
+        Reason::CertRequired if revoked => format!(
+            "access denied: {} requires a client certificate, and this connection's was revoked",
+            route.domain
+        ),
         Reason::CertRequired => format!(
             "access denied: {} requires a client certificate issued by this site's CA",
             route.domain
@@ -121,7 +155,7 @@ pub(crate) fn check(
     let _ = s.access_tx.send(AccessDenied {
         at: SystemTime::now(),
         client: c.client_ip,
-        cert: c.cert.clone(),
+        cert: c.cert.as_ref().map(|id| id.peer.clone()),
         service: route.service.clone(),
         domain: route.domain.clone(),
         method: method.as_str().to_owned(),
@@ -136,8 +170,8 @@ type Response = http::Response<ResponseBody>;
 /// The peer a connection's client is: its certificate's, else (under a policy) the first
 /// peer its address belongs to. For the access log.
 pub(crate) fn peer_of(s: &Shared, c: &ConnInfo) -> Option<Box<str>> {
-    if let Some(cert) = &c.cert {
-        return Some(cert.clone());
+    if let Some(id) = &c.cert {
+        return Some(id.peer.clone());
     }
     let guard = s.access.load();
     guard

@@ -100,8 +100,8 @@ pub(crate) struct ConnInfo {
     pub(crate) admitted: Option<Arc<crate::admission::ConnState>>,
     /// The SNI name of a TLS connection (lower case).
     pub(crate) sni: Option<Box<str>>,
-    /// The peer named by a verified client certificate.
-    pub(crate) cert: Option<Box<str>>,
+    /// Who a verified client certificate says the client is.
+    pub(crate) cert: Option<crate::policy::ClientIdentity>,
     pub(crate) https: bool,
     /// On a plain-HTTP connection: the HTTPS port that TLS services are redirected to.
     pub(crate) redirect_port: u16,

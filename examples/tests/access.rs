@@ -452,6 +452,25 @@ fn a_policy_change_during_an_allowed_stream_does_not_cut_it() {
     assert_eq!(text.lines().last(), Some("tick 19"));
 }
 
+/// Two requests on one kept-alive TLS connection to vault with a client certificate; the
+/// second once the file `go` exists. Prints `STATUS BODY` per request.
+const KEEP_ALIVE: &str = r#"
+import http.client, os, socket, ssl, sys, time
+cafile, crt, key, port, go = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.load_cert_chain(crt, key)
+conn = http.client.HTTPSConnection("vault.internal", int(port), context=ctx)
+conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(port))), server_hostname="vault.internal")
+def get():
+    conn.request("GET", "/")
+    r = conn.getresponse()
+    print(r.status, r.read().decode().strip(), flush=True)
+get()
+while not os.path.exists(go):
+    time.sleep(0.05)
+get()
+"#;
+
 /// openssl's view of the handshake for `sni`: whether the server asked for a certificate.
 fn asks_for_certificate(site: &Site, sni: &str) -> bool {
     let out = Command::new("openssl")
@@ -542,13 +561,35 @@ fn a_service_requiring_a_client_certificate_accepts_a_peers_and_refuses_a_revoke
         (0, "allow: grant cert:alice → vault".to_owned())
     );
 
-    // Revoked: the next handshake with it fails; a certificate not of ours never passes.
+    // A connection already open with it, to see what revocation does to it.
+    let go = certs.path().join("go");
+    let mut open = Killed(
+        Command::new("python3")
+            .args(["-c", KEEP_ALIVE])
+            .arg(site.state.join("tls/root.pem"))
+            .args([&crt, &key])
+            .arg(site.https.to_string())
+            .arg(&go)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(open.0.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "200 GET /");
+
+    // Revoked: the next handshake with it fails, and the connection already open loses
+    // that identity from its next request on.
     let revoked = ok(conduit(site, &["peer", "revoke", "alice"]));
     assert!(revoked.starts_with("revoked alice: "), "{revoked}");
     assert_eq!(
         req(site, BOB, "GET", "vault", "/", &with_cert).0,
         0,
         "a revoked certificate is refused"
+    );
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "403 access denied: vault.internal requires a client certificate, and this connection's was revoked"
     );
     assert_eq!(req(site, BOB, "GET", "web", "/", &[]).0, 200);
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use conduit_proxy::{AccessControl, AccessDenied, ClientAuth};
+use conduit_proxy::{AccessControl, AccessDenied, ClientAuth, ClientIdentity};
 use conduit_registry::ServiceName;
 use conduit_registry::access::{DefaultRule, Evaluator, StoredPolicy};
 use serde_json::json;
@@ -155,13 +155,18 @@ impl GatewayHandle {
             let info =
                 conduit_ca::inspect_der(leaf, time::OffsetDateTime::now_utc(), &Default::default())
                     .ok()?;
-            info.dns_names
+            let peer = info
+                .dns_names
                 .iter()
                 .find_map(|d| d.strip_suffix(suffix.as_str()))
-                .filter(|n| !n.is_empty() && !n.contains('.'))
-                .map(Into::into)
+                .filter(|n| !n.is_empty() && !n.contains('.'))?;
+            Some(ClientIdentity::new(peer, info.serial.as_str()))
         });
-        Some(ClientAuth { verifier, identify })
+        Some(ClientAuth {
+            verifier,
+            identify,
+            revoked: Arc::new(ca.revoked_serials()),
+        })
     }
 }
 
