@@ -79,6 +79,7 @@ mod ssrf;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod tls;
 mod tunnel;
 mod upgrade;
 

@@ -5,54 +5,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use conduit_registry::{DomainName, Endpoint, HealthCheck, ServiceName, ServiceRecord};
-use http::uri::{Authority, Scheme};
 
 use crate::config::Balance;
 
+mod backend;
 mod build;
+pub(crate) use backend::{Backend, InFlight, NewBackend};
 pub(crate) use build::Rules;
-
-/// One upstream of one service, with its live state.
-#[derive(Debug)]
-pub(crate) struct Backend {
-    pub(crate) endpoint: Endpoint,
-    /// The endpoint as text, formatted once (the access log names it on every request).
-    pub(crate) label: Arc<str>,
-    /// `scheme://authority/`, what the connector is given.
-    pub(crate) base_uri: http::Uri,
-    /// Idle keep-alive connections.
-    pub(crate) idle: Arc<crate::conn::Idle>,
-    healthy: AtomicBool,
-    /// Requests sent and not finished (the response body not yet ended).
-    outstanding: AtomicUsize,
-    /// Consecutive failures (active or passive).
-    failures: AtomicU32,
-    /// Consecutive successful active checks while down.
-    successes: AtomicU32,
-}
-
-/// How a new upstream starts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NewBackend {
-    /// Healthy before its first check.
-    pub(crate) healthy: bool,
-    /// The most connections open to it at once.
-    pub(crate) max_conns: usize,
-}
-
-impl NewBackend {
-    /// With the default connection cap.
-    pub(crate) fn healthy(healthy: bool) -> Self {
-        Self {
-            healthy,
-            max_conns: crate::conn::DEFAULT_MAX_CONNS,
-        }
-    }
-}
 
 /// Where a health verdict came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,84 +45,6 @@ pub struct HealthEvent {
     pub source: CheckSource,
     /// The last check's outcome (`"200 OK"`, `"connection refused"`, …).
     pub reason: String,
-}
-
-impl Backend {
-    pub(crate) fn new(endpoint: Endpoint, new: NewBackend) -> Option<Self> {
-        let scheme = match endpoint.scheme() {
-            conduit_registry::Scheme::Https => Scheme::HTTPS,
-            _ => Scheme::HTTP,
-        };
-        let authority = Authority::try_from(endpoint.authority()).ok()?;
-        let base_uri = http::Uri::builder()
-            .scheme(scheme.clone())
-            .authority(authority.clone())
-            .path_and_query("/")
-            .build()
-            .ok()?;
-        Some(Self {
-            label: endpoint.to_string().into(),
-            endpoint,
-            base_uri,
-            idle: Arc::new(crate::conn::Idle::new(new.max_conns)),
-            healthy: AtomicBool::new(new.healthy),
-            outstanding: AtomicUsize::new(0),
-            failures: AtomicU32::new(0),
-            successes: AtomicU32::new(0),
-        })
-    }
-
-    pub(crate) fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn outstanding(&self) -> usize {
-        self.outstanding.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
-    }
-
-    /// Counts one outcome; returns the new state when it changed.
-    pub(crate) fn record(
-        &self,
-        ok: bool,
-        check: &HealthCheck,
-        source: CheckSource,
-    ) -> Option<bool> {
-        if ok {
-            self.failures.store(0, Ordering::Relaxed);
-            if self.is_healthy() || source == CheckSource::Passive {
-                return None;
-            }
-            let n = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
-            if n >= check.healthy_threshold.get() {
-                self.successes.store(0, Ordering::Relaxed);
-                self.healthy.store(true, Ordering::Relaxed);
-                return Some(true);
-            }
-            None
-        } else {
-            self.successes.store(0, Ordering::Relaxed);
-            let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-            if n >= check.unhealthy_threshold.get() && self.healthy.swap(false, Ordering::Relaxed) {
-                return Some(false);
-            }
-            None
-        }
-    }
-}
-
-/// A request in flight on a backend; dropping it ends the request.
-#[derive(Debug)]
-pub(crate) struct InFlight(Arc<Backend>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// One proxied service.

@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::ProxyError;
-use crate::config::{ProxyConfig, TlsVersions};
+use crate::config::ProxyConfig;
 use crate::handle::ProxyHandle;
 use crate::health::Checkers;
 use crate::listener::{Accept, accept_loop, h1_builder, h2_builder};
@@ -26,6 +26,7 @@ use crate::routes::RouteTable;
 use crate::service::ProxyService;
 use crate::shared::{ConnInfo, Connector, Shared};
 use crate::ssrf::GuardedResolver;
+use crate::tls::TlsBase;
 
 /// Builds a [`ProxyServer`].
 #[derive(Default)]
@@ -216,40 +217,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ProxyError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ProxyError::Bind { addr, source })
-}
-
-/// The HTTPS configuration and what built it: an mTLS variant is built from the same parts.
-pub(crate) struct TlsBase {
-    pub(crate) config: Arc<rustls::ServerConfig>,
-    pub(crate) certs: Arc<dyn ResolvesServerCert>,
-    pub(crate) versions: &'static [&'static rustls::SupportedProtocolVersion],
-}
-
-impl TlsBase {
-    fn new(config: &ProxyConfig, certs: Arc<dyn ResolvesServerCert>) -> Result<Self, ProxyError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        static BOTH: [&rustls::SupportedProtocolVersion; 2] =
-            [&rustls::version::TLS13, &rustls::version::TLS12];
-        static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
-        let versions: &'static [&'static rustls::SupportedProtocolVersion] = match config.tls {
-            TlsVersions::Tls12And13 => &BOTH,
-            _ => &TLS13,
-        };
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .map_err(|e| ProxyError::Tls(Box::new(e)))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&certs));
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        // Stateless resumption tickets, rotated by rustls every 6 hours.
-        tls.ticketer =
-            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| ProxyError::Tls(Box::new(e)))?;
-        Ok(Self {
-            config: Arc::new(tls),
-            certs,
-            versions,
-        })
-    }
 }
 
 fn connector(config: &ProxyConfig) -> Result<Connector, ProxyError> {

@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     /// Refused requests, for whoever reports them.
     pub(crate) access_tx: broadcast::Sender<crate::policy::AccessDenied>,
     /// The HTTPS configuration and what built it (an mTLS variant is built from them).
-    pub(crate) tls: Option<crate::server::TlsBase>,
+    pub(crate) tls: Option<crate::tls::TlsBase>,
 }
 
 impl std::fmt::Debug for Shared {

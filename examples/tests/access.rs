@@ -1,7 +1,7 @@
 //! Who may reach what, with real processes and clients: curl from two loopback source
 //! addresses (127.0.0.2 is the peer alice, 127.0.0.3 is bob), `dig -b` against the gateway's
-//! DNS with names hidden, curl and openssl with a client certificate from our CA, and the
-//! `conduit` command deciding with the proxy's own evaluator.
+//! DNS with names hidden, and the `conduit` command deciding with the proxy's own evaluator.
+//! Client certificates: `access_mtls.rs`.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
@@ -12,94 +12,12 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Site, present};
-use conduit_test_support::have;
-use conduit_test_support::process::{Killed, free_port, ok, wait_until};
-
-const ALICE: &str = "127.0.0.2";
-const BOB: &str = "127.0.0.3";
-
-/// An upstream answering every method with `METHOD PATH`, and `/stream` with 20 chunks
-/// over 3 s.
-const ECHO: &str = r#"
-import http.server, sys, time
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def answer(self):
-        n = int(self.headers.get("content-length") or 0)
-        if n:
-            self.rfile.read(n)
-        if self.path.startswith("/stream"):
-            self.send_response(200)
-            self.send_header("transfer-encoding", "chunked")
-            self.end_headers()
-            for i in range(20):
-                c = ("tick %d\n" % i).encode()
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
-                self.wfile.flush()
-                time.sleep(0.15)
-            self.wfile.write(b"0\r\n\r\n")
-            return
-        body = ("%s %s\n" % (self.command, self.path)).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    do_GET = do_POST = do_PUT = do_DELETE = answer
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"#;
-
-fn echo() -> (u16, Killed) {
-    let port = free_port();
-    let k = Killed(
-        Command::new("python3")
-            .args(["-c", ECHO, &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (port, k)
-}
-
-/// curl from `from` to `https://HOST.internal/PATH` with `METHOD`: status and body.
-fn req(
-    site: &Site,
-    from: &str,
-    method: &str,
-    host: &str,
-    path: &str,
-    extra: &[&str],
-) -> (u16, String) {
-    let resolve = format!("{host}.internal:{}:127.0.0.1", site.https);
-    let mut args = vec![
-        "--interface",
-        from,
-        "--resolve",
-        &resolve,
-        "-X",
-        method,
-        "--path-as-is",
-    ];
-    args.extend_from_slice(extra);
-    let (code, body, _) = site.curl(
-        &args,
-        format!("https://{host}.internal:{}{path}", site.https),
-    );
-    (code, body)
-}
-
-fn conduit(site: &Site, args: &[&str]) -> Output {
-    site.cmd().args(args).output().unwrap()
-}
+use common::Site;
+use common::access::{ALICE, BOB, check, conduit, req, running};
+use conduit_test_support::process::{Killed, ok, wait_until};
 
 /// `dig -b FROM NAME TYPE`: the status word (`NOERROR`, `NXDOMAIN`) and the answer count.
 fn dig(site: &Site, from: &str, name: &str, qtype: &str) -> (String, usize) {
@@ -125,15 +43,6 @@ fn dig(site: &Site, from: &str, name: &str, qtype: &str) -> (String, usize) {
     (status, answers)
 }
 
-/// `conduit access check`: its exit code and first line.
-fn check(site: &Site, args: &[&str]) -> (i32, String) {
-    let mut all = vec!["access", "check"];
-    all.extend_from_slice(args);
-    let out = conduit(site, &all);
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    (out.status.code().unwrap_or(-1), text)
-}
-
 /// The `access_denied` records for `client`.
 fn denied_records(site: &Site, client: &str) -> Vec<serde_json::Value> {
     let out = ok(conduit(
@@ -151,45 +60,6 @@ fn denied_records(site: &Site, client: &str) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v.to_string().contains(&format!("\"client\":\"{client}\"")))
         .collect()
-}
-
-fn tools() -> bool {
-    present(
-        have("curl") && have("dig") && have("openssl") && have("python3"),
-        "curl, dig, openssl and python3",
-    )
-}
-
-/// A running gateway with `extra` configuration and `services` registered on one echo
-/// upstream (`None` without the tools).
-struct Running {
-    site: Site,
-    port: u16,
-    _gw: Killed,
-    _echo: Killed,
-}
-
-fn running(extra: &str, services: &[&str]) -> Option<Running> {
-    if !tools() {
-        return None;
-    }
-    let site = Site::new(extra);
-    ok(conduit(&site, &["setup"]));
-    let gw = site.serve();
-    let (port, echo) = echo();
-    for name in services {
-        let up = format!("127.0.0.1:{port}");
-        ok(conduit(
-            &site,
-            &["register", "--name", name, "--upstream", &up],
-        ));
-    }
-    Some(Running {
-        site,
-        port,
-        _gw: gw,
-        _echo: echo,
-    })
 }
 
 #[test]
@@ -450,146 +320,4 @@ fn a_policy_change_during_an_allowed_stream_does_not_cut_it() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 20, "{text}");
     assert_eq!(text.lines().last(), Some("tick 19"));
-}
-
-/// Two requests on one kept-alive TLS connection to vault with a client certificate; the
-/// second once the file `go` exists. Prints `STATUS BODY` per request.
-const KEEP_ALIVE: &str = r#"
-import http.client, os, socket, ssl, sys, time
-cafile, crt, key, port, go = sys.argv[1:6]
-ctx = ssl.create_default_context(cafile=cafile)
-ctx.load_cert_chain(crt, key)
-conn = http.client.HTTPSConnection("vault.internal", int(port), context=ctx)
-conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(port))), server_hostname="vault.internal")
-def get():
-    conn.request("GET", "/")
-    r = conn.getresponse()
-    print(r.status, r.read().decode().strip(), flush=True)
-get()
-while not os.path.exists(go):
-    time.sleep(0.05)
-get()
-"#;
-
-/// openssl's view of the handshake for `sni`: whether the server asked for a certificate.
-fn asks_for_certificate(site: &Site, sni: &str) -> bool {
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{}", site.https),
-            "-servername",
-            sni,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if text.contains("Acceptable client certificate CA names") {
-        true
-    } else {
-        assert!(
-            text.contains("No client certificate CA names sent"),
-            "{text}"
-        );
-        false
-    }
-}
-
-#[test]
-fn a_service_requiring_a_client_certificate_accepts_a_peers_and_refuses_a_revoked_one() {
-    let Some(r) = running("", &["vault", "web"]) else {
-        return;
-    };
-    let site = &r.site;
-    ok(conduit(site, &["peer", "add", "alice"]));
-    ok(conduit(site, &["access", "require-cert", "vault"]));
-    ok(conduit(
-        site,
-        &["grant", "add", "vault", "--to", "cert:alice"],
-    ));
-    let certs = tempfile::tempdir().unwrap();
-    let printed = ok(conduit(
-        site,
-        &[
-            "peer",
-            "cert",
-            "alice",
-            "--out",
-            certs.path().to_str().unwrap(),
-        ],
-    ));
-    assert!(
-        printed.contains("client certificate for alice"),
-        "{printed}"
-    );
-    let (crt, key) = (
-        certs.path().join("alice.crt"),
-        certs.path().join("alice.key"),
-    );
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o600);
-    let with_cert = [
-        "--cert",
-        crt.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ];
-
-    wait_until(Duration::from_secs(10), || {
-        req(site, BOB, "GET", "vault", "/", &with_cert).0 == 200
-    });
-    assert_eq!(
-        req(site, BOB, "GET", "vault", "/", &with_cert),
-        (200, "GET /\n".to_owned())
-    );
-    let (code, body) = req(site, BOB, "GET", "vault", "/", &[]);
-    assert_eq!(
-        (code, body.trim()),
-        (
-            403,
-            "access denied: vault.internal requires a client certificate issued by this site's CA"
-        )
-    );
-    // Asked for only on vault's name; web (open by default) is served as before.
-    assert!(asks_for_certificate(site, "vault.internal"));
-    assert!(!asks_for_certificate(site, "web.internal"));
-    assert_eq!(req(site, BOB, "GET", "web", "/", &[]).0, 200);
-    assert_eq!(
-        check(site, &["--from", BOB, "--cert", "alice", "vault"]),
-        (0, "allow: grant cert:alice → vault".to_owned())
-    );
-
-    // A connection already open with it, to see what revocation does to it.
-    let go = certs.path().join("go");
-    let mut open = Killed(
-        Command::new("python3")
-            .args(["-c", KEEP_ALIVE])
-            .arg(site.state.join("tls/root.pem"))
-            .args([&crt, &key])
-            .arg(site.https.to_string())
-            .arg(&go)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(open.0.stdout.take().unwrap()));
-    assert_eq!(lines.next().unwrap().unwrap(), "200 GET /");
-
-    // Revoked: the next handshake with it fails, and the connection already open loses
-    // that identity from its next request on.
-    let revoked = ok(conduit(site, &["peer", "revoke", "alice"]));
-    assert!(revoked.starts_with("revoked alice: "), "{revoked}");
-    assert_eq!(
-        req(site, BOB, "GET", "vault", "/", &with_cert).0,
-        0,
-        "a revoked certificate is refused"
-    );
-    std::fs::write(&go, b"").unwrap();
-    assert_eq!(
-        lines.next().unwrap().unwrap(),
-        "403 access denied: vault.internal requires a client certificate, and this connection's was revoked"
-    );
-    assert_eq!(req(site, BOB, "GET", "web", "/", &[]).0, 200);
 }

@@ -11,6 +11,7 @@
 mod common;
 mod contract;
 mod dig;
+mod hidden;
 mod nsd;
 mod tcp_starvation;
 mod wire;

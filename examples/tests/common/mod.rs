@@ -10,6 +10,8 @@
     reason = "test code driving real processes in real time; each suite uses its own part"
 )]
 
+pub(crate) mod access;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
