@@ -159,15 +159,22 @@ impl PolicyChange {
     pub fn apply(&self, current: &AccessPolicy) -> Result<AccessPolicy, PolicyChangeError> {
         let mut p = current.clone();
         match self {
-            Self::AddPeer(peer) => match p.peers.iter_mut().find(|x| x.name == peer.name) {
-                // A peer given again keeps the certificates issued to it.
-                Some(x) => {
-                    let certs = std::mem::take(&mut x.certs);
-                    *x = peer.clone();
-                    x.certs = certs;
+            Self::AddPeer(peer) => {
+                // The certificates a peer holds are the ones the CA issued to it, recorded by
+                // `CertIssued` only: a peer given again keeps its own, a new one has none,
+                // whatever the request says (a listed serial is revoked with the peer).
+                let mut peer = peer.clone();
+                match p.peers.iter_mut().find(|x| x.name == peer.name) {
+                    Some(x) => {
+                        peer.certs = std::mem::take(&mut x.certs);
+                        *x = peer;
+                    }
+                    None => {
+                        peer.certs.clear();
+                        p.peers.push(peer);
+                    }
                 }
-                None => p.peers.push(peer.clone()),
-            },
+            }
             Self::CertIssued { peer, cert } => {
                 let x = p
                     .peers
@@ -298,5 +305,36 @@ impl<R: Registry> AuditedRegistry<R> {
         };
         self.record(Action::AccessPolicy, ok, msg, counts).await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conduit_registry::access::PeerCert;
+
+    #[test]
+    fn a_peer_given_again_keeps_its_certificates_and_a_new_one_cannot_claim_any() {
+        let name = Label::new("peer name", "alice").unwrap();
+        let mut claimed = Peer::new(name.clone());
+        claimed
+            .certs
+            .push(PeerCert::new("0bad", "2030-01-01T00:00:00Z"));
+        let p = PolicyChange::AddPeer(claimed.clone())
+            .apply(&AccessPolicy::default())
+            .unwrap();
+        assert!(p.peers[0].certs.is_empty(), "serials come from the CA only");
+        let issued = PeerCert::new("0a1b", "2026-12-06T00:00:00Z");
+        let p = PolicyChange::CertIssued {
+            peer: name.clone(),
+            cert: issued.clone(),
+        }
+        .apply(&p)
+        .unwrap();
+        let mut again = Peer::new(name);
+        again.addresses.push("10.8.0.9".parse().unwrap());
+        let p = PolicyChange::AddPeer(again).apply(&p).unwrap();
+        assert_eq!(p.peers[0].certs, vec![issued]);
+        assert_eq!(p.peers[0].addresses[0].to_string(), "10.8.0.9/32");
     }
 }
