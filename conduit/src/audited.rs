@@ -72,7 +72,13 @@ impl<R> AuditedRegistry<R> {
     }
 
     /// Appends one record of a change that is already durable (or refused).
-    async fn record(&self, action: Action, ok: bool, message: String, details: Value) {
+    async fn record(
+        &self,
+        action: Action,
+        ok: bool,
+        message: String,
+        details: impl serde::Serialize + Send,
+    ) {
         record(self.sink.as_ref(), action, ok, message, &self.user, details).await;
     }
 
@@ -82,7 +88,7 @@ impl<R> AuditedRegistry<R> {
         action: Action,
         ok: bool,
         message: String,
-        details: Value,
+        details: impl serde::Serialize + Send,
     ) -> Result<(), AuditError> {
         let ev = event(action, ok, message, &self.user, details)?;
         self.sink.append(ev).await.map(|_| ())
@@ -214,8 +220,8 @@ impl<R: Registry> AuditedRegistry<R> {
     }
 }
 
-/// One audit record: `ok` is the outcome, `details` a JSON object (anything else is
-/// recorded as no details).
+/// One audit record: `ok` is the outcome, `details` anything that serializes to a JSON
+/// object (a typed struct, or `json!({…})`; anything else is recorded as no details).
 ///
 /// # Errors
 /// [`EventError`] for an empty action or user, or a line break in a field.
@@ -224,10 +230,10 @@ pub fn event(
     ok: bool,
     message: impl Into<String>,
     user: &str,
-    details: Value,
+    details: impl serde::Serialize,
 ) -> Result<AuditEvent, EventError> {
-    let details = match details {
-        Value::Object(m) => m,
+    let details = match serde_json::to_value(details) {
+        Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
     let outcome = if ok {
@@ -246,7 +252,7 @@ pub async fn record(
     ok: bool,
     message: impl Into<String>,
     user: &str,
-    details: Value,
+    details: impl serde::Serialize + Send,
 ) {
     match event(action, ok, message, user, details) {
         Ok(ev) => {

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use common::Site;
 use common::access::{ALICE, BOB, check, conduit, req, running};
+use conduit::api::AuditEntry;
+use conduit::events::{Event, EventKind};
 use conduit_test_support::process::{Killed, ok, wait_until};
 
 /// `dig -b FROM NAME TYPE`: the status word (`NOERROR`, `NXDOMAIN`) and the answer count.
@@ -44,7 +46,7 @@ fn dig(site: &Site, from: &str, name: &str, qtype: &str) -> (String, usize) {
 }
 
 /// The `access_denied` records for `client`.
-fn denied_records(site: &Site, client: &str) -> Vec<serde_json::Value> {
+fn denied_records(site: &Site, client: &str) -> Vec<AuditEntry> {
     let out = ok(conduit(
         site,
         &[
@@ -57,8 +59,8 @@ fn denied_records(site: &Site, client: &str) -> Vec<serde_json::Value> {
         ],
     ));
     out.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.to_string().contains(&format!("\"client\":\"{client}\"")))
+        .map(|l| serde_json::from_str::<AuditEntry>(l).unwrap())
+        .filter(|e| e.details.get("client").and_then(|c| c.as_str()) == Some(client))
         .collect()
 }
 
@@ -126,10 +128,12 @@ fn grants_decide_in_the_proxy_in_dns_and_in_the_command_line() {
     });
     let records = denied_records(site, BOB);
     assert_eq!(records.len(), 1, "rate-limited per client: {records:?}");
-    let r = records[0].to_string();
-    assert!(
-        r.contains("\"service\":\"web\"") && r.contains("\"path\":\"/x\""),
-        "{r}"
+    let d = &records[0].details;
+    assert_eq!(d["service"], "web", "{d:?}");
+    assert_eq!(d["path"], "/x", "{d:?}");
+    assert_eq!(
+        d["refusals"], 1,
+        "the first refusal is recorded at once: {d:?}"
     );
 
     // Methods and paths; tags and networks.
@@ -234,15 +238,19 @@ fn grants_decide_in_the_proxy_in_dns_and_in_the_command_line() {
     let _ = events.0.kill();
     let mut out = String::new();
     std::io::Read::read_to_string(&mut events.0.stdout.take().unwrap(), &mut out).unwrap();
-    let first = out
-        .lines()
-        .next()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .unwrap_or_default();
-    assert_eq!(first["type"], "access", "{first}");
-    assert_eq!(first["change"], "denied", "{first}");
-    assert_eq!(first["client"], ALICE, "{first}");
-    assert_eq!(first["service"], "web", "{first}");
+    let first: Event = serde_json::from_str(out.lines().next().unwrap_or_default()).unwrap();
+    match first.kind {
+        EventKind::Access {
+            change,
+            client,
+            service,
+            ..
+        } => assert_eq!(
+            (change.as_str(), client.as_deref(), service.as_deref()),
+            ("denied", Some(ALICE), Some("web"))
+        ),
+        other => panic!("not an access event: {other:?}"),
+    }
 
     // `status` shows the policy in force.
     let status = ok(conduit(site, &["status"]));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use conduit_audit::AuditError;
 use conduit_registry::access::{AccessPolicy, Grant, Label, Peer, PeerCert, StoredPolicy, Subject};
 use conduit_registry::{Registry, RegistryError, ServiceName};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::{Action, AuditedRegistry};
 
@@ -135,19 +135,21 @@ impl PolicyChange {
         }
     }
 
-    fn details(&self) -> Value {
+    fn details(&self) -> ChangeDetails<'_> {
         match self {
-            Self::AddPeer(p) => json!({"peer": p}),
-            Self::RemovePeer(n) => json!({"peer": n}),
-            Self::AddGrant(g) => json!({"grant": g}),
-            Self::RemoveGrant { service, to } => {
-                json!({"service": service.as_str(), "to": to.to_string()})
-            }
-            Self::RequireCert { service, required } => {
-                json!({"service": service.as_str(), "required": required})
-            }
-            Self::CertIssued { peer, cert } => json!({"peer": peer, "certificate": cert}),
-            Self::CertsRevoked { peer, serials } => json!({"peer": peer, "serials": serials}),
+            Self::AddPeer(p) => ChangeDetails::Peer { peer: p },
+            Self::RemovePeer(n) => ChangeDetails::PeerName { peer: n },
+            Self::AddGrant(g) => ChangeDetails::Grant { grant: g },
+            Self::RemoveGrant { service, to } => ChangeDetails::Grants { service, to },
+            Self::RequireCert { service, required } => ChangeDetails::RequireCert {
+                service,
+                required: *required,
+            },
+            Self::CertIssued { peer, cert } => ChangeDetails::CertIssued {
+                peer,
+                certificate: cert,
+            },
+            Self::CertsRevoked { peer, serials } => ChangeDetails::CertsRevoked { peer, serials },
         }
     }
 
@@ -232,6 +234,54 @@ impl PolicyChange {
     }
 }
 
+/// A change's audit details: what it names, and the revision it made.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ChangeDetails<'a> {
+    Peer {
+        peer: &'a Peer,
+    },
+    PeerName {
+        peer: &'a Label,
+    },
+    Grant {
+        grant: &'a Grant,
+    },
+    Grants {
+        service: &'a ServiceName,
+        to: &'a Subject,
+    },
+    RequireCert {
+        service: &'a ServiceName,
+        required: bool,
+    },
+    CertIssued {
+        peer: &'a Label,
+        certificate: &'a PeerCert,
+    },
+    CertsRevoked {
+        peer: &'a Label,
+        serials: &'a [String],
+    },
+}
+
+/// What a change's audit record carries.
+#[derive(Serialize)]
+struct Recorded<'a> {
+    #[serde(flatten)]
+    change: ChangeDetails<'a>,
+    /// The revision stored (absent for a refusal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+}
+
+/// The audit details of a whole-policy replacement.
+#[derive(Serialize)]
+struct Replaced {
+    peers: usize,
+    grants: usize,
+}
+
 /// How many times a change is retried when another writer changed the policy in between.
 const CAS_ATTEMPTS: usize = 8;
 
@@ -247,10 +297,13 @@ impl<R: Registry> AuditedRegistry<R> {
         change: &PolicyChange,
     ) -> Result<Arc<StoredPolicy>, PolicyChangeError> {
         let result = self.try_change(change).await;
-        let mut details = change.details();
+        let mut details = Recorded {
+            change: change.details(),
+            revision: None,
+        };
         match &result {
             Ok(stored) => {
-                details["revision"] = json!(stored.revision);
+                details.revision = Some(stored.revision);
                 let msg = format!("Access policy: {}", change.describe());
                 self.record_checked(change.action(), true, msg, details)
                     .await
@@ -294,7 +347,10 @@ impl<R: Registry> AuditedRegistry<R> {
         policy: AccessPolicy,
         expected: u64,
     ) -> Result<Arc<StoredPolicy>, RegistryError> {
-        let counts = json!({"peers": policy.peers.len(), "grants": policy.grants.len()});
+        let counts = Replaced {
+            peers: policy.peers.len(),
+            grants: policy.grants.len(),
+        };
         let result = self.inner.set_access_policy(policy, expected).await;
         let (ok, msg) = match &result {
             Ok(s) => (

@@ -12,7 +12,6 @@ use std::time::Duration;
 use conduit_proxy::{AccessControl, AccessDenied, ClientAuth, ClientIdentity};
 use conduit_registry::ServiceName;
 use conduit_registry::access::{DefaultRule, Evaluator, StoredPolicy};
-use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -247,7 +246,10 @@ pub(super) async fn report_denials(
                 "{refusals} more refused requests from {clients} client(s) were not recorded one by one (more than {RECORDS_PER_INTERVAL} records in {})",
                 humantime::format_duration(interval)
             );
-            let details = json!({"unrecorded": refusals, "clients": clients});
+            let details = Unrecorded {
+                unrecorded: refusals,
+                clients,
+            };
             rep.record(Action::AccessDenied, false, msg, details).await;
         }
         let d = match d {
@@ -301,16 +303,16 @@ pub(super) async fn report_denials(
         if clients.len() > TRACKED_CLIENTS {
             forget_oldest(&mut clients);
         }
-        let details = json!({
-            "client": d.client.to_string(),
-            "cert": d.cert.as_deref(),
-            "service": d.service.as_str(),
-            "domain": d.domain.as_str(),
-            "method": d.method,
-            "path": d.path,
-            "reason": d.reason,
-            "refusals": refusals,
-        });
+        let details = Denied {
+            client: d.client,
+            cert: d.cert.as_deref(),
+            service: &d.service,
+            domain: &d.domain,
+            method: &d.method,
+            path: &d.path,
+            reason: &d.reason,
+            refusals,
+        };
         let message = if refusals > 1 {
             format!("{message} ({refusals} refusals of this client since its last record)")
         } else {
@@ -363,6 +365,27 @@ impl Window {
         }
         false
     }
+}
+
+/// An `access_denied` record's details.
+#[derive(serde::Serialize)]
+struct Denied<'a> {
+    client: IpAddr,
+    cert: Option<&'a str>,
+    service: &'a ServiceName,
+    domain: &'a conduit_registry::DomainName,
+    method: &'a str,
+    path: &'a str,
+    reason: &'a str,
+    /// The refusals of this client it stands for.
+    refusals: u64,
+}
+
+/// The details of the summary record of an interval past the cap.
+#[derive(serde::Serialize)]
+struct Unrecorded {
+    unrecorded: u64,
+    clients: usize,
 }
 
 fn who(d: &AccessDenied) -> String {

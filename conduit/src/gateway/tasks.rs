@@ -32,7 +32,7 @@ impl Reporter {
         action: Action,
         ok: bool,
         msg: String,
-        details: serde_json::Value,
+        details: impl serde::Serialize + Send,
     ) {
         record(&*self.log, action, ok, msg, &self.user, details).await;
     }
