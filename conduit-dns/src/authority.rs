@@ -54,14 +54,13 @@ pub struct Authority {
     /// The configuration it was built with (a state built with another is not reused).
     config: ZoneConfig,
     /// Each service's domain (lower-case wire form) and its name: whose a queried name is
-    /// when names are hidden per client.
-    owners: std::collections::HashMap<Box<[u8]>, conduit_registry::ServiceName>,
+    /// when names are hidden per client. Built at the first such query, so that a state
+    /// served without hidden names never pays for it.
+    owners: std::sync::OnceLock<hide::Owners>,
 }
 
 mod build;
 mod hide;
-
-use hide::owners_of;
 
 impl Authority {
     /// Largest UDP response we send, whatever the client offers (the DNS flag day 2020

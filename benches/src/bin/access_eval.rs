@@ -10,6 +10,7 @@
 //! `cargo run --release -p conduit-benches --bin access-eval`
 #![allow(clippy::print_stdout, reason = "a benchmark program")]
 
+use conduit_benches::percentile;
 use std::net::{IpAddr, Ipv4Addr};
 
 use conduit_registry::ServiceName;
@@ -93,12 +94,6 @@ fn policy(a: &Args, rng: &mut Rng) -> Result<AccessPolicy, Box<dyn std::error::E
     Ok(p)
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v.get(i).copied().unwrap_or(f64::NAN)
-}
-
 /// Times `f` once per sample (after a warm-up) and prints p50, p99 and max in µs.
 fn measure(label: &str, n: usize, mut f: impl FnMut(usize) -> bool) {
     for i in 0..n.min(1000) {
@@ -112,7 +107,11 @@ fn measure(label: &str, n: usize, mut f: impl FnMut(usize) -> bool) {
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
-    let (p50, p99, p999) = (pct(&mut us, 0.50), pct(&mut us, 0.99), pct(&mut us, 0.999));
+    let (p50, p99, p999) = (
+        percentile(&mut us, 0.50),
+        percentile(&mut us, 0.99),
+        percentile(&mut us, 0.999),
+    );
     let max = us.last().copied().unwrap_or(f64::NAN);
     println!(
         "| {label} | {n} | p50 {p50:.2} µs, p99 {p99:.2} µs, p99.9 {p999:.2} µs, max {max:.1} µs | {:.0} % allowed |",

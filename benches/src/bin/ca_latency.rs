@@ -10,6 +10,7 @@
 //! `cargo run --release -p conduit-benches --bin ca-latency`
 #![allow(clippy::print_stdout, reason = "a benchmark program")]
 
+use conduit_benches::percentile;
 use std::time::Duration;
 
 use conduit_audit::{Checkpoint, SealKey};
@@ -28,12 +29,6 @@ struct Args {
     revoked: usize,
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v.get(i).copied().unwrap_or(f64::NAN)
-}
-
 fn measure(label: &str, n: usize, mut f: impl FnMut()) {
     // Warm up (allocator, caches), then measure each call alone.
     for _ in 0..n.min(100) {
@@ -46,7 +41,7 @@ fn measure(label: &str, n: usize, mut f: impl FnMut()) {
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    let (p50, p99) = (pct(&mut ms, 0.50), pct(&mut ms, 0.99));
+    let (p50, p99) = (percentile(&mut ms, 0.50), percentile(&mut ms, 0.99));
     let max = ms.last().copied().unwrap_or(f64::NAN);
     println!("| {label}, {n} samples | p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms |");
 }

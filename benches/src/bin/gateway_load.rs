@@ -22,6 +22,7 @@
 //! ```
 #![allow(clippy::print_stdout, reason = "a benchmark program")]
 
+use conduit_benches::percentile;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,12 +111,6 @@ async fn https_ok(connector: &tokio_rustls::TlsConnector, addr: SocketAddr, name
         return false;
     };
     matches!(sender.send_request(req).await, Ok(r) if r.status() == 200)
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v.get(i).copied().unwrap_or(f64::NAN)
 }
 
 /// Registers services into a running gateway and measures register → served.
@@ -369,18 +364,18 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "| registration call started → its `service` event at an SSE client, {} samples | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms |",
             event_lat.len(),
-            pct(&mut event_lat, 0.5),
-            pct(&mut event_lat, 0.99),
-            pct(&mut event_lat, 1.0)
+            percentile(&mut event_lat, 0.5),
+            percentile(&mut event_lat, 0.99),
+            percentile(&mut event_lat, 1.0)
         );
     }
     if !delivery_lat.is_empty() {
         println!(
             "| `service` event published → at the SSE client, {} samples | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms |",
             delivery_lat.len(),
-            pct(&mut delivery_lat, 0.5),
-            pct(&mut delivery_lat, 0.99),
-            pct(&mut delivery_lat, 1.0)
+            percentile(&mut delivery_lat, 0.5),
+            percentile(&mut delivery_lat, 0.99),
+            percentile(&mut delivery_lat, 1.0)
         );
     }
     if let Some(m) = idle_clients {
@@ -388,10 +383,10 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "| register → served via {via} (DNS + HTTPS 200), {samples} samples | p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.9),
-        pct(&mut lat, 0.99),
-        pct(&mut lat, 1.0)
+        percentile(&mut lat, 0.5),
+        percentile(&mut lat, 0.9),
+        percentile(&mut lat, 0.99),
+        percentile(&mut lat, 1.0)
     );
     Ok(())
 }

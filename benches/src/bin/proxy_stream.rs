@@ -10,6 +10,7 @@
 //! ```
 #![allow(clippy::print_stdout, reason = "a benchmark program")]
 
+use conduit_benches::percentile;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -122,12 +123,6 @@ where
     Ok(delays)
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v.get(i).copied().unwrap_or(f64::NAN)
-}
-
 /// Streams chunks through the proxy and measures each chunk's delay.
 #[derive(Debug, clap::Parser)]
 #[command(name = "proxy-stream")]
@@ -232,7 +227,12 @@ fn main() -> anyhow::Result<()> {
         ("direct (plain HTTP)", &mut direct),
         ("through conduit-proxy (TLS 1.3)", &mut proxied),
     ] {
-        let r = [pct(v, 0.5), pct(v, 0.9), pct(v, 0.99), pct(v, 1.0)];
+        let r = [
+            percentile(v, 0.5),
+            percentile(v, 0.9),
+            percentile(v, 0.99),
+            percentile(v, 1.0),
+        ];
         println!(
             "| {name} | {:.0} | {:.0} | {:.0} | {:.0} |",
             r[0], r[1], r[2], r[3]

@@ -76,7 +76,7 @@ impl Authority {
             services: services.to_vec(),
             patched: false,
             config: config.clone(),
-            owners: super::owners_of(services),
+            owners: std::sync::OnceLock::new(),
         };
         authority.precompute(previous);
         Ok(authority)
@@ -98,7 +98,7 @@ impl Authority {
             services: services.to_vec(),
             patched: true,
             config: self.config.clone(),
-            owners: super::owners_of(services),
+            owners: std::sync::OnceLock::new(),
         };
         let pinned: Vec<&Name> = self
             .records

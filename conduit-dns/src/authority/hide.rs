@@ -10,9 +10,9 @@ use super::Authority;
 use crate::wire::{CLASS_IN, Disposition, Transport, limit, name_from_wire, read_query};
 
 /// Each service's domain in lower-case wire form, with the service's name.
-pub(super) fn owners_of(
-    services: &[Arc<ServiceRecord>],
-) -> std::collections::HashMap<Box<[u8]>, conduit_registry::ServiceName> {
+pub(super) type Owners = std::collections::HashMap<Box<[u8]>, conduit_registry::ServiceName>;
+
+fn owners_of(services: &[Arc<ServiceRecord>]) -> Owners {
     services
         .iter()
         .filter_map(|s| {
@@ -53,18 +53,17 @@ impl Authority {
     /// The service a lower-case wire name belongs to: the service's domain or a name under
     /// it (its SRV names), or a PTR name whose target is one.
     fn owner(&self, lower: &[u8]) -> Option<&conduit_registry::ServiceName> {
+        let owners = self.owners.get_or_init(|| owners_of(&self.services));
         let mut i = 0;
         while i < lower.len() && lower[i] != 0 {
-            if let Some(s) = self.owners.get(&lower[i..]) {
+            if let Some(s) = owners.get(&lower[i..]) {
                 return Some(s);
             }
             i += 1 + usize::from(lower[i]);
         }
         let records = self.records.nodes.get(&name_from_wire(lower))?;
         records.iter().find_map(|r| match &r.data {
-            RData::PTR(target) => self
-                .owners
-                .get(crate::zone::name_wire(&target.0).as_slice()),
+            RData::PTR(target) => owners.get(crate::zone::name_wire(&target.0).as_slice()),
             _ => None,
         })
     }

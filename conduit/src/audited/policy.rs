@@ -177,22 +177,10 @@ impl PolicyChange {
                     }
                 }
             }
-            Self::CertIssued { peer, cert } => {
-                let x = p
-                    .peers
-                    .iter_mut()
-                    .find(|x| &x.name == peer)
-                    .ok_or_else(|| PolicyChangeError::NoPeer(peer.clone()))?;
-                x.certs.push(cert.clone());
-            }
-            Self::CertsRevoked { peer, serials } => {
-                let x = p
-                    .peers
-                    .iter_mut()
-                    .find(|x| &x.name == peer)
-                    .ok_or_else(|| PolicyChangeError::NoPeer(peer.clone()))?;
-                x.certs.retain(|c| !serials.contains(&c.serial));
-            }
+            Self::CertIssued { peer, cert } => peer_mut(&mut p, peer)?.certs.push(cert.clone()),
+            Self::CertsRevoked { peer, serials } => peer_mut(&mut p, peer)?
+                .certs
+                .retain(|c| !serials.contains(&c.serial)),
             Self::RemovePeer(name) => {
                 if p.peer(name).is_none() {
                     return Err(PolicyChangeError::NoPeer(name.clone()));
@@ -280,6 +268,14 @@ struct Recorded<'a> {
 struct Replaced {
     peers: usize,
     grants: usize,
+}
+
+/// The peer of that name, to change.
+fn peer_mut<'a>(p: &'a mut AccessPolicy, name: &Label) -> Result<&'a mut Peer, PolicyChangeError> {
+    p.peers
+        .iter_mut()
+        .find(|x| &x.name == name)
+        .ok_or_else(|| PolicyChangeError::NoPeer(name.clone()))
 }
 
 /// How many times a change is retried when another writer changed the policy in between.

@@ -197,17 +197,22 @@ pub(super) async fn follow_policy(gw: GatewayHandle, stop: CancellationToken) {
     let mut watch = gw.registry.watch_access_policy();
     watch.mark_unchanged();
     loop {
-        tokio::select! {
+        let refresh = tokio::select! {
             () = stop.cancelled() => return,
             changed = watch.changed() => if changed.is_err() {
                 // The store keeps no policy updates: the one applied at start stays.
                 stop.cancelled().await;
                 return;
+            } else {
+                false
             },
-            () = gw.access.refresh.notified() => {}
-        }
+            () = gw.access.refresh.notified() => true,
+        };
         let stored = Arc::clone(&watch.borrow_and_update());
-        gw.apply_policy(&stored);
+        // A change made through this gateway's API is in force already (compiled once).
+        if refresh || gw.access.evaluator().revision() != stored.revision {
+            gw.apply_policy(&stored);
+        }
         gw.events.publish(EventKind::Access {
             change: "policy".to_owned(),
             client: None,
@@ -236,11 +241,7 @@ pub(super) async fn report_denials(
     let mut denials = proxy.access_denials();
     let mut clients: HashMap<IpAddr, (Option<Instant>, u64)> = HashMap::new();
     let mut window = Window::new(Instant::now());
-    loop {
-        let d = tokio::select! {
-            () = stop.cancelled() => return,
-            d = denials.recv() => d,
-        };
+    while let Some(d) = super::tasks::next(&mut denials, &stop, "refused requests").await {
         if let Some((refusals, clients)) = window.roll(Instant::now(), interval) {
             let msg = format!(
                 "{refusals} more refused requests from {clients} client(s) were not recorded one by one (more than {RECORDS_PER_INTERVAL} records in {})",
@@ -252,17 +253,6 @@ pub(super) async fn report_denials(
             };
             rep.record(Action::AccessDenied, false, msg, details).await;
         }
-        let d = match d {
-            Ok(d) => d,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "refused requests came faster than they could be reported"
-                );
-                continue;
-            }
-            Err(_) => return,
-        };
         *gw.access
             .denied
             .write()

@@ -256,25 +256,32 @@ pub(super) async fn audit_reloads(dns: DnsHandle, rep: Reporter, stop: Cancellat
     }
 }
 
+/// The next item of a broadcast channel, until `stop` or the sender's end. Items the
+/// receiver fell behind on are logged as dropped (naming `what`) and skipped.
+pub(super) async fn next<T: Clone>(
+    rx: &mut tokio::sync::broadcast::Receiver<T>,
+    stop: &CancellationToken,
+    what: &str,
+) -> Option<T> {
+    loop {
+        let got = tokio::select! {
+            () = stop.cancelled() => return None,
+            got = rx.recv() => got,
+        };
+        match got {
+            Ok(item) => return Some(item),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "{what} were dropped before being reported");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
 /// Audits every upstream health transition as `health_change`.
 pub(super) async fn audit_health(proxy: ProxyHandle, rep: Reporter, stop: CancellationToken) {
     let mut events = proxy.health_events();
-    loop {
-        let ev = tokio::select! {
-            () = stop.cancelled() => return,
-            ev = events.recv() => ev,
-        };
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "health events were dropped before being audited"
-                );
-                continue;
-            }
-            Err(_) => return,
-        };
+    while let Some(ev) = next(&mut events, &stop, "health events").await {
         let state = if ev.healthy { "healthy" } else { "unhealthy" };
         let msg = format!(
             "{} upstream {} is {state}: {}",

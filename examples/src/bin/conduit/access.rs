@@ -7,17 +7,16 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use conduit::admin::AdminError;
 use conduit::api::{AccessVerdict, GrantList};
-use conduit::audit::AuditSink;
-use conduit::audited::{AuditedRegistry, PolicyChange};
+use conduit::audited::PolicyChange;
 use conduit::registry::access::{Evaluator, Grant, Label, Peer, Subject};
-use conduit::registry::{FileRegistry, Registry as _, ServiceName};
+use conduit::registry::{Registry as _, ServiceName};
 
-use crate::settings::{Context, user};
+use crate::register::audited_registry;
+use crate::settings::Context;
 
 /// `conduit peer …`.
 #[derive(clap::Subcommand)]
@@ -131,16 +130,6 @@ pub(crate) enum AccessCommand {
     },
 }
 
-/// The state directory's registry, every change audited as this process's user.
-fn store(ctx: &Context) -> anyhow::Result<AuditedRegistry<FileRegistry>> {
-    let log: Arc<dyn AuditSink> = Arc::new(ctx.state.open_audit()?);
-    Ok(AuditedRegistry::new(
-        ctx.state.open_registry()?,
-        log,
-        user(),
-    ))
-}
-
 /// Applies `change` through the gateway (`via`), else to the store here.
 async fn change<T>(
     ctx: &Context,
@@ -150,7 +139,7 @@ async fn change<T>(
     match via {
         Ok(_) => Ok(()),
         Err(AdminError::NotRunning { .. }) => {
-            store(ctx)?.change_policy(&change).await?;
+            audited_registry(ctx)?.change_policy(&change).await?;
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -195,7 +184,7 @@ pub(crate) async fn peer(ctx: &Context, command: PeerCommand) -> anyhow::Result<
             let list = match admin.peers().await {
                 Ok(l) => l,
                 Err(AdminError::NotRunning { .. }) => {
-                    let p = store(ctx)?.access_policy().await?;
+                    let p = audited_registry(ctx)?.access_policy().await?;
                     conduit::api::PeerList {
                         revision: p.revision,
                         peers: p.policy.peers.clone(),
@@ -228,7 +217,7 @@ pub(crate) async fn peer(ctx: &Context, command: PeerCommand) -> anyhow::Result<
             match admin.remove_peer(&name).await {
                 Ok(_) => {}
                 Err(AdminError::NotRunning { .. }) => {
-                    let s = store(ctx)?;
+                    let s = audited_registry(ctx)?;
                     let current = s.access_policy().await?;
                     if current
                         .policy
@@ -362,7 +351,7 @@ async fn grants(ctx: &Context, svc: Option<&str>) -> anyhow::Result<GrantList> {
         Ok(l) => Ok(l),
         Err(AdminError::NotRunning { .. }) => {
             let only = svc.map(service).transpose()?;
-            let p = store(ctx)?.access_policy().await?;
+            let p = audited_registry(ctx)?.access_policy().await?;
             let a = &ctx.config.access;
             Ok(GrantList::of(&p, a.default, a.hide_names, only.as_ref()))
         }
@@ -391,7 +380,7 @@ pub(crate) async fn access(ctx: &Context, command: AccessCommand) -> anyhow::Res
                 Ok(v) => v,
                 Err(AdminError::NotRunning { .. }) => {
                     // The same evaluator over the stored policy and this configuration.
-                    let p = store(ctx)?.access_policy().await?;
+                    let p = audited_registry(ctx)?.access_policy().await?;
                     let eval = Evaluator::new(&p.policy, ctx.config.access.default, p.revision);
                     let cert = cert.as_deref().map(|c| label("peer name", c)).transpose()?;
                     conduit::gateway::access_verdict(

@@ -76,7 +76,7 @@ impl SpecArgs {
 }
 
 /// The state directory's registry; every change audited as this process's real user.
-fn audited_registry(ctx: &Context) -> anyhow::Result<AuditedRegistry<FileRegistry>> {
+pub(crate) fn audited_registry(ctx: &Context) -> anyhow::Result<AuditedRegistry<FileRegistry>> {
     let log: Arc<dyn AuditSink> = Arc::new(ctx.state.open_audit()?);
     Ok(AuditedRegistry::new(
         ctx.state.open_registry()?,
