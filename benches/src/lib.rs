@@ -7,6 +7,8 @@
 //! assert_eq!(conduit_benches::percentile(&mut ms, 1.0), 4.0);
 //! ```
 
+pub mod sim;
+
 /// The `p` quantile (0.0-1.0) of `samples`, nearest rank; sorts them. NaN when empty.
 pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples.sort_by(f64::total_cmp);

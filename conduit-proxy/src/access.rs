@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// One request as the access log keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct AccessRecord {
     /// When the request arrived (written as RFC 3339, UTC, microseconds).
@@ -43,6 +43,23 @@ pub struct AccessRecord {
     pub ttfb_us: u64,
     /// From the request to the end of the response body, in microseconds.
     pub duration_us: u64,
+    /// For a request routed by model: the model, the affinity target and every
+    /// candidate's score.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "explanation"
+    )]
+    pub llm: Option<Arc<crate::RouteExplanation>>,
+}
+
+fn explanation<S: serde::Serializer>(
+    v: &Option<Arc<crate::RouteExplanation>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(e) => e.serialize(s),
+        None => s.serialize_none(),
+    }
 }
 
 /// Where access records go. `record` must not block: it runs on the request path.
@@ -291,6 +308,7 @@ mod tests {
             bytes: u64::from(i),
             ttfb_us: 10,
             duration_us: 20,
+            llm: None,
         }
     }
 

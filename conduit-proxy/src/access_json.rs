@@ -37,7 +37,45 @@ pub(crate) fn encode(r: &AccessRecord, out: &mut Vec<u8>) {
         out.extend_from_slice(key);
         out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
+    if let Some(e) = &r.llm {
+        llm(e, out);
+    }
     out.extend_from_slice(b"}\n");
+}
+
+/// `,"llm":{…}`: a model decision.
+fn llm(e: &crate::RouteExplanation, out: &mut Vec<u8>) {
+    let text = |v: &Option<std::sync::Arc<str>>, out: &mut Vec<u8>| match v {
+        Some(v) => string(v, out),
+        None => out.extend_from_slice(b"null"),
+    };
+    out.extend_from_slice(b",\"llm\":{\"model\":");
+    text(&e.model, out);
+    out.extend_from_slice(b",\"affinity\":");
+    text(&e.affinity, out);
+    out.extend_from_slice(b",\"scores\":[");
+    for (i, s) in e.scores.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"upstream\":");
+        string(&s.upstream, out);
+        out.extend_from_slice(b",\"score\":");
+        number(s.score, out);
+        out.extend_from_slice(b",\"load\":");
+        number(s.load, out);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// A float as serde_json writes one (`null` when not finite).
+fn number(v: f64, out: &mut Vec<u8>) {
+    if v.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
 }
 
 /// RFC 3339 in UTC to the microsecond, trailing zeros of the fraction left out (as the
@@ -118,6 +156,7 @@ mod tests {
             bytes: u64::MAX,
             ttfb_us: 0,
             duration_us: 1_234_567,
+            llm: None,
         }
     }
 
@@ -141,7 +180,25 @@ mod tests {
             for &t in &times {
                 for peer in [None, Some("alice"), Some("o\"dd")] {
                     for up in [None, Some("http://127.0.0.1:9000")] {
-                        let r = record(path, t, peer, up);
+                        let mut r = record(path, t, peer, up);
+                        if t % 3 == 0 {
+                            r.llm = Some(Arc::new(crate::RouteExplanation {
+                                model: up.map(|_| Arc::from("meta/llama \"3\"")),
+                                affinity: peer.map(Arc::from),
+                                scores: vec![
+                                    crate::UpstreamScore {
+                                        upstream: Arc::from("http://127.0.0.1:9000"),
+                                        score: -6.25,
+                                        load: 2.0,
+                                    },
+                                    crate::UpstreamScore {
+                                        upstream: Arc::from(path),
+                                        score: 1e21,
+                                        load: f64::NAN,
+                                    },
+                                ],
+                            }));
+                        }
                         let mut ours = Vec::new();
                         encode(&r, &mut ours);
                         let mut theirs = serde_json::to_vec(&r).unwrap();

@@ -237,6 +237,8 @@ pub struct ProxyConfig {
     /// Where each request's access record goes when its response ends (an
     /// [`AccessLog`](crate::AccessLog) file); `None` (the default) keeps none.
     pub access_log: Option<Arc<dyn crate::AccessSink>>,
+    /// Routing to model servers (services of kind `openai`, `vllm`, `ollama`).
+    pub llm: crate::ModelRouting,
 }
 
 impl Default for ProxyConfig {
@@ -257,6 +259,7 @@ impl Default for ProxyConfig {
             access_log: None,
             trusted_proxies: Vec::new(),
             upgrades: vec!["websocket".to_owned()],
+            llm: crate::ModelRouting::default(),
         }
     }
 }
@@ -300,6 +303,6 @@ impl ProxyConfig {
                 return bad(name, "must be positive");
             }
         }
-        Ok(())
+        self.llm.validate()
     }
 }

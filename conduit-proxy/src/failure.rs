@@ -90,7 +90,12 @@ impl UpstreamError {
     /// A failure of an exchange that had started (the request left, in part or whole):
     /// the body's own errors are the client's, anything else the upstream's.
     pub(crate) fn after_send(e: hyper::Error) -> Self {
-        let e: BoxError = Box::new(e);
+        Self::from_body(Box::new(e))
+    }
+
+    /// A request body's failure (or an exchange's that may hold one): the body's own
+    /// errors are the client's, anything else the upstream's.
+    pub(crate) fn from_body(e: BoxError) -> Self {
         if let Some(big) = find_cause::<BodyTooLarge>(e.as_ref()) {
             return Self::BodyTooLarge { limit: big.0 };
         }

@@ -75,13 +75,29 @@ pub(crate) async fn forward(
     route: &Arc<Route>,
     req: Request<Incoming>,
 ) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
-    let (mut parts, body) = req.into_parts();
-    upstream_headers(&mut parts.headers, c, route);
+    let (parts, body) = req.into_parts();
     let body = if body.is_end_stream() {
         RequestBody::Empty
     } else {
         RequestBody::stream(body, route.body_limit, s.config.timeouts.idle)
     };
+    send(s, c, route, parts, body, |tried| {
+        route.pick(s.config.balance, tried).map(Arc::clone)
+    })
+    .await
+}
+
+/// Sends a request to the upstream `pick` gives (it is told the upstreams tried, by
+/// address), and again to the next when it never left and the retry policy allows.
+pub(crate) async fn send(
+    s: &Arc<Shared>,
+    c: &ConnInfo,
+    route: &Arc<Route>,
+    mut parts: http::request::Parts,
+    body: RequestBody,
+    mut pick: impl FnMut(&[usize]) -> Option<Arc<Backend>>,
+) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
+    upstream_headers(&mut parts.headers, c, route);
     let retry = s.config.retry;
     let may_retry = retry.retries > 0 && (retry.non_idempotent || idempotent(&parts.method));
     // Built once: a request that never left comes back intact and goes to the next upstream.
@@ -91,7 +107,7 @@ pub(crate) async fn forward(
     *up.headers_mut() = parts.headers;
     let mut tried: Vec<usize> = Vec::new();
     loop {
-        let Some(backend) = route.pick(s.config.balance, &tried) else {
+        let Some(backend) = pick(&tried) else {
             up.into_body().discard();
             if tried.is_empty() {
                 return (no_upstream(s, route), None);
@@ -99,7 +115,6 @@ pub(crate) async fn forward(
             let msg = format!("no upstream of {} could be reached", route.domain);
             return (local(StatusCode::BAD_GATEWAY, msg), None);
         };
-        let backend = Arc::clone(backend);
         let flight = backend.begin();
         let first_byte = s.config.timeouts.upstream_first_byte;
         let sent = tokio::time::timeout(first_byte, crate::pool::send(s, &backend, up)).await;

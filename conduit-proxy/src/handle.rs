@@ -79,7 +79,7 @@ impl ProxyHandle {
         let table = self.shared.routes.load();
         let mut routes: Vec<_> = table.routes().collect();
         routes.sort_by(|a, b| a.domain.cmp(&b.domain));
-        for r in routes {
+        for r in &routes {
             for b in r.backends.iter() {
                 let _ = writeln!(
                     out,
@@ -90,6 +90,7 @@ impl ProxyHandle {
                 );
             }
         }
+        crate::llm::prometheus(&routes, &mut out);
         out
     }
 
@@ -115,6 +116,7 @@ impl ProxyHandle {
     pub fn upstreams(&self, domain: &str) -> Option<Vec<UpstreamStatus>> {
         let table = self.shared.routes.load();
         let route = table.get(domain.trim_end_matches('.'))?;
+        let last = route.models.as_ref().and_then(|m| m.last.load_full());
         Some(
             route
                 .backends
@@ -123,6 +125,9 @@ impl ProxyHandle {
                     endpoint: b.endpoint.clone(),
                     healthy: b.is_healthy(),
                     outstanding: b.outstanding(),
+                    models: b
+                        .engine_state()
+                        .map(|st| crate::llm::UpstreamModels::of(b, st, last.as_deref())),
                 })
                 .collect(),
         )

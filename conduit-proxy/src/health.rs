@@ -87,7 +87,12 @@ async fn check_route(shared: Arc<Shared>, route: Arc<Route>) {
     if route.backends.is_empty() {
         return;
     }
-    let mut tick = tokio::time::interval(route.health.interval);
+    // Model servers' readiness and load change by the second.
+    let every = match route.models {
+        Some(_) => route.health.interval.min(shared.config.llm.probe_interval),
+        None => route.health.interval,
+    };
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let host = HeaderValue::from_str(route.domain.as_str()).ok();
     loop {
@@ -112,6 +117,12 @@ async fn check_one(
     backend: &Arc<Backend>,
     host: Option<HeaderValue>,
 ) {
+    if backend.engine_state().is_some() {
+        let (ok, reason) = crate::llm::probe::probe(shared, route, backend, host).await;
+        tracing::trace!(upstream = %backend.endpoint, ok, %reason, "model server probe");
+        shared.record(route, backend, ok, CheckSource::Active, || reason);
+        return;
+    }
     let Ok(uri) = Uri::try_from(route.health.path.as_str()) else {
         tracing::warn!(path = %route.health.path, "health path is not a valid request target");
         return;

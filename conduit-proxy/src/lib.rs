@@ -65,6 +65,7 @@ mod handle;
 mod headers;
 mod health;
 mod listener;
+mod llm;
 mod metrics;
 mod policy;
 mod pool;
@@ -87,6 +88,10 @@ pub use access::{AccessLog, AccessLogOptions, AccessRecord, AccessSink};
 pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeouts, TlsVersions};
 pub use failure::{FailureSide, UpstreamError};
 pub use handle::ProxyHandle;
+pub use llm::{
+    ModelRouting, ModelStatus, ModelStrategy, RouteExplanation, ScoreWeights, UpstreamModels,
+    UpstreamScore,
+};
 pub use metrics::{LATENCY_BUCKETS, ProxyStats};
 pub use policy::{AccessControl, AccessDenied, ClientAuth, ClientIdentity, IdentifyClient};
 pub use published::Document;

@@ -130,6 +130,8 @@ pub(crate) fn drain(mut body: Incoming) {
 pub(crate) enum RequestBody {
     /// No body (health checks, bodiless requests being retried).
     Empty,
+    /// Frames already read (the model look-ahead), then the rest.
+    Replay(Box<Replay>),
     /// The client's body.
     Stream {
         inner: Option<Incoming>,
@@ -139,10 +141,21 @@ pub(crate) enum RequestBody {
     },
 }
 
+/// The frames a look-ahead read, sent before the rest of the body.
+pub(crate) struct Replay {
+    head: std::collections::VecDeque<Frame<Bytes>>,
+    rest: RequestBody,
+}
+
 impl fmt::Debug for RequestBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("Empty"),
+            Self::Replay(r) => f
+                .debug_struct("Replay")
+                .field("head", &r.head.len())
+                .field("rest", &r.rest)
+                .finish(),
             Self::Stream { seen, limit, .. } => f
                 .debug_struct("Stream")
                 .field("seen", seen)
@@ -161,17 +174,23 @@ impl RequestBody {
             idle: IdleTimer::new(idle),
         }
     }
+
+    /// `head` (frames already read from `rest`), then `rest`.
+    pub(crate) fn replay(head: std::collections::VecDeque<Frame<Bytes>>, rest: Self) -> Self {
+        Self::Replay(Box::new(Replay { head, rest }))
+    }
 }
 
 impl RequestBody {
     /// Throws away what the client has not sent yet (see [`drain`]), for a request answered
     /// without being forwarded.
     pub(crate) fn discard(self) {
-        if let Self::Stream {
-            inner: Some(inner), ..
-        } = self
-        {
-            drain(inner);
+        match self {
+            Self::Stream {
+                inner: Some(inner), ..
+            } => drain(inner),
+            Self::Replay(r) => r.rest.discard(),
+            _ => {}
         }
     }
 }
@@ -186,6 +205,10 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
+            Self::Replay(r) => match r.head.pop_front() {
+                Some(f) => Poll::Ready(Some(Ok(f))),
+                None => Pin::new(&mut r.rest).poll_frame(cx),
+            },
             Self::Stream {
                 inner,
                 limit,
@@ -225,6 +248,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Empty => true,
+            Self::Replay(r) => r.head.is_empty() && r.rest.is_end_stream(),
             Self::Stream { inner, .. } => inner.as_ref().is_none_or(Body::is_end_stream),
         }
     }
@@ -232,6 +256,20 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Empty => SizeHint::with_exact(0),
+            Self::Replay(r) => {
+                let held: u64 = r
+                    .head
+                    .iter()
+                    .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+                    .sum();
+                let rest = r.rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + held);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + held);
+                }
+                hint
+            }
             Self::Stream { inner, .. } => inner
                 .as_ref()
                 .map_or(SizeHint::with_exact(0), Body::size_hint),

@@ -62,6 +62,8 @@ pub(crate) struct Route {
     pub(crate) tls: bool,
     /// `Host` (and `X-Forwarded-Host`) as upstreams get it: the domain.
     pub(crate) host_header: http::HeaderValue,
+    /// For a service with model servers: its decisions.
+    pub(crate) models: Option<Box<crate::llm::RouteModels>>,
     next: AtomicU64,
 }
 
@@ -112,13 +114,18 @@ impl Route {
         }
     }
 
+    /// A number that changes with every call (the balancers' turn).
+    pub(crate) fn tick(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub(crate) fn healthy_count(&self) -> usize {
         self.backends.iter().filter(|b| b.is_healthy()).count()
     }
 }
 
 /// The state of one upstream, as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct UpstreamStatus {
     /// The upstream.
@@ -127,6 +134,8 @@ pub struct UpstreamStatus {
     pub healthy: bool,
     /// Requests in flight on it.
     pub outstanding: usize,
+    /// For a model server: its models, readiness and load.
+    pub models: Option<crate::llm::UpstreamModels>,
 }
 
 /// Every route, by lower-case domain.

@@ -79,6 +79,7 @@ async fn handle(
             bytes: 0,
             ttfb_us: 0,
             duration_us: 0,
+            llm: None,
         };
         (record, Arc::clone(sink))
     });
@@ -86,6 +87,9 @@ async fn handle(
     if let Some((mut record, sink)) = access {
         record.status = resp.status().as_u16();
         record.upstream = upstream.as_ref().map(|b| Arc::clone(&b.label));
+        record.llm = resp
+            .extensions_mut()
+            .remove::<Arc<crate::RouteExplanation>>();
         record.ttfb_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         resp.body_mut().track(crate::access::Pending {
             record,
@@ -191,6 +195,9 @@ async fn route(
         // Boxed: rare, and its future is large (see `pool::send`).
         return Box::pin(upgrade(s, c, &route, req)).await;
     }
+    if route.models.is_some() {
+        return Box::pin(crate::llm::serve(s, c, &route, req)).await;
+    }
     // Boxed: the forwarding future is built once in place on the heap instead of being
     // copied into each enclosing future (a few KiB per request otherwise).
     Box::pin(forward(s, c, &route, req)).await
@@ -274,6 +281,7 @@ mod future_size {
             let backend = Arc::new(
                 crate::routes::Backend::new(
                     "127.0.0.1:9".parse().unwrap(),
+                    conduit_registry::Engine::Http,
                     crate::routes::NewBackend::healthy(true),
                 )
                 .unwrap(),

@@ -53,6 +53,7 @@
 pub mod access;
 mod cidr;
 mod endpoint;
+mod engine;
 mod error;
 #[cfg(feature = "file")]
 mod file;
@@ -70,6 +71,7 @@ mod watch;
 
 pub use cidr::{Cidr, CidrError, canonical_ip};
 pub use endpoint::{Endpoint, EndpointError, Host, Scheme};
+pub use engine::{Engine, EngineError, EngineOverride};
 pub use error::RegistryError;
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DomainName, Endpoint, HealthCheck, RegistryError, Revision, ServiceName, Timestamp};
+use crate::{
+    DomainName, Endpoint, Engine, EngineOverride, HealthCheck, RegistryError, Revision,
+    ServiceName, Timestamp,
+};
 
 /// How clients reach a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -73,6 +76,12 @@ pub struct ServiceRecord {
     tls: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     monitor: Option<MonitorTarget>,
+    /// The kind of its upstreams (plain HTTP unless a model server).
+    #[serde(default, skip_serializing_if = "is_http")]
+    kind: Engine,
+    /// Upstreams of another kind than `kind`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kinds: Vec<EngineOverride>,
     status: Status,
     registered_at: Timestamp,
     updated_at: Timestamp,
@@ -83,6 +92,10 @@ pub struct ServiceRecord {
 
 fn yes() -> bool {
     true
+}
+
+fn is_http(e: &Engine) -> bool {
+    *e == Engine::Http
 }
 
 impl ServiceRecord {
@@ -100,6 +113,8 @@ impl ServiceRecord {
             routing: Routing::Proxied,
             tls: true,
             monitor: None,
+            kind: Engine::Http,
+            kinds: Vec::new(),
             status: Status::Active,
             registered_at: now,
             updated_at: now,
@@ -160,6 +175,15 @@ impl ServiceRecord {
         self
     }
 
+    /// The kind of its upstreams, and those of another kind (each must be one of its
+    /// endpoints).
+    #[must_use]
+    pub fn with_kind(mut self, kind: Engine, overrides: Vec<EngineOverride>) -> Self {
+        self.kind = kind;
+        self.kinds = overrides;
+        self
+    }
+
     /// The service name.
     pub fn name(&self) -> &ServiceName {
         &self.name
@@ -187,6 +211,21 @@ impl ServiceRecord {
     /// The monitoring target, if any.
     pub fn monitor(&self) -> Option<&MonitorTarget> {
         self.monitor.as_ref()
+    }
+    /// The kind of its upstreams.
+    pub fn kind(&self) -> Engine {
+        self.kind
+    }
+    /// The upstreams of another kind than [`ServiceRecord::kind`].
+    pub fn kind_overrides(&self) -> &[EngineOverride] {
+        &self.kinds
+    }
+    /// The kind of one upstream.
+    pub fn kind_of(&self, endpoint: &Endpoint) -> Engine {
+        self.kinds
+            .iter()
+            .find(|o| o.endpoint == *endpoint)
+            .map_or(self.kind, |o| o.kind)
     }
     /// Active or inactive.
     pub fn status(&self) -> Status {
@@ -245,6 +284,29 @@ impl ServiceRecord {
         {
             return Err(invalid(
                 "a direct (--no-proxy) service needs an IP upstream for DNS to answer".to_owned(),
+            ));
+        }
+        for (i, o) in self.kinds.iter().enumerate() {
+            if !self.endpoints.contains(&o.endpoint) {
+                return Err(invalid(format!(
+                    "the kind of {} is given, but it is not an upstream",
+                    o.endpoint
+                )));
+            }
+            if self.kinds[..i].iter().any(|p| p.endpoint == o.endpoint) {
+                return Err(invalid(format!(
+                    "the kind of {} is given twice",
+                    o.endpoint
+                )));
+            }
+        }
+        let models = self
+            .endpoints
+            .iter()
+            .any(|e| self.kind_of(e).is_model_server());
+        if models && self.routing == Routing::Direct {
+            return Err(invalid(
+                "a model server needs the gateway's routing (drop --no-proxy)".to_owned(),
             ));
         }
         self.health.validate().map_err(|e| invalid(e.to_string()))?;

@@ -15,10 +15,12 @@
 use std::net::IpAddr;
 
 mod access;
+mod models;
 pub use access::{
     AccessStatus, AccessVerdict, GrantList, GrantRemove, PeerCertificate, PeerList, PeerRevoked,
     RequireCert,
 };
+pub use models::{EngineState, ModelState};
 
 use conduit_monitor::Sample;
 use conduit_registry::Routing;
@@ -32,7 +34,7 @@ pub struct Health {
 }
 
 /// `GET /v1/status`: every active service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// The services, in registry order.
     pub services: Vec<ServiceStatus>,
@@ -76,7 +78,7 @@ pub struct CaStatus {
 }
 
 /// One service as the running gateway serves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     /// The service name.
     pub name: String,
@@ -88,6 +90,8 @@ pub struct ServiceStatus {
     pub routing: Routing,
     /// Served over HTTPS with a certificate (`false`: plain HTTP on the HTTP listener).
     pub tls: bool,
+    /// The kind of its upstreams (`http`, or a model server: `openai`, `vllm`, `ollama`).
+    pub kind: conduit_registry::Engine,
     /// The health-check path.
     pub health_path: String,
     /// Whether at least one upstream is healthy; `null` for a direct service.
@@ -135,7 +139,7 @@ impl DnsOutcome {
 }
 
 /// One upstream of a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpstreamHealth {
     /// `host:port` or a URL.
     pub endpoint: String,
@@ -143,6 +147,8 @@ pub struct UpstreamHealth {
     pub healthy: Option<bool>,
     /// Requests in flight to it now; `null` when not proxied.
     pub in_flight: Option<u64>,
+    /// A model server's models, readiness and load; `null` for a plain HTTP upstream.
+    pub engine: Option<EngineState>,
 }
 
 impl UpstreamHealth {
@@ -152,6 +158,7 @@ impl UpstreamHealth {
             endpoint: endpoint.into(),
             healthy: None,
             in_flight: None,
+            engine: None,
         }
     }
 }
@@ -392,8 +399,12 @@ pub struct ServiceView {
     pub name: String,
     /// Its DNS name.
     pub domain: String,
-    /// Its upstreams.
+    /// Its upstreams; one of another kind than the service's is prefixed with it
+    /// (`ollama=http://10.0.0.7:11434`).
     pub upstreams: Vec<String>,
+    /// The kind of its upstreams (`http`, `openai`, `vllm`, `ollama`).
+    #[serde(default)]
+    pub kind: conduit_registry::Engine,
     /// Its health check.
     pub health: conduit_registry::HealthCheck,
     /// Proxied or direct.
@@ -413,7 +424,15 @@ impl From<&conduit_registry::ServiceRecord> for ServiceView {
         Self {
             name: r.name().as_str().to_owned(),
             domain: r.domain().as_str().to_owned(),
-            upstreams: r.endpoints().iter().map(ToString::to_string).collect(),
+            upstreams: r
+                .endpoints()
+                .iter()
+                .map(|e| match r.kind_of(e) {
+                    k if k == r.kind() => e.to_string(),
+                    k => format!("{k}={e}"),
+                })
+                .collect(),
+            kind: r.kind(),
             health: r.health().clone(),
             routing: r.routing(),
             tls: r.tls(),

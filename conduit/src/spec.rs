@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use conduit_proxy::SsrfPolicy;
 use conduit_registry::{
-    DomainName, Endpoint, HealthCheckError, NameError, Routing, ServiceName, ServiceRecord,
+    DomainName, Endpoint, Engine, EngineOverride, HealthCheckError, NameError, Routing,
+    ServiceName, ServiceRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +21,12 @@ use crate::config::ConduitConfig;
 pub struct ServiceSpec {
     /// The service name (a DNS label).
     pub name: String,
-    /// Its upstreams, `HOST:PORT` or `http(s)://HOST:PORT` (at least one).
+    /// Its upstreams, `HOST:PORT` or `http(s)://HOST:PORT` (at least one), each optionally
+    /// prefixed with a kind other than the service's (`ollama=HOST:PORT`).
     pub upstreams: Vec<String>,
+    /// The kind of its upstreams: `http` (default), `openai`, `vllm` or `ollama`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Engine>,
     /// Its domain (default `NAME.ZONE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -77,6 +82,14 @@ pub enum SpecError {
     /// No upstream given.
     #[error("at least one upstream is required")]
     NoUpstream,
+    /// An upstream's `KIND=` prefix names no kind.
+    #[error("upstream {input:?}: {source}")]
+    Kind {
+        /// What was given.
+        input: String,
+        /// Why.
+        source: conduit_registry::EngineError,
+    },
     /// An upstream cannot be read.
     #[error("upstream {input:?}: {source}")]
     Upstream {
@@ -140,6 +153,7 @@ impl ServiceSpec {
         Self {
             name: name.into(),
             upstreams,
+            kind: None,
             domain: None,
             health: None,
             routing: None,
@@ -163,12 +177,21 @@ impl ServiceSpec {
             input: self.name.clone(),
             source,
         })?;
+        let kind = self.kind.unwrap_or_default();
         let mut endpoints = Vec::with_capacity(self.upstreams.len());
+        let mut overrides = Vec::new();
         for u in &self.upstreams {
-            let e: Endpoint = u.parse().map_err(|source| SpecError::Upstream {
+            let (own, address) = split_kind(u)?;
+            let e: Endpoint = address.parse().map_err(|source| SpecError::Upstream {
                 input: u.clone(),
                 source,
             })?;
+            if let Some(k) = own.filter(|k| *k != kind) {
+                overrides.push(EngineOverride {
+                    endpoint: e.clone(),
+                    kind: k,
+                });
+            }
             ssrf.check_endpoint(&e)
                 .map_err(|reason| SpecError::Refused {
                     input: u.clone(),
@@ -199,6 +222,7 @@ impl ServiceSpec {
             .with_endpoints(endpoints)
             .with_health(health)
             .with_routing(routing)
+            .with_kind(kind, overrides)
             .with_tls(proxied && self.tls.unwrap_or(true));
         let zone = &config.zone;
         rec = match &self.domain {
@@ -216,6 +240,20 @@ impl ServiceSpec {
         };
         check_domain(rec.domain(), rec.name(), zone, origin)?;
         Ok(rec)
+    }
+}
+
+/// `KIND=ADDRESS` → the kind and the address; a plain address has no kind of its own.
+fn split_kind(upstream: &str) -> Result<(Option<Engine>, &str), SpecError> {
+    match upstream.split_once('=') {
+        Some((kind, address)) => {
+            let kind = kind.parse().map_err(|source| SpecError::Kind {
+                input: upstream.to_owned(),
+                source,
+            })?;
+            Ok((Some(kind), address))
+        }
+        None => Ok((None, upstream)),
     }
 }
 

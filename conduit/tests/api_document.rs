@@ -37,12 +37,42 @@ fn service(full: bool) -> ServiceStatus {
             Routing::Direct
         },
         tls: full,
+        kind: if full {
+            conduit::registry::Engine::Vllm
+        } else {
+            conduit::registry::Engine::Http
+        },
         health_path: "/health".into(),
         healthy: full.then_some(true),
         upstreams: vec![UpstreamHealth {
             endpoint: "10.0.1.50:3000".into(),
             healthy: full.then_some(false),
             in_flight: full.then_some(3),
+            engine: full.then(|| EngineState {
+                kind: conduit::registry::Engine::Ollama,
+                ready: true,
+                reason: "2 model(s), 1 loaded".into(),
+                models: vec![
+                    ModelState {
+                        id: "llama3:8b".into(),
+                        loaded: true,
+                        size_vram: Some(4_920_753_328),
+                        expires_at: Some("2026-11-29T16:00:00Z".into()),
+                    },
+                    ModelState {
+                        id: "qwen2:7b".into(),
+                        loaded: false,
+                        size_vram: None,
+                        expires_at: None,
+                    },
+                ],
+                waiting: Some(2.0),
+                running: None,
+                kv_cache_use: Some(0.25),
+                load: 3.0,
+                last_score: Some(-4.5),
+                routed: 12,
+            }),
         }],
         certificate_not_after: full.then(|| "2026-12-06T00:00:00Z".into()),
     }
@@ -237,12 +267,26 @@ fn every_api_type_matches_its_schema() {
     spec.routing = Some(Routing::Proxied);
     spec.tls = Some(true);
     spec.health = Some(conduit::spec::HealthSpec::default());
+    spec.kind = Some(conduit::registry::Engine::Vllm);
     check(&doc, "ServiceSpec", &spec);
     let rec = conduit::registry::ServiceRecord::new(
         "grafana".parse().unwrap(),
         "10.0.1.50:3000".parse().unwrap(),
     );
     let view = ServiceView::from(&rec);
+    check(&doc, "ServiceView", &view);
+    let config = conduit::config::ConduitConfig::default();
+    let ssrf = config.ssrf_policy("test").unwrap();
+    let mut spec = conduit::spec::ServiceSpec::new(
+        "llm",
+        vec!["10.0.1.50:8000".into(), "ollama=10.0.1.51:11434".into()],
+    );
+    spec.kind = Some(conduit::registry::Engine::Vllm);
+    let view = ServiceView::from(&spec.to_record(&config, &ssrf, "test").unwrap());
+    assert_eq!(
+        view.upstreams,
+        ["http://10.0.1.50:8000", "ollama=http://10.0.1.51:11434"]
+    );
     check(&doc, "ServiceView", &view);
     let bus = conduit::events::EventBus::new();
     for kind in [

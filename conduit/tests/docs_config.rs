@@ -112,6 +112,7 @@ fn every_key_is_documented() {
         "witness_token",
         "witness_ca",
         "ca",
+        "probe_authorization",
     ] {
         assert!(doc.contains(&format!("| `{k}` |")), "{k}");
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use conduit_registry::{Endpoint, HealthCheck};
+use conduit_registry::{Endpoint, Engine, HealthCheck};
 use http::uri::{Authority, Scheme};
 
 use super::CheckSource;
@@ -15,6 +15,12 @@ pub(crate) struct Backend {
     pub(crate) endpoint: Endpoint,
     /// The endpoint as text, formatted once (the access log names it on every request).
     pub(crate) label: Arc<str>,
+    /// A hash of `label`, for rendezvous hashing.
+    pub(crate) label_hash: u64,
+    /// What kind of server it is.
+    pub(crate) engine: Engine,
+    /// A model server's probed state (`None` for plain HTTP upstreams).
+    models: Option<Box<crate::llm::EngineState>>,
     /// `scheme://authority/`, what the connector is given.
     pub(crate) base_uri: http::Uri,
     /// Idle keep-alive connections.
@@ -48,7 +54,7 @@ impl NewBackend {
 }
 
 impl Backend {
-    pub(crate) fn new(endpoint: Endpoint, new: NewBackend) -> Option<Self> {
+    pub(crate) fn new(endpoint: Endpoint, engine: Engine, new: NewBackend) -> Option<Self> {
         let scheme = match endpoint.scheme() {
             conduit_registry::Scheme::Https => Scheme::HTTPS,
             _ => Scheme::HTTP,
@@ -60,16 +66,33 @@ impl Backend {
             .path_and_query("/")
             .build()
             .ok()?;
+        let label: Arc<str> = endpoint.to_string().into();
+        let label_hash = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            label.hash(&mut h);
+            h.finish()
+        };
+        let model_server = engine.is_model_server();
         Some(Self {
-            label: endpoint.to_string().into(),
+            label,
+            label_hash,
+            engine,
+            models: model_server.then(Box::default),
             endpoint,
             base_uri,
             idle: Arc::new(crate::conn::Idle::new(new.max_conns)),
-            healthy: AtomicBool::new(new.healthy),
+            // A model server is ready when its probe says so, never before.
+            healthy: AtomicBool::new(new.healthy && !model_server),
             outstanding: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             successes: AtomicU32::new(0),
         })
+    }
+
+    /// A model server's probed state.
+    pub(crate) fn engine_state(&self) -> Option<&crate::llm::EngineState> {
+        self.models.as_deref()
     }
 
     pub(crate) fn is_healthy(&self) -> bool {

@@ -147,7 +147,7 @@ fn route_for(
         && o.backends
             .iter()
             .zip(&endpoints)
-            .all(|(b, e)| b.endpoint == **e)
+            .all(|(b, e)| b.endpoint == **e && b.engine == rec.kind_of(e))
     {
         // Unchanged: keep the route itself (and its running health check).
         return Some((key, Arc::clone(o)));
@@ -157,8 +157,13 @@ fn route_for(
     // must never leave it without one in between. Otherwise new upstreams start as
     // configured (an added one gets traffic once its check passes).
     let same_service = old.filter(|o| o.service == *rec.name());
-    let kept =
-        |e: &Endpoint| same_service.and_then(|o| o.backends.iter().find(|b| b.endpoint == *e));
+    let kept = |e: &Endpoint| {
+        same_service.and_then(|o| {
+            o.backends
+                .iter()
+                .find(|b| b.endpoint == *e && b.engine == rec.kind_of(e))
+        })
+    };
     let kept_healthy = endpoints
         .iter()
         .filter_map(|e| kept(e))
@@ -175,11 +180,16 @@ fn route_for(
         .into_iter()
         .filter_map(|e| match kept(e) {
             Some(b) => Some(Arc::clone(b)),
-            None => Backend::new(e.clone(), start).map(Arc::new),
+            None => Backend::new(e.clone(), rec.kind_of(e), start).map(Arc::new),
         })
         .collect();
+    let models = backends
+        .iter()
+        .any(|b| b.engine.is_model_server())
+        .then(Box::default);
     let route = Route {
         record: Arc::clone(rec),
+        models,
         service: rec.name().clone(),
         body_limit: limit,
         tls: rec.tls(),

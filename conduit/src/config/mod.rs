@@ -63,10 +63,12 @@ use conduit_registry::{DomainName, HealthCheck};
 use serde::{Deserialize, Serialize};
 
 mod legacy;
+mod llm;
 mod parts;
 mod sections;
 mod values;
 
+pub use llm::{LlmSettings, LlmWeights};
 pub use sections::{
     AccessSettings, AdminSettings, AlertSettings, AuditSettings, CaSettings, DnsSettings,
     MonitorSettings, MonitorSource, ProxySettings,
@@ -191,6 +193,8 @@ pub struct ConduitConfig {
     pub alerts: AlertSettings,
     /// `[access]`.
     pub access: AccessSettings,
+    /// `[llm]`.
+    pub llm: LlmSettings,
     // The flat keys of earlier versions, moved into their sections by `from_toml`.
     #[serde(skip_serializing)]
     domain: Option<DomainName>,
@@ -223,6 +227,7 @@ impl Default for ConduitConfig {
             audit: AuditSettings::default(),
             alerts: AlertSettings::default(),
             access: AccessSettings::default(),
+            llm: LlmSettings::default(),
             domain: None,
             dns_listen: None,
             https_listen: None,

@@ -115,6 +115,13 @@ impl ConduitConfig {
                 })
             })
             .collect::<Result<_, _>>()?;
+        c.llm = self.llm.model_routing(origin)?;
+        c.validate().map_err(|e| match e {
+            conduit_proxy::ProxyError::InvalidSetting { key, problem } => {
+                ConfigError::invalid(origin, key, problem)
+            }
+            other => ConfigError::invalid(origin, "proxy", other.to_string()),
+        })?;
         Ok(c)
     }
 

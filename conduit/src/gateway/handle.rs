@@ -88,6 +88,7 @@ impl GatewayHandle {
                         endpoint: u.endpoint.to_string(),
                         healthy: Some(u.healthy),
                         in_flight: Some(u64::try_from(u.outstanding).unwrap_or(u64::MAX)),
+                        engine: u.models.as_ref().map(crate::api::EngineState::from),
                     })
                     .collect(),
                 None => rec
@@ -117,6 +118,7 @@ impl GatewayHandle {
             dns,
             routing: rec.routing(),
             tls: rec.tls(),
+            kind: rec.kind(),
             health_path: rec.health().path.clone(),
             healthy: proxied.then_some(healthy),
             upstreams,

@@ -11,6 +11,7 @@
 )]
 
 pub(crate) mod access;
+pub(crate) mod llm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -38,9 +38,14 @@ pub(crate) struct Args {
 /// What `register` and `service update` both take.
 #[derive(clap::Args)]
 pub(crate) struct SpecArgs {
-    /// An upstream, HOST:PORT or http(s)://HOST:PORT, repeatable.
+    /// An upstream, HOST:PORT or http(s)://HOST:PORT, repeatable; KIND=HOST:PORT gives one
+    /// upstream another kind than --kind (`ollama=10.0.0.7:11434`).
     #[arg(long, alias = "host", required = true)]
     upstream: Vec<String>,
+    /// What the upstreams are: http (any HTTP server), or a model server — openai, vllm or
+    /// ollama — ready per model and routed by the request's `model` [default: http].
+    #[arg(long)]
+    kind: Option<conduit::registry::Engine>,
     /// The health-check path [default: `[health] path`, /health].
     #[arg(long)]
     health: Option<String>,
@@ -66,6 +71,7 @@ pub(crate) enum ServiceCommand {
 impl SpecArgs {
     fn spec(&self, name: &str) -> ServiceSpec {
         let mut spec = ServiceSpec::new(name, self.upstream.clone());
+        spec.kind = self.kind;
         if let Some(p) = &self.health {
             let mut h = HealthSpec::default();
             h.path = Some(p.clone());
@@ -140,11 +146,13 @@ pub(crate) async fn service(ctx: &Context, command: ServiceCommand) -> anyhow::R
         if_revision,
     } = command;
     let want = spec.spec(&name);
-    // The record as stored keeps what the command does not change (domain, routing, TLS).
+    // The record as stored keeps what the command does not change (domain, routing, TLS,
+    // and the kind unless --kind is given).
     let keep = |spec: &mut ServiceSpec, v: &ServiceView| {
         spec.domain = Some(v.domain.clone());
         spec.routing = Some(v.routing);
         spec.tls = Some(v.tls);
+        spec.kind = spec.kind.or(Some(v.kind));
     };
     match ctx.admin().service(&name).await {
         Ok(current) => {

@@ -109,8 +109,42 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
             dns,
             s.certificate_not_after.as_deref().unwrap_or("-")
         );
+        for u in &s.upstreams {
+            if let Some(e) = &u.engine {
+                println!("  {}", engine_line(&u.endpoint, e));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `  vllm http://10.0.0.5:8000 ready: A, B (load 3, KV 0.42, score 2.5, 120 routed)`.
+fn engine_line(endpoint: &str, e: &conduit::api::EngineState) -> String {
+    let models: Vec<String> = e
+        .models
+        .iter()
+        .map(|m| match m.loaded {
+            true => m.id.clone(),
+            false => format!("{} (not loaded)", m.id),
+        })
+        .collect();
+    let mut figures = vec![format!("load {}", e.load)];
+    if let Some(kv) = e.kv_cache_use {
+        figures.push(format!("KV {kv:.2}"));
+    }
+    if let Some(s) = e.last_score {
+        figures.push(format!("score {s}"));
+    }
+    figures.push(format!("{} routed", e.routed));
+    match e.ready {
+        true => format!(
+            "{} {endpoint} ready: {} ({})",
+            e.kind,
+            models.join(", "),
+            figures.join(", ")
+        ),
+        false => format!("{} {endpoint} NOT READY: {}", e.kind, e.reason),
+    }
 }
 
 async fn from_registry(ctx: &Context) -> anyhow::Result<Vec<ServiceStatus>> {
@@ -123,6 +157,7 @@ async fn from_registry(ctx: &Context) -> anyhow::Result<Vec<ServiceStatus>> {
             name: r.name().as_str().to_owned(),
             domain: r.domain().as_str().to_owned(),
             dns: None,
+            kind: r.kind(),
             routing: r.routing(),
             tls: r.tls() && r.routing() == Routing::Proxied,
             health_path: r.health().path.clone(),

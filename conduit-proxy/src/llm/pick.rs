@@ -1,0 +1,207 @@
+//! Choosing the upstream for a request to a model: among the ready upstreams that serve the
+//! model and are not beyond the queue limit, the lowest [score](super::ScoreWeights), with
+//! the prompt prefix's affinity target found by rendezvous hashing with bounded load. Every
+//! decision comes with its [`RouteExplanation`].
+
+use std::sync::Arc;
+
+use arc_swap::Guard;
+use conduit_registry::Engine;
+
+use super::config::{ModelRouting, ModelStrategy};
+use super::state::{Load, Signals};
+use crate::routes::{Backend, Route};
+
+/// Why a request went where it went: the access log's `llm` and, sampled, `/metrics`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RouteExplanation {
+    /// The model asked for, when the body named one.
+    #[serde(serialize_with = "some_text")]
+    pub model: Option<Arc<str>>,
+    /// The upstream the prompt's prefix hashes to (when not overloaded), if any.
+    #[serde(serialize_with = "some_text")]
+    pub affinity: Option<Arc<str>>,
+    /// Every upstream that could take the request, with its score (lowest wins).
+    pub scores: Vec<UpstreamScore>,
+}
+
+/// One candidate of a decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct UpstreamScore {
+    /// The upstream.
+    #[serde(serialize_with = "text")]
+    pub upstream: Arc<str>,
+    /// Its score.
+    pub score: f64,
+    /// Its estimated requests waiting and running.
+    pub load: f64,
+}
+
+/// The outcome of a decision.
+pub(crate) enum Choice {
+    /// Send it there.
+    To(Arc<Backend>, RouteExplanation),
+    /// No ready upstream serves the model, and every upstream is ready: nobody does.
+    UnknownModel,
+    /// No ready upstream serves it now; `not_ready` upstreams might once ready.
+    NotReady { not_ready: usize },
+    /// Every upstream serving it has `queue_limit` requests waiting.
+    Busy,
+}
+
+fn text<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v)
+}
+
+fn some_text<S: serde::Serializer>(v: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+/// What a request asks for.
+pub(crate) struct Ask<'a> {
+    pub(crate) model: Option<&'a str>,
+    pub(crate) affinity: Option<u64>,
+    /// Only Ollama speaks `/api/chat` and `/api/generate`.
+    pub(crate) ollama_only: bool,
+}
+
+struct Candidate<'a> {
+    backend: &'a Arc<Backend>,
+    load: Load,
+    cold: bool,
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Picks for `ask` among `route`'s upstreams, skipping those in `skip` (tried already).
+pub(crate) fn pick(route: &Route, cfg: &ModelRouting, ask: &Ask<'_>, skip: &[usize]) -> Choice {
+    let mut not_ready = 0;
+    let mut all = 0;
+    let guards: Vec<(&Arc<Backend>, Guard<Arc<Signals>>)> = route
+        .backends
+        .iter()
+        .filter_map(|b| b.engine_state().map(|s| (b, s.signals.load())))
+        .collect();
+    let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(guards.len());
+    for (b, signals) in &guards {
+        if ask.ollama_only && b.engine != Engine::Ollama {
+            continue;
+        }
+        all += 1;
+        if !b.is_healthy() || !signals.ready {
+            not_ready += 1;
+            continue;
+        }
+        if skip.contains(&(Arc::as_ptr(b) as usize)) {
+            continue;
+        }
+        let cold = match ask.model {
+            Some(m) => match signals.model(m) {
+                Some(model) => !model.loaded,
+                None => continue,
+            },
+            None => false,
+        };
+        cands.push(Candidate {
+            backend: b,
+            load: Load::estimate(signals, b.outstanding()),
+            cold,
+        });
+    }
+    if cands.is_empty() {
+        return match not_ready {
+            0 if all > 0 => Choice::UnknownModel,
+            n => Choice::NotReady { not_ready: n },
+        };
+    }
+    let limit = f64::from(cfg.queue_limit);
+    cands.retain(|c| c.load.waiting < limit);
+    if cands.is_empty() {
+        return Choice::Busy;
+    }
+    let tick = route.tick();
+    let chosen = match cfg.strategy {
+        ModelStrategy::PowerOfTwo => power_of_two(&cands, tick),
+        ModelStrategy::Score => None,
+    };
+    let target = match (cfg.strategy, ask.affinity) {
+        (ModelStrategy::Score, Some(key)) => affinity_target(&cands, key, cfg.prefix_load_factor),
+        _ => None,
+    };
+    let w = &cfg.weights;
+    let score = |i: usize, c: &Candidate<'_>| {
+        w.queue * c.load.total + w.kv_cache * c.load.kv_use + w.cold * f64::from(u8::from(c.cold))
+            - w.prefix * f64::from(u8::from(target == Some(i)))
+    };
+    let scores: Vec<f64> = cands.iter().enumerate().map(|(i, c)| score(i, c)).collect();
+    let chosen = chosen.unwrap_or_else(|| {
+        // The lowest score; ties go to the lower load, then round the candidates in turn.
+        let n = cands.len();
+        let start = (tick % n as u64) as usize;
+        (0..n)
+            .map(|k| (start + k) % n)
+            .min_by(|&a, &b| {
+                scores[a]
+                    .total_cmp(&scores[b])
+                    .then(cands[a].load.total.total_cmp(&cands[b].load.total))
+            })
+            .unwrap_or(0)
+    });
+    let explanation = RouteExplanation {
+        model: ask.model.map(Arc::from),
+        affinity: target.map(|i| Arc::clone(&cands[i].backend.label)),
+        scores: cands
+            .iter()
+            .zip(&scores)
+            .map(|(c, &score)| UpstreamScore {
+                upstream: Arc::clone(&c.backend.label),
+                score,
+                load: c.load.total,
+            })
+            .collect(),
+    };
+    Choice::To(Arc::clone(cands[chosen].backend), explanation)
+}
+
+/// Two candidates at random, the one with the lower load.
+fn power_of_two(cands: &[Candidate<'_>], tick: u64) -> Option<usize> {
+    let n = cands.len() as u64;
+    if n == 1 {
+        return Some(0);
+    }
+    let r = mix(tick.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let a = (r % n) as usize;
+    let b = ((r >> 32) % (n - 1)) as usize;
+    let b = if b >= a { b + 1 } else { b };
+    Some(if cands[b].load.total < cands[a].load.total {
+        b
+    } else {
+        a
+    })
+}
+
+/// The affinity target: the first candidate in the key's rendezvous order whose load, with
+/// this request, stays within `factor` times the mean (plus one request).
+fn affinity_target(cands: &[Candidate<'_>], key: u64, factor: f64) -> Option<usize> {
+    let total: f64 = cands.iter().map(|c| c.load.total).sum();
+    let bound = factor * (total + 1.0) / cands.len() as f64 + 1.0;
+    let mut order: Vec<(u64, usize)> = cands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (mix(key ^ c.backend.label_hash), i))
+        .collect();
+    order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
+    order
+        .into_iter()
+        .map(|(_, i)| i)
+        .find(|&i| cands[i].load.total + 1.0 <= bound)
+}
