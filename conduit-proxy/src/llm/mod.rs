@@ -75,6 +75,7 @@ pub(crate) async fn serve(
     let Some(kind) = endpoint(req.method(), req.uri().path()) else {
         return crate::forward::forward(s, c, route, req).await;
     };
+    let start = tokio::time::Instant::now();
     let (parts, body) = req.into_parts();
     let body = match http_body::Body::is_end_stream(&body) {
         true => RequestBody::Empty,
@@ -106,7 +107,11 @@ pub(crate) async fn serve(
         body.discard();
         (r, None)
     };
-    match pick::pick(route, cfg, &ask, &[]) {
+    let choice = pick::pick(route, cfg, &ask, &[]);
+    if let Some(st) = stats {
+        st.decision_time.observe(start.elapsed());
+    }
+    match choice {
         Choice::To(backend, explanation) => {
             if let Some(st) = stats {
                 st.decided(&backend, &explanation, cfg.sample_every);

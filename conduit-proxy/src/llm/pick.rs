@@ -205,3 +205,174 @@ fn affinity_target(cands: &[Candidate<'_>], key: u64, factor: f64) -> Option<usi
         .map(|(_, i)| i)
         .find(|&i| cands[i].load.total + 1.0 <= bound)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use conduit_registry::{Engine, EngineOverride, ServiceRecord};
+
+    use super::*;
+    use crate::llm::state::{EngineLoad, Model, Signals};
+    use crate::routes::{CheckSource, NewBackend, RouteTable};
+
+    /// A route of `n` vLLM upstreams (the last one Ollama when `ollama`), all ready with
+    /// model `A` (Ollama: `B`).
+    fn route(n: u16, ollama: bool) -> Arc<Route> {
+        let eps: Vec<_> = (0..n)
+            .map(|i| {
+                format!("10.0.0.{}:8000", i + 1)
+                    .parse::<conduit_registry::Endpoint>()
+                    .unwrap()
+            })
+            .collect();
+        let mut overrides = Vec::new();
+        if ollama {
+            overrides.push(EngineOverride {
+                endpoint: eps[usize::from(n) - 1].clone(),
+                kind: Engine::Ollama,
+            });
+        }
+        let rec = ServiceRecord::new("llm".parse().unwrap(), eps[0].clone())
+            .with_endpoints(eps)
+            .with_kind(Engine::Vllm, overrides);
+        let table = RouteTable::build(
+            &RouteTable::default(),
+            &[Arc::new(rec)],
+            NewBackend::healthy(true),
+            |_| None,
+            |_, _| true,
+        );
+        let route = Arc::clone(table.routes().next().unwrap());
+        for b in route.backends.iter() {
+            let model = if b.engine == Engine::Ollama { "B" } else { "A" };
+            set(b, model, 0.0, 0.0);
+            b.record(true, &route.health, CheckSource::Active);
+        }
+        route
+    }
+
+    fn set(b: &Backend, model: &str, waiting: f64, running: f64) {
+        let state = b.engine_state().unwrap();
+        state.signals.store(Arc::new(Signals {
+            ready: true,
+            models: vec![Model {
+                id: model.into(),
+                loaded: true,
+                size_vram: None,
+                expires_at: None,
+            }]
+            .into(),
+            load: (b.engine == Engine::Vllm).then_some(EngineLoad {
+                waiting,
+                running,
+                kv_use: 0.0,
+                ours_then: 0,
+            }),
+            reason: String::new(),
+        }));
+    }
+
+    fn ask(model: &str, affinity: Option<u64>) -> Ask<'_> {
+        Ask {
+            model: Some(model),
+            affinity,
+            ollama_only: false,
+        }
+    }
+
+    fn to(c: Choice) -> (Arc<Backend>, RouteExplanation) {
+        match c {
+            Choice::To(b, e) => (b, e),
+            _ => panic!("no upstream chosen"),
+        }
+    }
+
+    #[test]
+    fn the_model_decides_the_candidates() {
+        let r = route(3, true);
+        let cfg = ModelRouting::default();
+        for i in 0..20 {
+            let (b, e) = to(pick(&r, &cfg, &ask("A", Some(i)), &[]));
+            assert_eq!(b.engine, Engine::Vllm);
+            assert_eq!(e.scores.len(), 2);
+            let (b, _) = to(pick(&r, &cfg, &ask("B", Some(i)), &[]));
+            assert_eq!(b.engine, Engine::Ollama);
+        }
+        assert!(matches!(
+            pick(&r, &cfg, &ask("C", None), &[]),
+            Choice::UnknownModel
+        ));
+        let only = Ask {
+            ollama_only: true,
+            ..ask("A", None)
+        };
+        assert!(matches!(pick(&r, &cfg, &only, &[]), Choice::UnknownModel));
+        // A replica not ready: its models are unknown, so the answer is "not ready".
+        r.backends[2]
+            .engine_state()
+            .unwrap()
+            .signals
+            .store(Arc::default());
+        assert!(matches!(
+            pick(&r, &cfg, &ask("B", None), &[]),
+            Choice::NotReady { not_ready: 1 }
+        ));
+    }
+
+    #[test]
+    fn a_conversation_stays_on_its_replica_until_it_is_overloaded() {
+        let r = route(4, false);
+        let cfg = ModelRouting::default();
+        let (first, e) = to(pick(&r, &cfg, &ask("A", Some(42)), &[]));
+        assert_eq!(e.affinity.as_deref(), Some(&*first.label));
+        for _ in 0..10 {
+            let (b, _) = to(pick(&r, &cfg, &ask("A", Some(42)), &[]));
+            assert!(Arc::ptr_eq(&b, &first));
+        }
+        // Other conversations spread over the replicas.
+        let mut seen = std::collections::HashSet::new();
+        for key in 0..64 {
+            seen.insert(
+                to(pick(&r, &cfg, &ask("A", Some(key)), &[]))
+                    .0
+                    .label
+                    .clone(),
+            );
+        }
+        assert_eq!(seen.len(), 4);
+        // Its replica far busier than the others: the load bound passes it over.
+        set(&first, "A", 0.0, 12.0);
+        let (b, e) = to(pick(&r, &cfg, &ask("A", Some(42)), &[]));
+        assert!(!Arc::ptr_eq(&b, &first));
+        assert_ne!(e.affinity.as_deref(), Some(&*first.label));
+    }
+
+    #[test]
+    fn the_queue_limit_refuses_and_p2c_ignores_affinity() {
+        let r = route(2, false);
+        let mut cfg = ModelRouting::default();
+        for b in r.backends.iter() {
+            set(b, "A", 32.0, 16.0);
+        }
+        assert!(matches!(
+            pick(&r, &cfg, &ask("A", Some(1)), &[]),
+            Choice::Busy
+        ));
+        set(&r.backends[1], "A", 0.0, 16.0);
+        let (b, _) = to(pick(&r, &cfg, &ask("A", Some(1)), &[]));
+        assert!(Arc::ptr_eq(&b, &r.backends[1]));
+        cfg.strategy = ModelStrategy::PowerOfTwo;
+        set(&r.backends[0], "A", 0.0, 3.0);
+        set(&r.backends[1], "A", 0.0, 1.0);
+        for key in 0..10 {
+            let (b, e) = to(pick(&r, &cfg, &ask("A", Some(key)), &[]));
+            assert!(Arc::ptr_eq(&b, &r.backends[1]), "the lower load wins");
+            assert_eq!(e.affinity, None);
+        }
+        // A retry skips the upstream tried.
+        let tried = [Arc::as_ptr(&r.backends[1]) as usize];
+        let (b, _) = to(pick(&r, &cfg, &ask("A", None), &tried));
+        assert!(Arc::ptr_eq(&b, &r.backends[0]));
+    }
+}

@@ -75,6 +75,36 @@ pub(crate) struct RouteModels {
     pub(crate) not_ready: AtomicU64,
     pub(crate) busy: AtomicU64,
     pub(crate) last: ArcSwapOption<RouteExplanation>,
+    /// From the request to the decision (the look-ahead and the scoring).
+    pub(crate) decision_time: DecisionTimes,
+}
+
+/// Upper bounds of the decision-time histogram, seconds.
+pub(crate) const DECISION_BUCKETS: [f64; 10] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.1,
+];
+
+/// A histogram of decision times.
+#[derive(Debug, Default)]
+pub(crate) struct DecisionTimes {
+    /// Per bucket of [`DECISION_BUCKETS`], then one for anything longer.
+    pub(crate) counts: [AtomicU64; 11],
+    pub(crate) sum_ns: AtomicU64,
+}
+
+impl DecisionTimes {
+    pub(crate) fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = DECISION_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DECISION_BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 impl RouteModels {

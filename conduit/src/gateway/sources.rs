@@ -48,16 +48,15 @@ pub(super) fn from_settings(
             }
         }
     }
+    #[cfg(feature = "ssh")]
     for target in &m.ssh {
-        #[cfg(feature = "ssh")]
         out.push(Arc::new(conduit_monitor::SshSource::new(
             conduit_monitor::RemoteTarget::parse(target)?,
         )));
-        #[cfg(not(feature = "ssh"))]
-        {
-            let _ = target;
-            return Err(missing("remote (SSH)", "ssh"));
-        }
+    }
+    #[cfg(not(feature = "ssh"))]
+    if !m.ssh.is_empty() {
+        return Err(missing("remote (SSH)", "ssh"));
     }
     let _ = missing;
     Ok(out)
