@@ -280,6 +280,23 @@ fn model_servers_are_ready_per_model_and_routed_by_the_model_asked_for() {
         drop(held);
     });
 
+    // A plain OpenAI-compatible server (here Ollama's /v1, which has no /health): ready by
+    // its model list alone, since it has no health endpoint to say otherwise.
+    ok(site
+        .cmd()
+        .args(["register", "--name", "chat", "--kind", "openai"])
+        .args(["--upstream", &format!("127.0.0.1:{p3}")])
+        .output()
+        .unwrap());
+    wait_until(Duration::from_secs(10), || {
+        ok(site.cmd().arg("status").output().unwrap())
+            .lines()
+            .any(|l| {
+                l.trim_start()
+                    .starts_with(&format!("openai http://127.0.0.1:{p3} ready: B"))
+            })
+    });
+
     // What the gateway shows: status, /metrics, the access log's decisions.
     let line = status_line(&site, p1);
     assert!(
