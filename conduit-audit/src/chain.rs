@@ -334,7 +334,7 @@ fn sign_all(key: &SealKey, hashes: Vec<&str>) -> Vec<String> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(8);
-    if threads < 2 || hashes.len() < 64 {
+    if threads < 2 || hashes.len() < 8 {
         return hashes.into_iter().map(|h| key.sign_hash(h)).collect();
     }
     let chunk = hashes.len().div_ceil(threads);
