@@ -83,6 +83,25 @@ impl Drop for Checkers {
     }
 }
 
+/// A health check's request: `GET` of `uri` with the route's `Host`, our `User-Agent`, and
+/// `Connection: close`.
+pub(crate) fn check_request(uri: Uri, host: Option<HeaderValue>) -> Request<RequestBody> {
+    let mut req = Request::new(RequestBody::Empty);
+    *req.uri_mut() = uri;
+    if let Some(h) = host {
+        req.headers_mut().insert(header::HOST, h);
+    }
+    req.headers_mut().insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("conduit-health/", env!("CARGO_PKG_VERSION"))),
+    );
+    // A check every 30 s does not need a kept-alive connection; keeping one per upstream
+    // would hold a connection (and its buffers, on both sides) for every registered service.
+    req.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    req
+}
+
 async fn check_route(shared: Arc<Shared>, route: Arc<Route>) {
     if route.backends.is_empty() {
         return;
@@ -127,19 +146,7 @@ async fn check_one(
         tracing::warn!(path = %route.health.path, "health path is not a valid request target");
         return;
     };
-    let mut req = Request::new(RequestBody::Empty);
-    *req.uri_mut() = uri;
-    if let Some(h) = host {
-        req.headers_mut().insert(header::HOST, h);
-    }
-    req.headers_mut().insert(
-        header::USER_AGENT,
-        HeaderValue::from_static(concat!("conduit-health/", env!("CARGO_PKG_VERSION"))),
-    );
-    // A check every 30 s does not need a kept-alive connection; keeping one per upstream
-    // would hold a connection (and its buffers, on both sides) for every registered service.
-    req.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let req = check_request(uri, host);
     let timeout = route.health.timeout;
     let sent = tokio::time::timeout(timeout, crate::pool::send(shared, backend, req)).await;
     let (ok, reason) = match sent {

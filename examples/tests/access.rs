@@ -266,19 +266,11 @@ fn grants_decide_in_the_proxy_in_dns_and_in_the_command_line() {
     );
 
     // Counted in /metrics.
-    let m = common::admin(
-        &conduit_test_support::openapi::Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap(),
-        &site.socket,
-        "GET",
-        "/metrics",
-        None,
-        &[],
-    );
+    let m = common::metrics(site);
     let line = m
-        .body
         .lines()
         .find(|l| l.starts_with("conduit_access_denied_total{service=\"web\"}"))
-        .unwrap_or_else(|| panic!("no per-service count:\n{}", m.body));
+        .unwrap_or_else(|| panic!("no per-service count:\n{m}"));
     let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 6, "{line}");
 }

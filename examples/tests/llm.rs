@@ -303,15 +303,7 @@ fn model_servers_are_ready_per_model_and_routed_by_the_model_asked_for() {
         line.contains("vllm") && line.contains("ready: A") && line.contains("routed"),
         "{line}"
     );
-    let metrics = common::admin(
-        &conduit_test_support::openapi::Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap(),
-        &site.socket,
-        "GET",
-        "/metrics",
-        None,
-        &[],
-    )
-    .body;
+    let metrics = common::metrics(&site);
     for want in [
         format!(
             "conduit_llm_model_ready{{service=\"llm\",upstream=\"http://127.0.0.1:{p3}\",model=\"B\"}} 1"

@@ -127,7 +127,10 @@ pub(crate) async fn serve(
                     })
             })
             .await;
-            resp.extensions_mut().insert(Arc::new(explanation));
+            // For the access log's record of this request.
+            if s.config.access_log.is_some() {
+                resp.extensions_mut().insert(Arc::new(explanation));
+            }
             (resp, up)
         }
         Choice::UnknownModel => {

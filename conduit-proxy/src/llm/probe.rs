@@ -10,11 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use conduit_registry::Engine;
 use http::header::{self, HeaderValue};
-use http::{Request, StatusCode, Uri};
+use http::{StatusCode, Uri};
 
 use super::parse::{self, VllmLoad};
 use super::state::{EngineLoad, Model, Signals};
-use crate::request_body::RequestBody;
 use crate::routes::{Backend, Route};
 use crate::shared::Shared;
 
@@ -39,20 +38,10 @@ struct Prober<'a> {
 
 impl Prober<'_> {
     async fn get(&self, path: &'static str) -> Got {
-        let mut req = Request::new(RequestBody::Empty);
-        *req.uri_mut() = Uri::from_static(path);
-        let h = req.headers_mut();
-        if let Some(v) = &self.host {
-            h.insert(header::HOST, v.clone());
-        }
+        let mut req = crate::health::check_request(Uri::from_static(path), self.host.clone());
         if let Some(v) = &self.auth {
-            h.insert(header::AUTHORIZATION, v.clone());
+            req.headers_mut().insert(header::AUTHORIZATION, v.clone());
         }
-        h.insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(concat!("conduit-health/", env!("CARGO_PKG_VERSION"))),
-        );
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         let exchange = async {
             let (resp, _lease) = crate::pool::send(self.shared, self.backend, req)
                 .await

@@ -161,6 +161,12 @@ impl Site {
     }
 }
 
+/// The running gateway's `/metrics` (from the admin socket).
+pub(crate) fn metrics(site: &Site) -> String {
+    let doc = Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap();
+    admin(&doc, &site.socket, "GET", "/metrics", None, &[]).body
+}
+
 /// Whether the tools a test needs are `here`; CI installs them all (`what` names them), so
 /// there a missing one fails instead of skipping.
 pub(crate) fn present(here: bool, what: &str) -> bool {
