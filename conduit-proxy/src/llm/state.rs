@@ -48,12 +48,20 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    /// The model `id`, if this upstream has it.
+    /// The model `id`, if this upstream has it. A name without a tag also finds its
+    /// `:latest` (Ollama lists `llama3:latest` and serves it as `llama3`).
     pub(crate) fn model(&self, id: &str) -> Option<&Model> {
-        self.models
-            .binary_search_by(|m| (*m.id).cmp(id))
-            .ok()
-            .map(|i| &self.models[i])
+        let find = |id: &str| {
+            self.models
+                .binary_search_by(|m| (*m.id).cmp(id))
+                .ok()
+                .map(|i| &self.models[i])
+        };
+        find(id).or_else(|| {
+            (!id.contains(':'))
+                .then(|| find(&format!("{id}:latest")))
+                .flatten()
+        })
     }
 }
 
@@ -235,6 +243,25 @@ impl Load {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_without_a_tag_finds_its_latest() {
+        let model = |id: &str| Model {
+            id: id.into(),
+            loaded: true,
+            size_vram: None,
+            expires_at: None,
+        };
+        let s = Signals {
+            models: vec![model("llama3:8b"), model("llama3:latest"), model("qwen")].into(),
+            ..Signals::default()
+        };
+        assert_eq!(s.model("llama3").map(|m| &*m.id), Some("llama3:latest"));
+        assert_eq!(s.model("llama3:8b").map(|m| &*m.id), Some("llama3:8b"));
+        assert_eq!(s.model("qwen").map(|m| &*m.id), Some("qwen"));
+        assert!(s.model("qwen:latest").is_none());
+        assert!(s.model("mistral").is_none());
+    }
 
     #[test]
     fn estimate_adds_what_was_sent_since_the_scrape() {
