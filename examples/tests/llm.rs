@@ -159,6 +159,14 @@ fn model_servers_are_ready_per_model_and_routed_by_the_model_asked_for() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["A", "B"]);
+    // Without the replicas' API key the gateway tells nothing either (as vLLM would).
+    let resolve = format!("llm.internal:{}:127.0.0.1", site.https);
+    let (code, body, _) = site.curl(
+        &["--resolve", &resolve],
+        format!("https://llm.internal:{}/v1/models", site.https),
+    );
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("invalid_api_key"), "{body}");
     let (code, body, _) = https("/v1/chat/completions", &["-d", &chat("gpt-9", 2, false)]);
     assert_eq!(code, 404);
     let err: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -60,6 +60,11 @@ fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
     })
 }
 
+/// Equal bytes, compared in time that depends on the length only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A request to a model service.
 pub(crate) async fn serve(
     s: &Arc<Shared>,
@@ -68,12 +73,34 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
 ) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
     let cfg = &s.config.llm;
-    if req.method() == Method::GET && req.uri().path() == "/v1/models" {
+    let models = req.method() == Method::GET && req.uri().path() == "/v1/models";
+    let kind = endpoint(req.method(), req.uri().path());
+    if !models && kind.is_none() {
+        return crate::forward::forward(s, c, route, req).await;
+    }
+    // Upstreams behind a key (vLLM's --api-key, given to the probes) refuse `/v1/…` without
+    // it; what the gateway answers or routes by model asks for the same key, so a client
+    // without it learns no model name from the gateway either.
+    if req.uri().path().starts_with("/v1/")
+        && let Some(key) = cfg.authorization(route.service.as_str())
+        && !req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(|given| same_secret(given.as_bytes(), key.as_bytes()))
+    {
+        crate::request_body::drain(req.into_body());
+        let r = answer::error(
+            StatusCode::UNAUTHORIZED,
+            "Missing or wrong API key: send the key of this service's model servers as Authorization: Bearer KEY",
+            "invalid_request_error",
+            "invalid_api_key",
+            None,
+        );
+        return (r, None);
+    }
+    let Some(kind) = kind else {
         crate::request_body::drain(req.into_body());
         return (answer::models(route), None);
-    }
-    let Some(kind) = endpoint(req.method(), req.uri().path()) else {
-        return crate::forward::forward(s, c, route, req).await;
     };
     let start = tokio::time::Instant::now();
     let (parts, body) = req.into_parts();
