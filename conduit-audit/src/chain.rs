@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
-use sha3::{Digest, Sha3_256};
 
 use crate::capsule::content_hash;
 use crate::seal::verify_signature;
-use crate::{AuditError, AuditEvent, Capsule, SealKey, Sealed};
+use crate::{AuditError, AuditEvent, SealKey, Sealed};
 
 const DDL: &str = "CREATE TABLE IF NOT EXISTS capsules (
 \tid VARCHAR(36) NOT NULL, 
@@ -149,66 +148,16 @@ impl CapsuleStore {
         events: &[AuditEvent],
         key: &SealKey,
     ) -> Result<Vec<Sealed>, AuditError> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| db_err(&path, e))?;
-        let head: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT sequence, hash FROM capsules ORDER BY sequence DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| db_err(&path, e))?;
-        let (mut seq, mut prev) = match head {
-            Some((s, h)) => (u64::try_from(s).unwrap_or(0) + 1, Some(h)),
-            None => (0, None),
-        };
-        let mut out = Vec::with_capacity(events.len());
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO capsules (id, type, sequence, previous_hash, data, hash, signature, \
-                     signature_pq, signed_at, signed_by, session_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '', ?8, ?9, NULL)",
-                )
-                .map_err(|e| db_err(&path, e))?;
-            let signed_by = key.fingerprint();
-            let signed_at = crate::capsule::isoformat_now(); // one instant per transaction
-            // Content and hashes in chain order (each links to the one before) …
-            let mut sealed = Vec::with_capacity(events.len());
-            for ev in events {
-                let capsule = Capsule::for_event(ev, seq, prev.clone(), self.id_salt);
-                let data = capsule.canonical()?;
-                let hash = crate::capsule::hex(&Sha3_256::digest(data.as_bytes()));
-                prev = Some(hash.clone());
-                seq += 1;
-                sealed.push((capsule, data, hash));
-            }
-            // … then the signatures, which are independent, on every core.
-            let sigs = sign_all(key, sealed.iter().map(|(_, _, h)| h.as_str()).collect());
-            for ((capsule, data, hash), sig) in sealed.into_iter().zip(sigs) {
-                ins.execute(params![
-                    capsule.id,
-                    capsule.kind,
-                    i64::try_from(capsule.sequence).unwrap_or(i64::MAX),
-                    capsule.previous_hash,
-                    data,
-                    hash,
-                    sig,
-                    signed_at,
-                    signed_by
-                ])
-                .map_err(|e| db_err(&path, e))?;
-                out.push(Sealed {
-                    sequence: capsule.sequence,
-                    hash,
-                });
-            }
-        }
-        tx.commit().map_err(|e| db_err(&path, e))?;
-        Ok(out)
+        // Prepared on the head as it is now; the transaction checks it again.
+        let head = self.head()?;
+        let prepared = crate::prepared::prepare(events, head, key, self.id_salt)?;
+        self.commit_prepared(events, prepared, key)
+            .map(|(sealed, _)| sealed)
+    }
+
+    /// Random bits of this store's capsule ids.
+    pub(crate) fn id_salt(&self) -> [u8; 16] {
+        self.id_salt
     }
 
     /// Every record's audit event (the six-field entry a capsule carries in
@@ -330,7 +279,7 @@ impl CapsuleStore {
 }
 
 /// Ed25519 signatures of `hashes`, in order, spread over the available cores.
-fn sign_all(key: &SealKey, hashes: Vec<&str>) -> Vec<String> {
+pub(crate) fn sign_all(key: &SealKey, hashes: Vec<&str>) -> Vec<String> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(8);

@@ -15,7 +15,7 @@
 //!
 //! ```text
 //!  append(event) ──► JsonlSink thread ──► audit.log      (flock, write, fsync per batch)
-//!                └─► CapsuleSink thread ─► capsules.db   (one IMMEDIATE transaction per batch)
+//!                └─► CapsuleSink threads ► capsules.db   (seal batch n+1 while batch n commits)
 //! ```
 //!
 //! ```
@@ -62,6 +62,7 @@ mod crosscheck;
 mod event;
 mod jsonl;
 mod key;
+mod prepared;
 mod seal;
 mod shape;
 #[cfg(feature = "sqlite")]

@@ -3,7 +3,13 @@
 
 use std::path::Path;
 
-use crate::worker::Worker;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::prepared::{Head, Prepared, prepare};
+use crate::worker::{Reply, Worker, reply_all};
+
+/// A batch on its way to the commit thread: its events, prepared, and their callers.
+type Batch = (Vec<AuditEvent>, Prepared, Vec<Reply<Sealed>>);
 use crate::{AuditError, AuditEvent, AuditSink, CapsuleStore, JsonlSink, Receipt, SealKey, Sealed};
 
 /// Settings of a [`CapsuleSink`].
@@ -25,9 +31,11 @@ impl Default for CapsuleOptions {
     }
 }
 
-/// Seals every event into `capsules.db`. One named OS thread owns the SQLite connection and
-/// seals what is queued in one IMMEDIATE transaction, in queue order, so the chain stays
-/// strictly ordered; callers await their own record's sequence and hash.
+/// Seals every event into `capsules.db`. What is queued is taken as one batch, in queue
+/// order: one thread hashes and signs it on the head the batch before will leave, while a
+/// second, which owns the SQLite connection, commits that batch before in one IMMEDIATE
+/// transaction (re-sealing a batch whose head another writer changed), so the chain stays
+/// strictly ordered; callers await their own record's sequence and hash, once committed.
 #[derive(Debug, Clone)]
 pub struct CapsuleSink {
     worker: Worker<AuditEvent, Sealed>,
@@ -45,13 +53,67 @@ impl CapsuleSink {
         options: CapsuleOptions,
     ) -> Result<Self, AuditError> {
         let mut store = CapsuleStore::open(db)?;
-        let worker = Worker::spawn(
+        let Some(key) = key else {
+            let worker = Worker::spawn(
+                "conduit-audit-seal",
+                options.queue,
+                options.max_batch,
+                |_| Err(AuditError::NoKey),
+            )?;
+            return Ok(Self { worker });
+        };
+        // Two threads: this batch is hashed and signed (on the head the last batch will
+        // leave) while the one before commits; a batch waits for at most one ahead of it.
+        let id_salt = store.id_salt();
+        let mut predicted = store.head()?;
+        let actual: Arc<Mutex<Option<Head>>> = Arc::default();
+        let (to_commit, committing) = std::sync::mpsc::sync_channel::<Batch>(1);
+        let key = Arc::new(key);
+        let commit_key = Arc::clone(&key);
+        let told = Arc::clone(&actual);
+        std::thread::Builder::new()
+            .name("conduit-audit-commit".to_owned())
+            .spawn(move || {
+                for (events, prepared, replies) in committing {
+                    let expected = prepared.tail();
+                    let result = store.commit_prepared(&events, prepared, &commit_key);
+                    // The next batch was prepared on `expected`: say so when the chain ended
+                    // elsewhere (another writer, a failed commit).
+                    let now = match &result {
+                        Ok((_, tail)) => Some(tail.clone()),
+                        Err(_) => store.head().ok(),
+                    };
+                    if let Some(now) = now.filter(|n| *n != expected) {
+                        *told.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
+                    }
+                    reply_all(replies, result.map(|(sealed, _)| sealed));
+                }
+            })
+            .map_err(|e| AuditError::Io {
+                op: "start writer thread",
+                path: "conduit-audit-commit".into(),
+                source: e,
+            })?;
+        let worker = Worker::spawn_with(
             "conduit-audit-seal",
             options.queue,
             options.max_batch,
-            move |events| match &key {
-                Some(k) => store.append(events, k),
-                None => Err(AuditError::NoKey),
+            move |events, replies| {
+                if let Some(now) = actual.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    predicted = now;
+                }
+                match prepare(&events, predicted.clone(), &key, id_salt) {
+                    Ok(prepared) => {
+                        predicted = prepared.tail();
+                        // Fails only once the commit thread is gone (it never leaves first).
+                        if let Err(std::sync::mpsc::SendError((_, _, replies))) =
+                            to_commit.send((events, prepared, replies))
+                        {
+                            reply_all(replies, Err(AuditError::Closed));
+                        }
+                    }
+                    Err(e) => reply_all(replies, Err(e)),
+                }
             },
         )?;
         Ok(Self { worker })

@@ -7,7 +7,26 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::AuditError;
 
-type Reply<R> = oneshot::Sender<Result<R, Arc<AuditError>>>;
+/// Where one caller's result goes.
+pub(crate) type Reply<R> = oneshot::Sender<Result<R, Arc<AuditError>>>;
+
+/// Answers every caller of a batch: each its own result, or all the same error.
+pub(crate) fn reply_all<R>(replies: Vec<Reply<R>>, result: Result<Vec<R>, AuditError>) {
+    match result {
+        Ok(results) => {
+            for (reply, res) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(res));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batch = replies.len(), "audit write failed");
+            let e = Arc::new(e);
+            for reply in replies {
+                let _ = reply.send(Err(Arc::clone(&e)));
+            }
+        }
+    }
+}
 
 /// The caller side: a bounded queue to the worker thread.
 #[derive(Debug)]
@@ -32,6 +51,19 @@ impl<T: Send + 'static, R: Send + 'static> Worker<T, R> {
         max_batch: usize,
         mut handle: impl FnMut(&[T]) -> Result<Vec<R>, AuditError> + Send + 'static,
     ) -> Result<Self, AuditError> {
+        Self::spawn_with(name, capacity, max_batch, move |items, replies| {
+            reply_all(replies, handle(&items));
+        })
+    }
+
+    /// Starts the thread. `handle` gets up to `max_batch` queued items at once with their
+    /// callers' replies, and answers them itself (now, or later from another thread).
+    pub(crate) fn spawn_with(
+        name: &str,
+        capacity: usize,
+        max_batch: usize,
+        mut handle: impl FnMut(Vec<T>, Vec<Reply<R>>) + Send + 'static,
+    ) -> Result<Self, AuditError> {
         let (tx, mut rx) = mpsc::channel::<(T, Reply<R>)>(capacity.max(1));
         let max_batch = max_batch.max(1);
         std::thread::Builder::new()
@@ -53,20 +85,7 @@ impl<T: Send + 'static, R: Send + 'static> Worker<T, R> {
                             Err(_) => break,
                         }
                     }
-                    match handle(&items) {
-                        Ok(results) => {
-                            for (reply, res) in replies.into_iter().zip(results) {
-                                let _ = reply.send(Ok(res));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, batch = items.len(), "audit write failed");
-                            let e = Arc::new(e);
-                            for reply in replies {
-                                let _ = reply.send(Err(Arc::clone(&e)));
-                            }
-                        }
-                    }
+                    handle(items, replies);
                 }
             })
             .map_err(|e| AuditError::Io {

@@ -12,3 +12,4 @@ mod chain;
 mod contract;
 mod sink;
 mod vectors;
+mod writers;

@@ -13,7 +13,7 @@ use conduit_audit::{
 use proptest::prelude::*;
 use serde_json::json;
 
-fn event(action: &str, i: usize) -> AuditEvent {
+pub(crate) fn event(action: &str, i: usize) -> AuditEvent {
     let d = json!({"i": i, "x": 1e-5 * i as f64, "neg": -0.0, "s": "ü\u{7}𝄞"});
     AuditEvent::new(
         action,
