@@ -62,6 +62,7 @@ mod crosscheck;
 mod event;
 mod jsonl;
 mod key;
+#[cfg(feature = "sqlite")]
 mod prepared;
 mod seal;
 mod shape;
