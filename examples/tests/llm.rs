@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::Site;
-use common::llm::{KEY, connect, frames, post, post_json};
+use common::llm::{
+    AccessLine, ErrorDetail, KEY, ModelList, OpenAiError, connect, frames, post, post_json,
+};
 use conduit_benches::sim::{self, Flavor, SimParams};
 use conduit_test_support::process::{free_port, ok, wait_until};
 
@@ -151,13 +153,9 @@ fn model_servers_are_ready_per_model_and_routed_by_the_model_asked_for() {
     // The union of the ready upstreams' models; an unknown model in OpenAI's error shape.
     let (code, body, _) = https("/v1/models", &[]);
     assert_eq!(code, 200);
-    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let ids: Vec<&str> = list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let list: ModelList = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.object, "list");
+    let ids: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["A", "B"]);
     // Without the replicas' API key the gateway tells nothing either (as vLLM would).
     let resolve = format!("llm.internal:{}:127.0.0.1", site.https);
@@ -166,19 +164,19 @@ fn model_servers_are_ready_per_model_and_routed_by_the_model_asked_for() {
         format!("https://llm.internal:{}/v1/models", site.https),
     );
     assert_eq!(code, 401, "{body}");
-    assert!(body.contains("invalid_api_key"), "{body}");
+    let err: OpenAiError = serde_json::from_str(&body).unwrap();
+    assert_eq!(err.error.code, "invalid_api_key");
     let (code, body, _) = https("/v1/chat/completions", &["-d", &chat("gpt-9", 2, false)]);
     assert_eq!(code, 404);
-    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(err["error"]["code"], "model_not_found");
-    assert_eq!(err["error"]["type"], "invalid_request_error");
-    assert_eq!(err["error"]["param"], "model");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("`gpt-9`"),
-        "{body}"
+    let err: OpenAiError = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        err.error,
+        ErrorDetail {
+            message: "The model `gpt-9` does not exist on llm.internal".into(),
+            kind: "invalid_request_error".into(),
+            param: Some("model".into()),
+            code: "model_not_found".into(),
+        }
     );
 
     let root = site.state.join("tls/root.pem");
@@ -283,8 +281,9 @@ fn model_servers_are_ready_per_model_and_routed_by_the_model_asked_for() {
             .into_iter()
             .flat_map(|(_, b)| b.to_vec())
             .collect();
-        let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(err["error"]["code"], "overloaded", "{err}");
+        let err: OpenAiError = serde_json::from_slice(&body).unwrap();
+        assert_eq!(err.error.code, "overloaded", "{err:?}");
+        assert_eq!(err.error.kind, "rate_limit_error");
         drop(held);
     });
 
@@ -337,21 +336,44 @@ fn model_servers_are_ready_per_model_and_routed_by_the_model_asked_for() {
         .lines()
         .find(|l| l.contains(r#""path":"/v1/completions""#))
         .unwrap();
-    let rec: serde_json::Value = serde_json::from_str(routed).unwrap();
-    assert_eq!(rec["llm"]["model"], "A");
-    assert_eq!(
-        rec["llm"]["scores"].as_array().unwrap().len(),
-        2,
-        "{routed}"
-    );
-    assert!(
-        rec["upstream"]
-            .as_str()
+    let rec: AccessLine = serde_json::from_str(routed).unwrap();
+    let decision = rec.llm.unwrap();
+    assert_eq!(decision.model.as_deref(), Some("A"));
+    let mut candidates: Vec<&str> = decision
+        .scores
+        .iter()
+        .map(|c| c.upstream.as_str())
+        .collect();
+    candidates.sort_unstable();
+    let mut replicas = [
+        format!("http://127.0.0.1:{p1}"),
+        format!("http://127.0.0.1:{p2}"),
+    ];
+    replicas.sort_unstable();
+    assert_eq!(candidates, replicas, "{routed}");
+    // The request went to the candidate with the lowest score, and each score is at least
+    // its load's share less the affinity bonus (8).
+    let chosen = rec.upstream.unwrap();
+    let best = decision
+        .scores
+        .iter()
+        .map(|c| c.score)
+        .fold(f64::INFINITY, f64::min);
+    let score_of = |u: &str| {
+        decision
+            .scores
+            .iter()
+            .find(|c| c.upstream == u)
             .unwrap()
-            .ends_with(&format!(":{p1}"))
-            || rec["upstream"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!(":{p2}"))
-    );
+            .score
+    };
+    assert_eq!(score_of(&chosen), best, "{routed}");
+    for c in &decision.scores {
+        let bonus = if decision.affinity.as_deref() == Some(&c.upstream) {
+            8.0
+        } else {
+            0.0
+        };
+        assert!(c.score >= c.load - bonus, "{routed}");
+    }
 }

@@ -43,22 +43,20 @@ impl Prober<'_> {
             req.headers_mut().insert(header::AUTHORIZATION, v.clone());
         }
         let exchange = async {
-            let (resp, _lease) = crate::pool::send(self.shared, self.backend, req)
-                .await
-                .map_err(|e| e.error.chain())?;
+            let (resp, _lease) = match crate::pool::send(self.shared, self.backend, req).await {
+                Ok(sent) => sent,
+                Err(e) => return Got::Failed(format!("{path}: {}", e.error.chain())),
+            };
             let status = resp.status();
             let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY);
-            let bytes = http_body_util::BodyExt::collect(body)
-                .await
-                .map_err(|e| format!("{path}: reading the answer failed: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((status, bytes))
+            match http_body_util::BodyExt::collect(body).await {
+                Ok(b) => Got::Answer(status, b.to_bytes()),
+                Err(e) => Got::Failed(format!("{path}: reading the answer failed: {e}")),
+            }
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok((s, b))) => Got::Answer(s, b),
-            Ok(Err(why)) => Got::Failed(format!("{path}: {why}")),
-            Err(_) => Got::Failed(format!("{path}: no answer within {:?}", self.timeout)),
-        }
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Got::Failed(format!("{path}: no answer within {:?}", self.timeout)))
     }
 }
 

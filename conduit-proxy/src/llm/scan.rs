@@ -195,7 +195,8 @@ impl Cur<'_> {
     }
 }
 
-fn hash(bytes: &[u8]) -> u64 {
+/// A hash of `bytes`, stable within this process.
+pub(crate) fn hash(bytes: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     h.finish()
@@ -300,14 +301,18 @@ mod tests {
         let body = br#"{"messages":[{"role":"user","content":"hi"}],"model":"llama"}"#;
         for cut in 0..body.len() - 1 {
             let f = scan(&body[..cut], WANT, false);
-            assert!(f.model.is_none() || cut >= body.len() - 2, "cut {cut}");
-            if f.model.is_none() {
-                assert!(!f.finished, "cut {cut}: {f:?}");
-            }
+            // The model's closing quote is the body's last byte but one: never in a cut.
+            assert_eq!(f.model, None, "cut {cut}");
+            assert!(!f.finished, "cut {cut}: {f:?}");
         }
         let f = scan(body, WANT, false);
         assert_eq!(f.model.as_deref(), Some("llama"));
-        assert!(f.finished && f.affinity.is_some());
+        assert!(f.finished);
+        // The conversation through its first user message (the array's `]` not included).
+        assert_eq!(
+            f.affinity,
+            Some(hash(br#"[{"role":"user","content":"hi"}"#))
+        );
     }
 
     #[test]
@@ -329,7 +334,8 @@ mod tests {
             WANT,
             false,
         );
-        assert!(f.affinity.is_some());
+        // The head: the prompt's first 16 bytes from its opening quote.
+        assert_eq!(f.affinity, Some(hash(br#""0123456789abcde"#)));
     }
 
     #[test]

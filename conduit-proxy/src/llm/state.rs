@@ -259,8 +259,8 @@ mod tests {
         assert_eq!(s.model("llama3").map(|m| &*m.id), Some("llama3:latest"));
         assert_eq!(s.model("llama3:8b").map(|m| &*m.id), Some("llama3:8b"));
         assert_eq!(s.model("qwen").map(|m| &*m.id), Some("qwen"));
-        assert!(s.model("qwen:latest").is_none());
-        assert!(s.model("mistral").is_none());
+        assert_eq!(s.model("qwen:latest"), None);
+        assert_eq!(s.model("mistral"), None);
     }
 
     #[test]

@@ -90,3 +90,55 @@ pub(crate) async fn frames(
     }
     out
 }
+
+/// `GET /v1/models` as OpenAI clients read it.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ModelList {
+    pub(crate) object: String,
+    pub(crate) data: Vec<ModelCard>,
+}
+
+/// One model of a [`ModelList`].
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ModelCard {
+    pub(crate) id: String,
+}
+
+/// An error in OpenAI's shape.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct OpenAiError {
+    pub(crate) error: ErrorDetail,
+}
+
+/// What an [`OpenAiError`] says.
+#[derive(Debug, PartialEq, Eq, serde::Deserialize)]
+pub(crate) struct ErrorDetail {
+    pub(crate) message: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) param: Option<String>,
+    pub(crate) code: String,
+}
+
+/// The part of an access-log line a model decision adds to.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct AccessLine {
+    pub(crate) upstream: Option<String>,
+    pub(crate) llm: Option<Decision>,
+}
+
+/// The access log's `llm`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Decision {
+    pub(crate) model: Option<String>,
+    pub(crate) affinity: Option<String>,
+    pub(crate) scores: Vec<Score>,
+}
+
+/// One candidate of a [`Decision`].
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Score {
+    pub(crate) upstream: String,
+    pub(crate) score: f64,
+    pub(crate) load: f64,
+}
