@@ -148,10 +148,8 @@ impl CapsuleStore {
         events: &[AuditEvent],
         key: &SealKey,
     ) -> Result<Vec<Sealed>, AuditError> {
-        // Prepared on the head as it is now; the transaction checks it again.
-        let head = self.head()?;
-        let prepared = crate::prepared::prepare(events, head, key, self.id_salt)?;
-        self.commit_prepared(events, prepared, key)
+        // Prepared inside the transaction, on its head.
+        self.commit_prepared(events, None, key)
             .map(|(sealed, _)| sealed)
     }
 

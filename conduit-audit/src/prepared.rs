@@ -108,16 +108,17 @@ impl CapsuleStore {
         Ok(h)
     }
 
-    /// Writes `prepared` (made from `events`) in one IMMEDIATE transaction; when the head
-    /// is no longer the one it was prepared on, prepares `events` again on the real head
-    /// first. Durable when this returns; nothing is written on error.
+    /// Writes `prepared` (made from `events`) in one IMMEDIATE transaction; when there is
+    /// none, or the head is no longer the one it was prepared on, prepares `events` on the
+    /// real head inside the transaction. Durable when this returns; nothing is written on
+    /// error.
     ///
     /// # Errors
     /// [`AuditError::Database`], or an event that cannot be made canonical.
     pub(crate) fn commit_prepared(
         &mut self,
         events: &[AuditEvent],
-        prepared: Prepared,
+        prepared: Option<Prepared>,
         key: &SealKey,
     ) -> Result<(Vec<Sealed>, Head), AuditError> {
         let path = self.path.clone();
@@ -127,9 +128,9 @@ impl CapsuleStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| db_err(&path, e))?;
         let now = head(&tx, &path)?;
-        let prepared = match prepared.after == now {
-            true => prepared,
-            false => prepare(events, now, key, id_salt)?,
+        let prepared = match prepared {
+            Some(p) if p.after == now => p,
+            _ => prepare(events, now, key, id_salt)?,
         };
         let tail = prepared.tail();
         let mut out = Vec::with_capacity(prepared.rows.len());

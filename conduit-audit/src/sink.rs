@@ -76,7 +76,7 @@ impl CapsuleSink {
             .spawn(move || {
                 for (events, prepared, replies) in committing {
                     let expected = prepared.tail();
-                    let result = store.commit_prepared(&events, prepared, &commit_key);
+                    let result = store.commit_prepared(&events, Some(prepared), &commit_key);
                     // The next batch was prepared on `expected`: say so when the chain ended
                     // elsewhere (another writer, a failed commit).
                     let now = match &result {

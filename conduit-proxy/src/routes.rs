@@ -67,11 +67,20 @@ pub(crate) struct Route {
     next: AtomicU64,
 }
 
-fn splitmix(mut x: u64) -> u64 {
+/// SplitMix64's finalizer: a well-spread 64-bit hash of `x`.
+pub(crate) fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
+}
+
+/// Two different positions among `n` (at least 2), drawn from the random `r`: power of two
+/// choices' pair.
+pub(crate) fn two_of(n: usize, r: u64) -> (usize, usize) {
+    let a = (r % n as u64) as usize;
+    let b = ((r >> 32) % (n as u64 - 1)) as usize;
+    (a, if b >= a { b + 1 } else { b })
 }
 
 impl Route {
@@ -91,10 +100,7 @@ impl Route {
                 (0..n).map(|i| &self.backends[(start + i) % n]).find(usable)
             }
             _ => {
-                let r = splitmix(tick ^ (self as *const Self as u64));
-                let a = (r % n as u64) as usize;
-                let b = ((r >> 32) % (n as u64 - 1)) as usize;
-                let b = if b >= a { b + 1 } else { b };
+                let (a, b) = two_of(n, splitmix(tick ^ (self as *const Self as u64)));
                 let (x, y) = (&self.backends[a], &self.backends[b]);
                 match (usable(&x), usable(&y)) {
                     (true, true) => Some(if y.outstanding() < x.outstanding() {

@@ -55,14 +55,13 @@ pub(crate) fn models(route: &Route) -> Response<ResponseBody> {
     let guards: Vec<_> = route
         .backends
         .iter()
-        .filter(|b| b.is_healthy())
-        .filter_map(|b| Some((b.engine, b.engine_state()?.signals.load())))
-        .filter(|(_, s)| s.ready)
+        .filter_map(|b| Some((b, b.engine_state()?.signals.load())))
+        .filter(|(b, s)| s.serving(b))
         .collect();
     let mut ids: BTreeMap<&str, &'static str> = BTreeMap::new();
-    for (engine, signals) in &guards {
+    for (backend, signals) in &guards {
         for m in signals.models.iter() {
-            ids.entry(&m.id).or_insert(engine.as_str());
+            ids.entry(&m.id).or_insert(backend.engine.as_str());
         }
     }
     let list = ModelList {

@@ -84,7 +84,7 @@ pub(crate) fn prometheus(routes: &[&Arc<Route>], out: &mut String) {
             let s = e.signals.load();
             let at = format!("service=\"{svc}\",upstream=\"{}\"", b.endpoint);
             let load = Load::estimate(&s, b.outstanding());
-            let ready = s.ready && b.is_healthy();
+            let ready = s.serving(b);
             let _ = writeln!(
                 f[0],
                 "conduit_llm_upstream_ready{{{at},kind=\"{}\"}} {}",

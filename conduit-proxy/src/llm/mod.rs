@@ -23,6 +23,7 @@ mod state;
 pub use config::{ModelRouting, ModelStrategy, ScoreWeights};
 pub(crate) use metrics::prometheus;
 pub use pick::{RouteExplanation, UpstreamScore};
+pub(crate) use scan::hash;
 pub(crate) use state::{EngineState, RouteModels};
 pub use state::{ModelStatus, UpstreamModels};
 

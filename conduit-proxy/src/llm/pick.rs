@@ -10,7 +10,7 @@ use conduit_registry::Engine;
 
 use super::config::{ModelRouting, ModelStrategy};
 use super::state::{Load, Signals};
-use crate::routes::{Backend, Route};
+use crate::routes::{Backend, Route, splitmix, two_of};
 
 /// Why a request went where it went: the access log's `llm` and, sampled, `/metrics`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -76,12 +76,6 @@ struct Candidate<'a> {
     cold: bool,
 }
 
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// Picks for `ask` among `route`'s upstreams, skipping those in `skip` (tried already).
 pub(crate) fn pick(route: &Route, cfg: &ModelRouting, ask: &Ask<'_>, skip: &[usize]) -> Choice {
     let mut not_ready = 0;
@@ -97,7 +91,7 @@ pub(crate) fn pick(route: &Route, cfg: &ModelRouting, ask: &Ask<'_>, skip: &[usi
             continue;
         }
         all += 1;
-        if !b.is_healthy() || !signals.ready {
+        if !signals.serving(b) {
             not_ready += 1;
             continue;
         }
@@ -130,7 +124,7 @@ pub(crate) fn pick(route: &Route, cfg: &ModelRouting, ask: &Ask<'_>, skip: &[usi
     }
     let tick = route.tick();
     let chosen = match cfg.strategy {
-        ModelStrategy::PowerOfTwo => power_of_two(&cands, tick),
+        ModelStrategy::PowerOfTwo => Some(power_of_two(&cands, tick)),
         ModelStrategy::Score => None,
     };
     let target = match (cfg.strategy, ask.affinity) {
@@ -173,20 +167,16 @@ pub(crate) fn pick(route: &Route, cfg: &ModelRouting, ask: &Ask<'_>, skip: &[usi
 }
 
 /// Two candidates at random, the one with the lower load.
-fn power_of_two(cands: &[Candidate<'_>], tick: u64) -> Option<usize> {
-    let n = cands.len() as u64;
-    if n == 1 {
-        return Some(0);
+fn power_of_two(cands: &[Candidate<'_>], tick: u64) -> usize {
+    if cands.len() == 1 {
+        return 0;
     }
-    let r = mix(tick.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let a = (r % n) as usize;
-    let b = ((r >> 32) % (n - 1)) as usize;
-    let b = if b >= a { b + 1 } else { b };
-    Some(if cands[b].load.total < cands[a].load.total {
+    let (a, b) = two_of(cands.len(), splitmix(tick));
+    if cands[b].load.total < cands[a].load.total {
         b
     } else {
         a
-    })
+    }
 }
 
 /// The affinity target: the first candidate in the key's rendezvous order whose load, with
@@ -197,7 +187,7 @@ fn affinity_target(cands: &[Candidate<'_>], key: u64, factor: f64) -> Option<usi
     let mut order: Vec<(u64, usize)> = cands
         .iter()
         .enumerate()
-        .map(|(i, c)| (mix(key ^ c.backend.label_hash), i))
+        .map(|(i, c)| (splitmix(key ^ c.backend.label_hash), i))
         .collect();
     order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
     order

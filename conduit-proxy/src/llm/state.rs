@@ -48,6 +48,12 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
+    /// Whether the upstream these are of takes requests: its probe says ready and no failure
+    /// (active or on real traffic) took it out.
+    pub(crate) fn serving(&self, backend: &Backend) -> bool {
+        self.ready && backend.is_healthy()
+    }
+
     /// The model `id`, if this upstream has it. A name without a tag also finds its
     /// `:latest` (Ollama lists `llama3:latest` and serves it as `llama3`).
     pub(crate) fn model(&self, id: &str) -> Option<&Model> {

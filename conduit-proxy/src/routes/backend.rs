@@ -67,12 +67,7 @@ impl Backend {
             .build()
             .ok()?;
         let label: Arc<str> = endpoint.to_string().into();
-        let label_hash = {
-            use std::hash::{Hash as _, Hasher as _};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            label.hash(&mut h);
-            h.finish()
-        };
+        let label_hash = crate::llm::hash(label.as_bytes());
         let model_server = engine.is_model_server();
         Some(Self {
             label,

@@ -48,6 +48,14 @@ pub(crate) async fn connect(
     send
 }
 
+/// A JSON POST to `host` with the replicas' API key.
+fn json_post(host: &str, path: &str) -> http::request::Builder {
+    http::Request::post(path)
+        .header("host", host)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {KEY}"))
+}
+
 /// A POST whose body the caller sends through the returned sender (`len` bytes in all).
 pub(crate) fn post(
     host: &str,
@@ -55,10 +63,7 @@ pub(crate) fn post(
     len: usize,
 ) -> (http::Request<SimBody>, mpsc::Sender<Bytes>) {
     let (tx, rx) = mpsc::channel(64);
-    let req = http::Request::post(path)
-        .header("host", host)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {}", KEY))
+    let req = json_post(host, path)
         .header("content-length", len)
         .body(SimBody::Stream(rx))
         .unwrap();
@@ -67,10 +72,7 @@ pub(crate) fn post(
 
 /// A whole POST body.
 pub(crate) fn post_json(host: &str, path: &str, body: &str) -> http::Request<SimBody> {
-    http::Request::post(path)
-        .header("host", host)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {KEY}"))
+    json_post(host, path)
         .body(SimBody::Full(Some(Bytes::from(body.to_owned()))))
         .unwrap()
 }
