@@ -36,6 +36,9 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 # Prometheus (and its promtool) for the metrics test: a real scrape and a real parser.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# Headless Chromium and NSS's certutil for the dashboard's browser test (and the trust check).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 # zsh and man-db: the completions and man pages `conduit` generates are loaded and rendered.
 command -v zsh >/dev/null 2>&1 || need+=(zsh)
 command -v man >/dev/null 2>&1 || need+=(man-db)
@@ -57,6 +60,10 @@ fi
 # A real WebSocket peer (server and client) for the proxy's WebSocket test.
 if ! python3 -c 'import websockets' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'websockets==15.0.1'
+fi
+# Playwright for Python drives the system Chromium (executable_path; no browser download).
+if ! python3 -c 'import playwright.sync_api' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check 'playwright==1.65.2'
 fi
 PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 export PATH

@@ -89,6 +89,15 @@ impl LocalIssuer {
             .to_owned()
     }
 
+    /// The intermediate that signs leaves, PEM.
+    pub fn intermediate_pem(&self) -> String {
+        self.ca
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .intermediate_pem()
+            .to_owned()
+    }
+
     /// Whether the root key is in the directory (not kept offline).
     pub fn root_key_present(&self) -> bool {
         self.ca

@@ -91,7 +91,7 @@ fn index(list: &[Arc<ServiceRecord>]) -> Map<&str, &Arc<ServiceRecord>> {
 
 /// The service's name when it is of the kind a step can replace: active, proxied, one
 /// label below a forward zone's apex, and not a name the zone itself uses (an apex, the
-/// name server).
+/// name server, the gateway's own names).
 fn simple(config: &ZoneConfig, service: &ServiceRecord) -> Option<Name> {
     if !service.is_active() || service.routing() != Routing::Proxied {
         return None;
@@ -103,7 +103,9 @@ fn simple(config: &ZoneConfig, service: &ServiceRecord) -> Option<Name> {
         return None;
     }
     let apexes = config.zones.iter().chain(&config.reverse_zones);
-    if apexes.clone().any(|z| z == service.domain()) {
+    if apexes.clone().any(|z| z == service.domain())
+        || config.gateway_names.contains(service.domain())
+    {
         return None;
     }
     let nameservers: Vec<DomainName> = match &config.nameserver {

@@ -180,6 +180,15 @@ impl Records {
 
         let in_forward = |name: &Name| forward.iter().any(|z| z.zone_of(name));
         let in_reverse = |name: &Name| reverse.iter().any(|z| z.zone_of(name));
+        for own in &config.gateway_names {
+            let fqdn = domain_to_name(own)?;
+            for (name, data) in proxied_names(config, &fqdn, true) {
+                nodes.entry(name.clone()).or_default();
+                for rdata in data {
+                    add(&mut nodes, &name, rdata);
+                }
+            }
+        }
         for service in services.iter().filter(|s| s.is_active()) {
             let Ok(fqdn) = domain_to_name(service.domain()) else {
                 continue;

@@ -20,6 +20,8 @@ pub struct ZoneConfig {
     pub(crate) https_port: u16,
     pub(crate) http_port: u16,
     pub(crate) nameserver: Option<DomainName>,
+    /// Names the gateway serves itself (its dashboard), answered like a proxied service.
+    pub(crate) gateway_names: Vec<DomainName>,
 }
 
 impl Default for ZoneConfig {
@@ -44,6 +46,7 @@ impl ZoneConfig {
             https_port: 443,
             http_port: 80,
             nameserver: None,
+            gateway_names: Vec::new(),
         }
     }
 
@@ -92,6 +95,15 @@ impl ZoneConfig {
         self
     }
 
+    /// A name the gateway's proxy answers itself (its dashboard, `conduit.internal`):
+    /// served like a proxied TLS service (the advertised addresses, `_https._tcp` SRV).
+    pub fn with_gateway_name(mut self, name: DomainName) -> Self {
+        if !self.gateway_names.contains(&name) {
+            self.gateway_names.push(name);
+        }
+        self
+    }
+
     /// The forward zones served.
     pub fn zones(&self) -> &[DomainName] {
         &self.zones
@@ -133,6 +145,13 @@ impl ZoneConfig {
         {
             return Err(ZoneError::NameServerOutside(ns.clone()));
         }
+        if let Some(name) = self
+            .gateway_names
+            .iter()
+            .find(|n| !self.zones.iter().any(|z| n.is_within(z) && *n != z))
+        {
+            return Err(ZoneError::GatewayNameOutside(name.clone()));
+        }
         if let Some(addr) = self
             .advertise
             .iter()
@@ -166,6 +185,9 @@ pub enum ZoneError {
     /// The name server's name is in none of the zones.
     #[error("name server {0} is outside every configured zone")]
     NameServerOutside(DomainName),
+    /// A gateway name (its dashboard's) below none of the zones.
+    #[error("the gateway's own name {0} is not inside any configured zone")]
+    GatewayNameOutside(DomainName),
     /// An advertised address clients cannot use.
     #[error("advertised address {0} cannot be given to clients")]
     Advertise(IpAddr),

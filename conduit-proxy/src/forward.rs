@@ -117,9 +117,11 @@ pub(crate) async fn send(
         };
         let flight = backend.begin();
         let first_byte = s.config.timeouts.upstream_first_byte;
+        let began = tokio::time::Instant::now();
         let sent = tokio::time::timeout(first_byte, crate::pool::send(s, &backend, up)).await;
         let SendError { error, unsent } = match sent {
             Ok(Ok((resp, lease))) => {
+                backend.observe_latency(began.elapsed());
                 let ok = !s
                     .config
                     .health

@@ -25,6 +25,15 @@ impl ProxyHandle {
         self.shared.published.set(path, doc);
     }
 
+    /// Answers requests for `name` with `site` from the next request on (`None`: no local
+    /// site). The name is the site's alone: a service registered under it is not routed
+    /// while the site is mounted. Plain-HTTP requests for it are redirected to HTTPS.
+    pub fn set_local_site(&self, mount: Option<(&DomainName, Arc<dyn crate::LocalSite>)>) {
+        self.shared
+            .local
+            .store(mount.map(|(name, site)| Arc::new(crate::local::Mounted::new(name, site))));
+    }
+
     /// Enforces `control` from the next request on (`None`: every request goes on). A
     /// connection already open keeps its streams; each new request is decided by the
     /// policy in force when it arrives. With client authentication, connections whose SNI
@@ -125,6 +134,9 @@ impl ProxyHandle {
                     endpoint: b.endpoint.clone(),
                     healthy: b.is_healthy(),
                     outstanding: b.outstanding(),
+                    requests: b.counts().0,
+                    failures: b.counts().1,
+                    latency: b.latency(),
                     models: b
                         .engine_state()
                         .map(|st| crate::llm::UpstreamModels::of(b, st, last.as_deref())),

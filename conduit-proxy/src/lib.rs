@@ -66,6 +66,7 @@ mod headers;
 mod health;
 mod listener;
 mod llm;
+mod local;
 mod metrics;
 mod policy;
 mod pool;
@@ -92,6 +93,7 @@ pub use llm::{
     ModelRouting, ModelStatus, ModelStrategy, RouteExplanation, ScoreWeights, UpstreamModels,
     UpstreamScore,
 };
+pub use local::{LocalBody, LocalClient, LocalFuture, LocalSite};
 pub use metrics::{LATENCY_BUCKETS, ProxyStats};
 pub use policy::{AccessControl, AccessDenied, ClientAuth, ClientIdentity, IdentifyClient};
 pub use published::Document;

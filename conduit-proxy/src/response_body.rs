@@ -28,6 +28,8 @@ pub struct ResponseBody {
 
 enum Kind {
     Full(Option<Bytes>),
+    /// A local site's answer.
+    Local(crate::LocalBody),
     Upstream {
         inner: Incoming,
         idle: IdleTimer,
@@ -63,6 +65,7 @@ impl fmt::Debug for ResponseBody {
                 .field("len", &b.as_ref().map_or(0, Bytes::len))
                 .finish(),
             Kind::Upstream { .. } => f.write_str("ResponseBody(upstream stream)"),
+            Kind::Local(_) => f.write_str("ResponseBody(local site)"),
         }
     }
 }
@@ -73,6 +76,14 @@ impl ResponseBody {
         let b = b.into();
         Self {
             kind: Kind::Full((!b.is_empty()).then_some(b)),
+            access: None,
+        }
+    }
+
+    /// A local site's body, passed through as it comes.
+    pub(crate) fn local_site(body: crate::LocalBody) -> Self {
+        Self {
+            kind: Kind::Local(body),
             access: None,
         }
     }
@@ -115,6 +126,11 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let frame = match &mut this.kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Local(body) => match ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Ok(f)) => Poll::Ready(Some(Ok(f))),
+                Some(Err(never)) => match never {},
+                None => Poll::Ready(None),
+            },
             Kind::Upstream {
                 inner,
                 idle,
@@ -154,6 +170,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
+            Kind::Local(body) => body.is_end_stream(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
         }
     }
@@ -162,6 +179,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Local(body) => body.size_hint(),
         }
     }
 }

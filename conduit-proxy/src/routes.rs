@@ -140,6 +140,12 @@ pub struct UpstreamStatus {
     pub healthy: bool,
     /// Requests in flight on it.
     pub outstanding: usize,
+    /// Requests sent to it since its route was last built (a registry change rebuilds it).
+    pub requests: u64,
+    /// Of those, the ones it failed: no answer, or a status in `passive_failure_statuses`.
+    pub failures: u64,
+    /// Its time to a response head, a moving average; `None` before its first answer.
+    pub latency: Option<std::time::Duration>,
     /// For a model server: its models, readiness and load.
     pub models: Option<crate::llm::UpstreamModels>,
 }

@@ -169,6 +169,7 @@ pub(crate) fn shared(
         access: arc_swap::ArcSwapOption::empty(),
         access_tx: broadcast::channel(1024).0,
         tls: None,
+        local: arc_swap::ArcSwapOption::empty(),
         hsts: config
             .hsts
             .and_then(|d| http::HeaderValue::from_str(&format!("max-age={}", d.as_secs())).ok()),

@@ -156,6 +156,17 @@ async fn route(
         crate::request_body::drain(req.into_body());
         return (local(StatusCode::MISDIRECTED_REQUEST, msg), None);
     }
+    let site = s.local.load().as_ref().filter(|m| m.is(host)).cloned();
+    if let Some(site) = site {
+        if !c.https {
+            let answer = redirect(&req, c.redirect_port);
+            crate::request_body::drain(req.into_body());
+            return (answer, None);
+        }
+        let client = crate::LocalClient { ip: c.client_ip };
+        let answer = site.site.serve(req, client).await;
+        return (answer.map(ResponseBody::local_site), None);
+    }
     let table = s.routes.load();
     if !c.https
         && table.get(host).is_none_or(|r| r.tls)

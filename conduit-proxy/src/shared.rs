@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) access_tx: broadcast::Sender<crate::policy::AccessDenied>,
     /// The HTTPS configuration and what built it (an mTLS variant is built from them).
     pub(crate) tls: Option<crate::tls::TlsBase>,
+    /// The site the proxy answers itself, when one is mounted.
+    pub(crate) local: arc_swap::ArcSwapOption<crate::local::Mounted>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -57,6 +59,9 @@ impl Shared {
         source: CheckSource,
         reason: impl FnOnce() -> String,
     ) {
+        if source == CheckSource::Passive && !ok {
+            backend.count_failure();
+        }
         if source == CheckSource::Passive && !self.config.health.passive {
             return;
         }

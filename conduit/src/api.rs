@@ -15,12 +15,18 @@
 use std::net::IpAddr;
 
 mod access;
+mod certs;
+mod events;
+mod lookup;
 mod models;
 mod services;
 pub use access::{
     AccessStatus, AccessVerdict, GrantList, GrantRemove, PeerCertificate, PeerList, PeerRevoked,
     RequireCert,
 };
+pub use certs::{CaCertView, CertReport, LeafView};
+pub use events::EventList;
+pub use lookup::DnsLookup;
 pub use models::{EngineState, ModelState};
 pub use services::{ServiceList, ServiceView};
 
@@ -47,6 +53,9 @@ pub struct StatusReport {
     /// The access policy in force.
     #[serde(default)]
     pub access: AccessStatus,
+    /// How the proxy picks among a service's healthy upstreams (`p2c`, `round_robin`).
+    #[serde(default)]
+    pub balance: conduit_proxy::Balance,
 }
 
 /// Whether the gateway's certificate issuer can issue.
@@ -149,6 +158,17 @@ pub struct UpstreamHealth {
     pub healthy: Option<bool>,
     /// Requests in flight to it now; `null` when not proxied.
     pub in_flight: Option<u64>,
+    /// Requests sent to it since its route was last built; `null` when not proxied.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Of those, the ones it failed (no answer, or a failure status); `null` when not
+    /// proxied.
+    #[serde(default)]
+    pub failures: Option<u64>,
+    /// Its time to a response head in milliseconds, a moving average over its answers;
+    /// `null` before its first answer or when not proxied.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
     /// A model server's models, readiness and load; `null` for a plain HTTP upstream.
     pub engine: Option<EngineState>,
 }
@@ -160,6 +180,9 @@ impl UpstreamHealth {
             endpoint: endpoint.into(),
             healthy: None,
             in_flight: None,
+            requests: None,
+            failures: None,
+            latency_ms: None,
             engine: None,
         }
     }
@@ -323,6 +346,14 @@ pub struct AuditTail {
     /// `Last-Event-ID` streams exactly the records appended after these (what
     /// `conduit logs --follow` does).
     pub cursor: String,
+    /// The position of the first record here among the log's readable records (from 0).
+    #[serde(default)]
+    pub first: u64,
+    /// How many of the log's readable records are sealed into the chain (the first ones,
+    /// in order: a record at position `first + i` is sealed when that is below this);
+    /// `null` when this gateway's log is not sealed here.
+    #[serde(default)]
+    pub sealed: Option<u64>,
 }
 
 /// One audit record, the six fields of the log line.

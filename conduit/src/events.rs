@@ -352,6 +352,26 @@ impl EventBus {
         format!("{}-{}", self.inner.epoch, self.published())
     }
 
+    /// The last `limit` events kept whose type `wanted` admits, oldest first, and the
+    /// cursor they end at (read together: nothing falls between the list and a stream
+    /// resumed from the cursor).
+    pub fn recent(&self, wanted: impl Fn(&Event) -> bool, limit: usize) -> (Vec<Event>, String) {
+        let replay = self
+            .inner
+            .replay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Event> = replay
+            .iter()
+            .rev()
+            .filter(|e| wanted(e))
+            .take(limit)
+            .map(|e| Event::clone(e))
+            .collect();
+        out.reverse();
+        (out, self.cursor())
+    }
+
     /// How many events this run has published.
     pub fn published(&self) -> u64 {
         self.inner.next.load(Ordering::Relaxed) - 1

@@ -239,6 +239,17 @@ impl ServiceSpec {
             })?,
         };
         check_domain(rec.domain(), rec.name(), zone, origin)?;
+        if let Some(own) = config.dashboard_domain()
+            && (rec.domain() == &own || rec.name().as_str() == config.dashboard.name)
+        {
+            return Err(SpecError::DomainNotServed {
+                domain: rec.domain().to_string(),
+                problem: format!(
+                    "the name {:?} is reserved for the gateway's dashboard ({own}): choose another name, or move the dashboard with `[dashboard] name` in {origin}",
+                    config.dashboard.name
+                ),
+            });
+        }
         Ok(rec)
     }
 }

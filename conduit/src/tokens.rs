@@ -86,6 +86,11 @@ pub enum TokenError {
 }
 
 /// The hex SHA-256 of a secret.
+/// The SHA-256 of a token's secret, hex: what the token file stores.
+pub fn hash_of(secret: &str) -> String {
+    hash(secret)
+}
+
 fn hash(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())
         .iter()
@@ -93,8 +98,9 @@ fn hash(secret: &str) -> String {
         .collect()
 }
 
-/// Constant-time comparison of two equal-length hex strings.
-fn same(a: &str, b: &str) -> bool {
+/// Constant-time comparison of two secrets (token hashes, CSRF tokens): as long as the
+/// shorter, whatever where they differ.
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -247,6 +253,11 @@ impl TokenStore {
     /// The token a request's secret is, read again from the file when it changed (one
     /// `stat` otherwise). A file that cannot be read keeps the tokens last read.
     pub fn check(&self, secret: &str) -> Option<(String, Scope)> {
+        self.check_hash(&hash(secret))
+    }
+
+    /// Reads the file again when it changed since the last read.
+    fn fresh(&self) {
         use std::os::unix::fs::MetadataExt as _;
         // A rename makes a new inode: a change within one mtime tick is still seen.
         let mtime = std::fs::metadata(&self.path)
@@ -264,11 +275,20 @@ impl TokenStore {
                 }
             }
         }
-        let h = hash(secret);
+    }
+
+    /// The token whose secret hashes to `sha256` ([`hash_of`]), while it is not revoked:
+    /// what a dashboard session keeps instead of the secret.
+    pub fn check_hash(&self, sha256: &str) -> Option<(String, Scope)> {
+        self.fresh();
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         cache
             .1
             .iter()
-            .find(|t| same(&t.sha256, &h))
+            .find(|t| same(&t.sha256, sha256))
             .map(|t| (t.name.clone(), t.scope))
     }
 }

@@ -48,6 +48,9 @@ fn service(full: bool) -> ServiceStatus {
             endpoint: "10.0.1.50:3000".into(),
             healthy: full.then_some(false),
             in_flight: full.then_some(3),
+            requests: full.then_some(120),
+            failures: full.then_some(2),
+            latency_ms: full.then_some(12.5),
             engine: full.then(|| EngineState {
                 kind: conduit::registry::Engine::Ollama,
                 ready: true,
@@ -109,6 +112,7 @@ fn every_api_type_matches_its_schema() {
                     require_cert: if full { vec!["vault".into()] } else { vec![] },
                     denied: 17,
                 },
+                balance: conduit::proxy::Balance::RoundRobin,
             },
         );
     }
@@ -253,6 +257,8 @@ fn every_api_type_matches_its_schema() {
             events: vec![AuditEntry::from(&event)],
             total: 1,
             cursor: "18c2f0a1b2c-41".into(),
+            first: 0,
+            sealed: Some(1),
         },
     );
     check(
@@ -319,6 +325,58 @@ fn every_api_type_matches_its_schema() {
     }
     for e in bus.replay(&conduit::events::Since::Before).unwrap() {
         check(&doc, "Event", &*e);
+    }
+    let (events, cursor) = bus.recent(|e| e.type_name() == "health", 10);
+    assert_eq!(events.len(), 1, "only the health event");
+    check(&doc, "EventList", &EventList { events, cursor });
+    for (code, addresses) in [
+        ("NOERROR", vec!["10.8.0.1".parse().unwrap()]),
+        ("NXDOMAIN", vec![]),
+    ] {
+        check(
+            &doc,
+            "DnsLookup",
+            &DnsLookup {
+                server: "127.0.0.1:53".into(),
+                name: "grafana.internal".into(),
+                rtype: "A".into(),
+                code: code.into(),
+                addresses,
+            },
+        );
+    }
+    let ca_cert = CaCertView {
+        subject: "O=Conduit, CN=Conduit Root CA".into(),
+        not_before: "2026-11-29T00:00:00Z".into(),
+        not_after: "2036-11-29T00:00:00Z".into(),
+        sha256_fingerprint: "AB:CD".into(),
+    };
+    for full in [true, false] {
+        check(
+            &doc,
+            "CertReport",
+            &CertReport {
+                ca: CaStatus {
+                    issuance: IssuanceState::Ready,
+                    message: None,
+                    root_key_present: full.then_some(true),
+                    intermediate_not_after: None,
+                    crl_url: None,
+                },
+                root: full.then(|| ca_cert.clone()),
+                intermediate: full.then(|| ca_cert.clone()),
+                name_constraints: vec!["DNS: .internal".into(), "IP: 10.0.0.0/8".into()],
+                leaves: vec![LeafView {
+                    name: "grafana".into(),
+                    serial: "0a".into(),
+                    names: vec!["grafana.internal".into()],
+                    not_before: "2026-11-29T00:00:00Z".into(),
+                    not_after: "2026-12-06T00:00:00Z".into(),
+                    life_left: 0.5,
+                }],
+                revoked: if full { vec!["09".into()] } else { vec![] },
+            },
+        );
     }
     check(&doc, "Event", &bus.resync("example".into()));
     check(

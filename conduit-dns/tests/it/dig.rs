@@ -6,7 +6,7 @@ use std::time::Duration;
 use conduit_dns::ZoneConfig;
 use conduit_registry::{Registry, ServiceName};
 
-use crate::common::{Server, config, dig, direct, have, parse_dig, proxied};
+use crate::common::{GATEWAY_V4, Server, config, dig, direct, have, parse_dig, proxied};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_a_aaaa_nxdomain_nodata_over_udp_and_tcp() {
@@ -434,5 +434,37 @@ fn dig_output_parser_reads_sections() {
     assert_eq!(
         d.authority,
         vec!["internal. 30 IN SOA ns.internal. h. 1 2 3 4 5"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_name_is_answered_like_a_proxied_service() {
+    if !have("dig") {
+        return;
+    }
+    let server = Server::start(
+        config().with_gateway_name("conduit.internal".parse().unwrap()),
+        vec![],
+    )
+    .await;
+    let a = dig(server.addr, &["conduit.internal", "A"]);
+    assert_eq!(
+        a.answer,
+        vec![format!("conduit.internal. 30 IN A {GATEWAY_V4}")]
+    );
+    let srv = dig(server.addr, &["_https._tcp.conduit.internal", "SRV"]);
+    assert_eq!(
+        srv.answer,
+        vec!["_https._tcp.conduit.internal. 30 IN SRV 0 0 8443 conduit.internal."]
+    );
+    // A registry change elsewhere in the zone leaves it in place.
+    server.register(proxied("grafana", "10.0.1.50:3000")).await;
+    assert_eq!(dig(server.addr, &["grafana.internal"]).answer.len(), 1);
+    assert_eq!(dig(server.addr, &["conduit.internal", "A"]).answer.len(), 1);
+    // A name outside the zones is a configuration error.
+    let outside = config().with_gateway_name("conduit.example".parse().unwrap());
+    assert_eq!(
+        outside.validate().unwrap_err().to_string(),
+        "the gateway's own name conduit.example is not inside any configured zone"
     );
 }

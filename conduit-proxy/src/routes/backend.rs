@@ -2,7 +2,7 @@
 //! the requests in flight on it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use conduit_registry::{Endpoint, Engine, HealthCheck};
 use http::uri::{Authority, Scheme};
@@ -28,6 +28,13 @@ pub(crate) struct Backend {
     healthy: AtomicBool,
     /// Requests sent and not finished (the response body not yet ended).
     outstanding: AtomicUsize,
+    /// Requests sent to it since the route was built (retries each count).
+    sent: AtomicU64,
+    /// Requests it failed (no answer, or a status in `passive_failure_statuses`).
+    failed: AtomicU64,
+    /// Time to the response head, moving average (1/8 weight to each new answer), in
+    /// microseconds; 0 before the first.
+    latency_us: AtomicU64,
     /// Consecutive failures (active or passive).
     failures: AtomicU32,
     /// Consecutive successful active checks while down.
@@ -80,6 +87,9 @@ impl Backend {
             // A model server is ready when its probe says so, never before.
             healthy: AtomicBool::new(new.healthy && !model_server),
             outstanding: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            latency_us: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             successes: AtomicU32::new(0),
         })
@@ -98,8 +108,38 @@ impl Backend {
         self.outstanding.load(Ordering::Relaxed)
     }
 
+    /// Requests sent to it, and how many of them failed.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Folds one answer's time to its response head into the moving average.
+    pub(crate) fn observe_latency(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { old - old / 8 + us / 8 };
+        self.latency_us.store(new, Ordering::Relaxed);
+    }
+
+    /// The moving average of its time to a response head; `None` before its first answer.
+    pub(crate) fn latency(&self) -> Option<std::time::Duration> {
+        match self.latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(std::time::Duration::from_micros(us)),
+        }
+    }
+
+    /// Counts a request it failed.
+    pub(crate) fn count_failure(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.sent.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
     }
 

@@ -70,6 +70,10 @@ pub enum Action {
     AccessPolicy,
     /// A request refused by the access policy (rate-limited per client).
     AccessDenied,
+    /// A dashboard login with a token (or a refused one: wrong token, too many tries).
+    DashboardLogin,
+    /// A dashboard session ended by its user.
+    DashboardLogout,
 }
 
 impl Action {
@@ -105,6 +109,8 @@ impl Action {
         Self::AccessRequireCert,
         Self::AccessPolicy,
         Self::AccessDenied,
+        Self::DashboardLogin,
+        Self::DashboardLogout,
     ];
 
     /// Its name in the log (`service_register`, …).
@@ -140,6 +146,8 @@ impl Action {
             Self::AccessRequireCert => "access_require_cert",
             Self::AccessPolicy => "access_policy",
             Self::AccessDenied => "access_denied",
+            Self::DashboardLogin => "dashboard_login",
+            Self::DashboardLogout => "dashboard_logout",
         }
     }
 

@@ -62,12 +62,14 @@ use std::time::Duration;
 use conduit_registry::{DomainName, HealthCheck};
 use serde::{Deserialize, Serialize};
 
+mod dashboard;
 mod legacy;
 mod llm;
 mod parts;
 mod sections;
 mod values;
 
+pub use dashboard::DashboardSettings;
 pub use llm::{LlmSettings, LlmWeights};
 pub use sections::{
     AccessSettings, AdminSettings, AlertSettings, AuditSettings, CaSettings, DnsSettings,
@@ -195,6 +197,8 @@ pub struct ConduitConfig {
     pub access: AccessSettings,
     /// `[llm]`.
     pub llm: LlmSettings,
+    /// `[dashboard]`.
+    pub dashboard: DashboardSettings,
     // The flat keys of earlier versions, moved into their sections by `from_toml`.
     #[serde(skip_serializing)]
     domain: Option<DomainName>,
@@ -228,6 +232,7 @@ impl Default for ConduitConfig {
             alerts: AlertSettings::default(),
             access: AccessSettings::default(),
             llm: LlmSettings::default(),
+            dashboard: DashboardSettings::default(),
             domain: None,
             dns_listen: None,
             https_listen: None,
@@ -293,6 +298,32 @@ impl ConduitConfig {
                 "dns.advertise",
                 "empty: DNS needs the gateway's address for proxied names".to_owned(),
             );
+        }
+        if self.dashboard.enabled {
+            let name = &self.dashboard.name;
+            if conduit_registry::ServiceName::new(name).is_err()
+                || self.dashboard_domain().is_none()
+            {
+                return bad(
+                    "dashboard.name",
+                    format!(
+                        "{name:?} is not a DNS label (letters, digits and '-', such as `conduit`)"
+                    ),
+                );
+            }
+            if self.dashboard.session_lifetime < Duration::from_secs(60) {
+                return bad(
+                    "dashboard.session_lifetime",
+                    "must be at least 1m".to_owned(),
+                );
+            }
+            if self.dashboard.login_attempts_per_minute == 0 {
+                return bad(
+                    "dashboard.login_attempts_per_minute",
+                    "must be at least 1 (set `[dashboard] enabled = false` to turn logins off)"
+                        .to_owned(),
+                );
+            }
         }
         self.zone_config()
             .validate()

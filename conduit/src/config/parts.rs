@@ -52,7 +52,25 @@ impl ConduitConfig {
         if let Some(port) = self.proxy.http_listen.first().map(SocketAddr::port) {
             z = z.with_http_port(port);
         }
+        if let Some(name) = self
+            .dashboard_domain()
+            .filter(|_| !self.proxy.listen.is_empty())
+        {
+            z = z.with_gateway_name(name);
+        }
         z
+    }
+
+    /// The dashboard's name (`[dashboard] name` below the zone) while it is enabled: served
+    /// by the proxy, answered by DNS, and no service's. `None` also for a name that is not
+    /// a DNS label (`validate` says so).
+    pub fn dashboard_domain(&self) -> Option<DomainName> {
+        if !self.dashboard.enabled {
+            return None;
+        }
+        format!("{}.{}", self.dashboard.name, self.zone)
+            .parse()
+            .ok()
     }
 
     /// The SSRF guard for upstreams: metadata and link-local refused, loopback per

@@ -386,6 +386,7 @@ async fn bind(
     }
     if proxy.is_some() {
         address_certificate(s, &certs).await;
+        super::dashboard::certificate(s, &certs, &active).await;
     }
     let gateway = Gateway {
         samples: Arc::default(),

@@ -13,6 +13,8 @@ use crate::events::EventKind;
 
 /// Where the plain-HTTP listeners serve the issuing CA's CRL (named in every leaf).
 pub const CRL_PATH: &str = "/ca/crl.der";
+/// Where they serve the root certificate (to install it; check its fingerprint first).
+pub const ROOT_PEM_PATH: &str = "/ca/root.pem";
 /// Where they serve the root's CRL (named in the intermediate).
 pub const ROOT_CRL_PATH: &str = "/ca/root-crl.der";
 
@@ -64,6 +66,15 @@ impl GatewayHandle {
                 body: d.into(),
             })
         };
+        if let Some(ca) = &self.local_ca {
+            proxy.publish(
+                ROOT_PEM_PATH,
+                Some(Document {
+                    content_type: "application/x-pem-file",
+                    body: ca.root_pem().into_bytes().into(),
+                }),
+            );
+        }
         proxy.publish(CRL_PATH, doc(crls.issuing));
         proxy.publish(ROOT_CRL_PATH, doc(crls.root));
         // Client certificates are checked against the new CRLs.

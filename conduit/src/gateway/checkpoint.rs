@@ -111,6 +111,11 @@ impl Checkpointer {
     }
 
     /// The latest checkpoint.
+    /// The sequence of the chain's last sealed record (`None`: nothing sealed yet).
+    pub(super) fn head_sequence(&self) -> Option<u64> {
+        self.inner().head.as_ref().map(|(seq, _)| *seq)
+    }
+
     pub(super) fn latest(&self) -> Option<Checkpoint> {
         self.inner().latest.clone()
     }

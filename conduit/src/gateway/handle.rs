@@ -37,6 +37,8 @@ pub struct GatewayHandle {
     pub(super) audit: Arc<dyn AuditSink>,
     pub(super) user: String,
     pub(super) dns: Option<DnsHandle>,
+    /// Where the DNS server answers over UDP (what `resolve` asks).
+    pub(super) dns_addr: Option<std::net::SocketAddr>,
     pub(super) proxy: Option<ProxyHandle>,
     /// The configuration services are checked against, and where it came from.
     pub(super) settings: Arc<crate::config::ConduitConfig>,
@@ -74,6 +76,7 @@ impl GatewayHandle {
             dns_serial: self.dns.as_ref().map(DnsHandle::serial),
             ca: self.ca_status(),
             access: self.access_status().await?,
+            balance: self.settings.proxy.balance,
         })
     }
 
@@ -88,6 +91,9 @@ impl GatewayHandle {
                         endpoint: u.endpoint.to_string(),
                         healthy: Some(u.healthy),
                         in_flight: Some(u64::try_from(u.outstanding).unwrap_or(u64::MAX)),
+                        requests: Some(u.requests),
+                        failures: Some(u.failures),
+                        latency_ms: u.latency.map(|d| d.as_secs_f64() * 1000.0),
                         engine: u.models.as_ref().map(crate::api::EngineState::from),
                     })
                     .collect(),
@@ -235,6 +241,44 @@ impl GatewayHandle {
         }
     }
 
+    /// Asks the running DNS server, over UDP as any client would, for the `A` (or, with
+    /// `ipv6`, `AAAA`) records of `name`.
+    ///
+    /// # Errors
+    /// [`GatewayError::Unavailable`] when the gateway serves no DNS;
+    /// [`GatewayError::BadRequest`] for a name that is not one, or no answer.
+    pub async fn resolve(
+        &self,
+        name: &str,
+        ipv6: bool,
+    ) -> Result<crate::api::DnsLookup, GatewayError> {
+        let server =
+            self.dns_addr
+                .map(crate::probe::reachable)
+                .ok_or(GatewayError::Unavailable {
+                    what: "DNS (this gateway has no DNS listener)",
+                })?;
+        let timeout = std::time::Duration::from_secs(2);
+        let found = crate::probe::lookup(server, name, ipv6, timeout)
+            .await
+            .map_err(|e| match e {
+                crate::probe::ProbeError::BadName { reason, .. } => GatewayError::BadRequest {
+                    what: "name",
+                    reason,
+                },
+                _ => GatewayError::Unavailable {
+                    what: "an answer from this gateway's DNS server",
+                },
+            })?;
+        Ok(crate::api::DnsLookup {
+            server: server.to_string(),
+            name: name.to_owned(),
+            rtype: if ipv6 { "AAAA" } else { "A" }.to_owned(),
+            code: found.code,
+            addresses: found.addresses,
+        })
+    }
+
     /// The last `limit` audit records (most recent last), from the state directory's
     /// `audit.log`.
     ///
@@ -260,11 +304,18 @@ impl GatewayHandle {
             source,
         })??;
         let total = (events.len() + bad.len()) as u64;
-        events.drain(..events.len().saturating_sub(limit));
+        let first = events.len().saturating_sub(limit);
+        events.drain(..first);
+        let sealed = self
+            .checkpoints
+            .as_ref()
+            .map(|c| c.head_sequence().map_or(0, |s| s + 1));
         Ok(AuditTail {
             events: events.iter().map(AuditEntry::from).collect(),
             total,
             cursor: self.events.cursor(),
+            first: first as u64,
+            sealed,
         })
     }
 

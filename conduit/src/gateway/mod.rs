@@ -24,8 +24,10 @@ mod admin;
 mod alerts;
 mod builder;
 mod ca;
+mod cert_report;
 mod checkpoint;
 mod config;
+mod dashboard;
 mod error;
 mod grants;
 mod handle;
@@ -57,7 +59,7 @@ use tokio_util::task::TaskTracker;
 
 pub use access::peer_cert_name;
 pub use builder::GatewayBuilder;
-pub use ca::{CRL_PATH, ROOT_CRL_PATH};
+pub use ca::{CRL_PATH, ROOT_CRL_PATH, ROOT_PEM_PATH};
 pub use config::GatewayConfig;
 pub use error::GatewayError;
 pub use grants::access_verdict;
@@ -232,6 +234,10 @@ impl Gateway {
             audit: self.audit.clone(),
             user: self.config.audit_user.clone(),
             dns: self.dns.as_ref().map(DnsServer::handle),
+            dns_addr: self
+                .dns
+                .as_ref()
+                .and_then(|d| d.udp_addrs().first().copied()),
             proxy: self.proxy.as_ref().map(ProxyServer::handle),
             settings: Arc::new(self.config.settings.clone()),
             origin: Arc::from(self.config.origin.as_str()),
@@ -374,6 +380,9 @@ impl Gateway {
                 tracker.clone(),
             ));
         }
+        let mounted = proxy
+            .as_ref()
+            .and_then(|p| dashboard::mount(p.handle(), &handle, &token, &tracker));
         let mut servers = Vec::new();
         if let Some(d) = dns {
             let stop = token.clone().cancelled_owned();
@@ -390,6 +399,9 @@ impl Gateway {
         shutdown.await;
         tracing::info!("gateway stopping");
         token.cancel();
+        if let Some(p) = mounted {
+            p.set_local_site(None);
+        }
         let mut result = Ok(());
         for server in servers {
             match server.await {

@@ -67,12 +67,15 @@ impl Subscription {
         Ok(Self { types, since })
     }
 
+    /// Whether a kept event is of a type asked for (`resync` and `dropped` are never kept).
+    pub(super) fn admits(&self, e: &Event) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|t| t.contains(e.type_name()))
+    }
+
     fn wants(&self, e: &Event) -> bool {
-        matches!(e.kind, EventKind::Resync { .. } | EventKind::Dropped { .. })
-            || self
-                .types
-                .as_ref()
-                .is_none_or(|t| t.contains(e.type_name()))
+        matches!(e.kind, EventKind::Resync { .. } | EventKind::Dropped { .. }) || self.admits(e)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Who is calling: the unix socket's peer (SO_PEERCRED), or a named token on TCP.
 
-use http::{Request, header};
+use http::{Method, Request, Response, StatusCode, header};
+
+use super::respond::{Body, error};
 
 use crate::config::Secret;
 use crate::tokens::Scope;
@@ -22,6 +24,33 @@ impl Caller {
             name: "unknown".to_owned(),
             scope: Scope::Read,
         }
+    }
+
+    /// The refusal of a request this caller's scope does not allow: a witness token only
+    /// witnesses, a read-only one only reads.
+    pub(crate) fn refuse(&self, method: &Method, path: &str) -> Option<Response<Body>> {
+        if self.scope == Scope::Witness {
+            let allowed = (method == Method::POST && path == "/v1/audit/witness")
+                || (method == Method::GET && path == "/v1/health");
+            if !allowed {
+                return Some(error(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{} is a witness token: it may only POST /v1/audit/witness",
+                        self.name
+                    ),
+                    false,
+                ));
+            }
+        }
+        if self.scope == Scope::Read && method != Method::GET {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                format!("{} is read-only: {method} needs an admin token", self.name),
+                false,
+            ));
+        }
+        None
     }
 
     /// The peer of a unix-socket connection, by the kernel's `SO_PEERCRED`: its user's
@@ -65,11 +94,8 @@ impl Auth {
                 scope,
             });
         }
-        let want = self.legacy.as_ref()?.expose().as_bytes();
-        let g = given.as_bytes();
-        let same =
-            g.len() == want.len() && g.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        same.then(|| Caller {
+        let want = self.legacy.as_ref()?.expose();
+        crate::tokens::same(given, want).then(|| Caller {
             name: "token:legacy".to_owned(),
             scope: Scope::Admin,
         })

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,6 @@ use super::super::{GatewayError, GatewayHandle};
 use super::respond::error;
 use super::routes::answer;
 use super::{Auth, Caller, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_UNIX_CONNECTIONS};
-use crate::tokens::Scope;
 
 /// Binds the unix socket (replacing a stale one), created with mode 0600, or 0660 and
 /// owned by `group` when one is given.
@@ -171,31 +170,8 @@ async fn serve_conn<I>(
                     }
                 },
             };
-            if caller.scope == Scope::Witness {
-                let path = req.uri().path();
-                let allowed = (req.method() == Method::POST && path == "/v1/audit/witness")
-                    || (req.method() == Method::GET && path == "/v1/health");
-                if !allowed {
-                    return Ok(error(
-                        StatusCode::FORBIDDEN,
-                        format!(
-                            "{} is a witness token: it may only POST /v1/audit/witness",
-                            caller.name
-                        ),
-                        false,
-                    ));
-                }
-            }
-            if caller.scope == Scope::Read && req.method() != Method::GET {
-                return Ok(error(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "{} is read-only: {} needs an admin token",
-                        caller.name,
-                        req.method()
-                    ),
-                    false,
-                ));
+            if let Some(refused) = caller.refuse(req.method(), req.uri().path()) {
+                return Ok(refused);
             }
             Ok(answer(req, gw, caller, stop, tracker).await)
         }

@@ -99,6 +99,28 @@ pub(crate) fn events(
     r
 }
 
+/// `GET /v1/events/recent?types=…&limit=N`: the kept events as one document.
+fn recent_events(req: &Request<Incoming>, gw: &GatewayHandle) -> Response<Body> {
+    let sub = match super::super::sse::Subscription::parse(req.uri().query(), None) {
+        Ok(s) => s,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why.to_string(), false),
+    };
+    let limit = query_limit(req, 200).min(crate::events::REPLAY);
+    let (events, cursor) = gw.events().recent(|e| sub.admits(e), limit);
+    json(StatusCode::OK, &crate::api::EventList { events, cursor })
+}
+
+/// `?limit=N`, else `default`.
+fn query_limit(req: &Request<Incoming>, default: usize) -> usize {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("limit="))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(default)
+}
+
 pub(crate) async fn answer(
     req: Request<Incoming>,
     gw: GatewayHandle,
@@ -109,6 +131,9 @@ pub(crate) async fn answer(
     let path = req.uri().path().to_owned();
     if path == "/v1/events" && req.method() == Method::GET {
         return events(&req, &gw, &stop, &tracker);
+    }
+    if path == "/v1/events/recent" && req.method() == Method::GET {
+        return recent_events(&req, &gw);
     }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
@@ -221,16 +246,32 @@ pub(crate) async fn answer(
             },
         ),
         "/v1/dns" => json(StatusCode::OK, &gw.dns()),
+        "/v1/certs" => json(StatusCode::OK, &gw.certificates()),
+        "/v1/dns/resolve" => {
+            let q = req.uri().query().unwrap_or("");
+            let param = |key: &str| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .unwrap_or("")
+            };
+            let ipv6 = match param("type") {
+                "" | "A" | "a" => false,
+                "AAAA" | "aaaa" => true,
+                other => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("type={other}: the resolver asks for A or AAAA"),
+                        false,
+                    );
+                }
+            };
+            match gw.resolve(param("name"), ipv6).await {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => failed(&e),
+            }
+        }
         "/v1/audit" => {
-            let limit = req
-                .uri()
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("limit="))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(50)
-                .min(10_000);
+            let limit = query_limit(&req, 50).min(10_000);
             match gw.audit_tail(limit).await {
                 Ok(tail) => json(StatusCode::OK, &tail),
                 Err(e) => failed(&e),
