@@ -20,6 +20,7 @@ mod events;
 mod lookup;
 mod models;
 mod services;
+mod witnesses;
 pub use access::{
     AccessStatus, AccessVerdict, GrantList, GrantRemove, PeerCertificate, PeerList, PeerRevoked,
     RequireCert,
@@ -29,6 +30,7 @@ pub use events::EventList;
 pub use lookup::DnsLookup;
 pub use models::{EngineState, ModelState};
 pub use services::{ServiceList, ServiceView};
+pub use witnesses::{WitnessList, WitnessStatus};
 
 use conduit_monitor::Sample;
 use conduit_registry::Routing;

@@ -345,6 +345,21 @@ fn every_api_type_matches_its_schema() {
             },
         );
     }
+    for full in [true, false] {
+        check(
+            &doc,
+            "WitnessList",
+            &WitnessList {
+                witnesses: vec![WitnessStatus {
+                    url: "https://10.8.0.2:8444/".into(),
+                    accepted: full.then_some(41),
+                    last_attempt: full.then(|| "2026-11-29T07:00:00Z".into()),
+                    last_error: (!full).then(|| "refused: checkpoint 40 forks".into()),
+                    refused: !full,
+                }],
+            },
+        );
+    }
     let ca_cert = CaCertView {
         subject: "O=Conduit, CN=Conduit Root CA".into(),
         not_before: "2026-11-29T00:00:00Z".into(),

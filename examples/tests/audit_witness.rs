@@ -177,6 +177,22 @@ fn a_witness_keeps_each_checkpoint_and_refuses_one_from_a_cut_chain_with_an_audi
     });
     let seen = seen.unwrap();
     assert_eq!(seen.sequence + 1, records(&a.state));
+    // A's admin API shows what the witness did.
+    let doc =
+        conduit_test_support::openapi::Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let board = |a: &Site| -> conduit::api::WitnessStatus {
+        let answer = common::admin(&doc, &a.socket, "GET", "/v1/audit/witnesses", None, &[]);
+        let mut list: conduit::api::WitnessList = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(list.witnesses.len(), 1);
+        list.witnesses.remove(0)
+    };
+    let mut shown = board(&a);
+    wait_until(Duration::from_secs(5), || {
+        shown = board(&a);
+        shown.accepted == Some(seen.sequence)
+    });
+    assert_eq!(shown.accepted, Some(seen.sequence));
+    assert_eq!((shown.refused, shown.last_error), (false, None));
 
     // The witness token can do nothing else; a forged checkpoint is a 400.
     let url = format!("http://127.0.0.1:{b_port}");
@@ -220,6 +236,19 @@ fn a_witness_keeps_each_checkpoint_and_refuses_one_from_a_cut_chain_with_an_audi
     assert!(
         alarm.contains("goes back") || alarm.contains("rewritten") || alarm.contains("fork"),
         "{alarm}"
+    );
+    let mut shown = board(&a);
+    wait_until(Duration::from_secs(5), || {
+        shown = board(&a);
+        shown.refused
+    });
+    assert!(shown.refused, "{shown:?}");
+    assert!(
+        shown
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("refused: ")),
+        "{shown:?}"
     );
     // What B keeps is still the checkpoint it saw before.
     let kept: conduit::audit::Checkpoint =

@@ -409,6 +409,7 @@ async fn bind(
         events,
         audit_gate,
         access: Arc::default(),
+        witnesses: Arc::default(),
     };
     let handle = gateway.handle();
     handle.publish_crls();

@@ -51,6 +51,8 @@ pub struct GatewayHandle {
     pub(super) audit_gate: super::publish::AuditGate,
     /// The access policy in force and what it refused.
     pub(super) access: Arc<super::access::AccessRuntime>,
+    /// What each witness did with this gateway's checkpoints.
+    pub(super) witnesses: super::witness::WitnessBoard,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -206,6 +208,17 @@ impl GatewayHandle {
     /// log is not the state directory's).
     pub fn checkpoint(&self) -> Option<conduit_audit::Checkpoint> {
         self.checkpoints.as_ref()?.latest()
+    }
+
+    /// Every configured witness and what it last did with a checkpoint of this gateway's.
+    pub fn witnesses(&self) -> crate::api::WitnessList {
+        crate::api::WitnessList {
+            witnesses: self
+                .witnesses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
     }
 
     /// A checkpoint of the chain's head now, kept in `checkpoint.json` before this returns,

@@ -116,6 +116,7 @@ pub struct Gateway {
     events: crate::events::EventBus,
     audit_gate: publish::AuditGate,
     access: Arc<access::AccessRuntime>,
+    witnesses: witness::WitnessBoard,
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
@@ -245,6 +246,7 @@ impl Gateway {
             events: self.events.clone(),
             audit_gate: self.audit_gate.clone(),
             access: self.access.clone(),
+            witnesses: self.witnesses.clone(),
         }
     }
 
@@ -276,6 +278,7 @@ impl Gateway {
             events,
             audit_gate: _,
             access: _,
+            witnesses: _,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -337,6 +340,7 @@ impl Gateway {
                 s.audit.witness_token.clone(),
                 &roots,
                 events.clone(),
+                handle.witnesses.clone(),
             )?;
             tracker.spawn(checkpoint::verify(
                 cp.clone(),

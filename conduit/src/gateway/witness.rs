@@ -12,7 +12,7 @@ use http::StatusCode;
 use super::GatewayError;
 use super::checkpoint::Checkpointer;
 use super::http_out::{InvalidUrl, Target};
-use crate::api::{Anchor, ApiError, WitnessOutcome, WitnessReply, WitnessRequest};
+use crate::api::{Anchor, ApiError, WitnessOutcome, WitnessReply, WitnessRequest, WitnessStatus};
 use crate::config::Secret;
 use crate::events::{EventBus, EventKind};
 
@@ -64,9 +64,13 @@ struct Witness {
     accepted: Option<Anchor>,
 }
 
+/// What the admin API shows of the witnesses: one entry per witness, in order.
+pub(super) type WitnessBoard = Arc<std::sync::Mutex<Vec<WitnessStatus>>>;
+
 /// The witnesses this gateway sends its checkpoints to.
 pub(super) struct Witnesses {
     list: Vec<Witness>,
+    board: WitnessBoard,
     token: Option<Secret>,
     tls: Arc<rustls::ClientConfig>,
     bus: EventBus,
@@ -80,6 +84,7 @@ impl Witnesses {
         token: Option<Secret>,
         roots: &[u8],
         bus: EventBus,
+        board: WitnessBoard,
     ) -> Result<Self, GatewayError> {
         let tls = super::http_out::tls_client(roots).map_err(|source| GatewayError::TlsClient {
             what: "witnesses",
@@ -94,6 +99,16 @@ impl Witnesses {
                     e.to_string(),
                 ))
             })?;
+            board
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(WitnessStatus {
+                    url: url.to_string(),
+                    accepted: None,
+                    last_attempt: None,
+                    last_error: None,
+                    refused: false,
+                });
             list.push(Witness {
                 url,
                 accepted: None,
@@ -101,6 +116,7 @@ impl Witnesses {
         }
         Ok(Self {
             list,
+            board,
             token,
             tls,
             bus,
@@ -118,6 +134,7 @@ impl Witnesses {
                 continue;
             }
             let outcome = self.offer(i, cp, c).await;
+            self.show(i, c, &outcome);
             let w = &mut self.list[i];
             match outcome {
                 Ok(()) => {
@@ -145,6 +162,21 @@ impl Witnesses {
                     tracing::warn!(witness = %w.url, %why, "checkpoint not delivered; trying again next round");
                 }
             }
+        }
+    }
+
+    /// Puts witness `i`'s answer to `c` on the board.
+    fn show(&self, i: usize, c: &Checkpoint, outcome: &Result<(), SendError>) {
+        let mut board = self
+            .board
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(b) = board.get_mut(i) else { return };
+        b.last_attempt = Some(super::ca::rfc3339(time::OffsetDateTime::now_utc()));
+        b.refused = matches!(outcome, Err(SendError::Refused(_)));
+        b.last_error = outcome.as_ref().err().map(ToString::to_string);
+        if outcome.is_ok() {
+            b.accepted = Some(c.sequence);
         }
     }
 

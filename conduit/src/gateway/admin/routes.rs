@@ -247,6 +247,7 @@ pub(crate) async fn answer(
         ),
         "/v1/dns" => json(StatusCode::OK, &gw.dns()),
         "/v1/certs" => json(StatusCode::OK, &gw.certificates()),
+        "/v1/audit/witnesses" => json(StatusCode::OK, &gw.witnesses()),
         "/v1/dns/resolve" => {
             let q = req.uri().query().unwrap_or("");
             let param = |key: &str| {

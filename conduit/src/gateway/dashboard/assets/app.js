@@ -10,7 +10,7 @@
   const VIEWS = ['dashboard', 'services', 'dns', 'tls', 'servers', 'routing', 'audit', 'events'];
   const S = {
     status: null, services: null, dns: null, certs: null, monitor: null,
-    audit: null, checkpoint: null, events: [], history: new Map(), filter: '',
+    audit: null, checkpoint: null, witnesses: null, events: [], history: new Map(), filter: '',
     lookup: null, auditFilter: { action: '', user: '', since: '' },
   };
 
@@ -89,6 +89,7 @@
     monitor: () => api('GET', '/v1/monitor'),
     audit: () => api('GET', '/v1/audit?limit=1000'),
     checkpoint: () => api('GET', '/v1/audit/checkpoint').catch((e) => (e.status === 404 ? null : Promise.reject(e))),
+    witnesses: () => api('GET', '/v1/audit/witnesses'),
   };
   const pending = new Set();
   let refreshTimer = null;
@@ -172,7 +173,7 @@
     });
     on('certificate', () => refresh('certs', 'status'));
     on('monitor', () => refresh('monitor'));
-    on('audit', () => refresh('audit', 'checkpoint'));
+    on('audit', () => refresh('audit', 'checkpoint', 'witnesses'));
     on('alert', () => {});
     on('access', () => refresh('status'));
     on('resync', () => { loadHistory().then(() => load(Object.keys(loaders))); });

@@ -4,6 +4,13 @@
 window.ConduitViews = (env) => {
   const { h, table, pill, card, stat, fmtTime, ago, bytes, pct, num, S, admin, act } = env;
   const body = document.body;
+  function witnessSummary() {
+    const list = (S.witnesses && S.witnesses.witnesses) || [];
+    if (!list.length) return 'none configured';
+    const refused = list.filter((w) => w.refused).length;
+    const ok = list.filter((w) => w.accepted !== null && !w.last_error).length;
+    return refused ? `${refused} REFUSED the last checkpoint` : `${ok} of ${list.length} accepted the last checkpoint`;
+  }
   function auditVerified() {
     const v = S.events.find((e) => e.type === 'audit' && e.action === 'audit_verify');
     if (!v) return 'no check failed since this page opened';
@@ -81,7 +88,8 @@ window.ConduitViews = (env) => {
           card('Audit chain', h('dl', {},
             h('dt', {}, 'records sealed'), h('dd', { id: 'audit-sealed' }, sealed === null || sealed === undefined ? 'not sealed here' : String(sealed)),
             h('dt', {}, 'last checkpoint'), h('dd', {}, cp ? `#${cp.sequence} · ${fmtTime(cp.created_at)}` : 'none yet'),
-            h('dt', {}, 'checked'), h('dd', {}, auditVerified()))),
+            h('dt', {}, 'checked'), h('dd', {}, auditVerified()),
+            h('dt', {}, 'witnesses'), h('dd', {}, witnessSummary()))),
           card('GPUs', g.length ? table(['GPU', 'Use', 'VRAM', 'Temp'], g.map((x) => h('tr', {},
             h('td', {}, `${x.target} ${x.metrics.name || x.metrics.index}`), h('td', {}, pct(x.metrics.utilization_ratio)),
             h('td', {}, `${bytes(x.metrics.memory_used_bytes)} / ${bytes(x.metrics.memory_total_bytes)}`),
@@ -216,6 +224,11 @@ window.ConduitViews = (env) => {
           h('select', { id: 'audit-action', onchange: set('action') }, h('option', { value: '' }, 'any'), actions.map((a) => h('option', { value: a, selected: a === f.action }, a))),
           h('label', { for: 'audit-user' }, 'User'), h('input', { id: 'audit-user', value: f.user, oninput: set('user') }),
           h('label', { for: 'audit-since' }, 'Since'), h('input', { id: 'audit-since', placeholder: 'YYYY-MM-DDTHH:MM:SSZ', value: f.since, oninput: set('since') })),
+        h('h3', {}, 'Witnesses'),
+        table(['Witness', 'Accepted', 'Last offer', 'State'], ((S.witnesses && S.witnesses.witnesses) || []).map((w) => h('tr', {},
+          h('td', {}, w.url), h('td', {}, w.accepted === null ? '—' : `#${w.accepted}`), h('td', {}, w.last_attempt ? ago(w.last_attempt) : 'not yet'),
+          h('td', {}, w.refused ? pill('bad', `REFUSED: ${w.last_error}`) : w.last_error ? pill('warn', w.last_error) : w.accepted === null ? pill('muted', 'waiting') : pill('ok', 'accepted')))), 'Witnesses'),
+        h('h3', {}, 'Records'),
         table(['Time', 'Action', 'Outcome', 'User', 'Message', 'Seal'], rows, 'Audit records'));
     },
 
