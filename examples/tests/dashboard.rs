@@ -40,6 +40,8 @@ struct Report {
     cross_origin_status: u16,
     read_only_post_status: u16,
     bad_login_statuses: Vec<u16>,
+    banner_text: String,
+    resumed_ms: u64,
 }
 
 fn token(site: &Site, name: &str, extra: &[&str]) -> String {
@@ -74,7 +76,8 @@ fn the_dashboard_works_in_a_real_browser() {
         return;
     }
     let site = Site::new("[dashboard]\nlogin_attempts_per_minute = 3\n");
-    let _gateway = site.serve();
+    // The browser run restarts it under the open page (and stops the one it started).
+    let gateway = site.serve();
     let admin = token(&site, "ops", &[]);
     let read = token(&site, "viewer", &["--read-only"]);
 
@@ -134,6 +137,7 @@ fn the_dashboard_works_in_a_real_browser() {
         .env("CONDUIT_ARGS", args)
         // [health] interval 300 ms (the site's), unhealthy after 2 failures.
         .env("HEALTH_MS", "600")
+        .env("GATEWAY_PID", gateway.0.id().to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -167,9 +171,22 @@ fn the_dashboard_works_in_a_real_browser() {
     assert_eq!(report.read_only_post_status, 403);
     assert_eq!(report.bad_login_statuses, [401, 401, 401, 429]);
 
+    assert!(
+        report.banner_text.starts_with("Lost the connection"),
+        "{report:?}"
+    );
+    // The browser retries a lost stream after 3 s; the new gateway starts within a few.
+    assert!(report.resumed_ms < 15_000, "{report:?}");
+    drop(gateway);
+
     // Another site's no-cors POST changed nothing; logins are audited with who and from where.
-    let status = ok(site.cmd().arg("status").output().unwrap());
-    assert!(!status.contains("evil"), "{status}");
+    let registered = ok(site
+        .cmd()
+        .args(["logs", "--action", "service_register"])
+        .output()
+        .unwrap());
+    assert!(!registered.contains("evil"), "{registered}");
+    assert!(registered.contains("web.internal"), "{registered}");
     let logins: Vec<conduit::api::AuditEntry> = ok(site
         .cmd()
         .args(["logs", "--action", "dashboard_login", "--json"])

@@ -12,6 +12,7 @@ ARTIFACTS (screenshots), ACCESS_LOG, CONDUIT (the binary), CONDUIT_ARGS (its --c
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -307,6 +308,23 @@ fetch('{URL}v1/services', {{method: 'POST', mode: 'no-cors', credentials: 'inclu
         check(codes == [401, 401, 401, 429], f"failed logins: {codes}")
         bad_ctx.close()
 
+        # The gateway restarts under the open page: a banner while it is away, then the
+        # stream resumes (a resync from the new run), still logged in, with no reload.
+        key(page, "1")
+        page.evaluate("window.__notReloaded = true")
+        os.kill(int(os.environ["GATEWAY_PID"]), signal.SIGTERM)
+        page.wait_for_selector("#banner:not([hidden])", timeout=10_000)
+        report["banner_text"] = page.inner_text("#banner")
+        gateway = subprocess.Popen([os.environ["CONDUIT"], *os.environ["CONDUIT_ARGS"].split("\t"), "serve"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start = time.monotonic()
+        page.wait_for_selector("#live.ok", timeout=20_000)
+        page.wait_for_selector("#banner", state="hidden", timeout=5_000)
+        report["resumed_ms"] = round((time.monotonic() - start) * 1000)
+        check(page.evaluate("window.__notReloaded === true"), "the page was reloaded")
+        conduit("register", "--name", "after", "--upstream", f"127.0.0.1:{up_port}")
+        page.wait_for_selector('#view-dashboard tr[data-service="after"]', timeout=5_000)
+
         # Log out: the session is gone.
         page.click("form.logout button")
         page.wait_for_selector("#token", timeout=5_000)
@@ -314,6 +332,8 @@ fetch('{URL}v1/services', {{method: 'POST', mode: 'no-cors', credentials: 'inclu
         check(not errors, f"script errors: {errors}")
         browser.close()
     evil.kill()
+    gateway.terminate()
+    gateway.wait(timeout=30)
     print(json.dumps(report))
 
 

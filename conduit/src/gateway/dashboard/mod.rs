@@ -66,11 +66,13 @@ impl Dashboard {
         stop: CancellationToken,
         tracker: TaskTracker,
     ) -> Option<Self> {
-        let tokens = TokenStore::new(gw.state.as_ref()?.tokens());
+        let state = gw.state.as_ref()?;
+        let tokens = TokenStore::new(state.tokens());
         let d = &gw.settings.dashboard;
+        let file = state.path().join("dashboard-sessions.json");
         let inner = Inner {
             tokens,
-            sessions: Sessions::new(d.session_lifetime),
+            sessions: Sessions::open(d.session_lifetime, Some(file)),
             limiter: LoginLimiter::new(d.login_attempts_per_minute),
             zone: gw.settings.zone.to_string(),
             etags: pages::ASSETS
@@ -113,7 +115,7 @@ impl Inner {
         if method == Method::POST && path == "/login" {
             return self.login(req, client).await;
         }
-        let live = self.session(&req);
+        let live = self.session(&req).await;
         match (&method, path.as_str(), live) {
             (&Method::GET, "/", Some((_, s, caller))) => {
                 let html = pages::shell(
@@ -148,7 +150,7 @@ impl Inner {
 
     /// The live session a request's cookie names, and who it is now (a revoked token's
     /// session ends here).
-    fn session<B>(&self, req: &Request<B>) -> Option<(String, Session, Caller)> {
+    async fn session<B>(&self, req: &Request<B>) -> Option<(String, Session, Caller)> {
         let id = session::cookie_of(req)?;
         let s = self.sessions.get(id)?;
         match self.tokens.check_hash(&s.token_sha256) {
@@ -161,7 +163,7 @@ impl Inner {
                 },
             )),
             _ => {
-                self.sessions.remove(id);
+                self.sessions.remove(id).await;
                 None
             }
         }
@@ -215,7 +217,10 @@ impl Inner {
         match found {
             Some((name, scope)) if scope != Scope::Witness => {
                 let user = format!("token:{name}");
-                let (id, _) = self.sessions.create(crate::tokens::hash_of(secret.trim()));
+                let id = self
+                    .sessions
+                    .create(crate::tokens::hash_of(secret.trim()))
+                    .await;
                 let details = LoginDetails {
                     client: client.to_string(),
                     token: Some(&name),
@@ -277,7 +282,7 @@ impl Inner {
         {
             return error(StatusCode::FORBIDDEN, why.to_string(), false);
         }
-        self.sessions.remove(&id);
+        self.sessions.remove(&id).await;
         record(
             &*self.gw.audit,
             Action::DashboardLogout,

@@ -1,11 +1,17 @@
 //! Dashboard sessions: an opaque id in a cookie (HttpOnly, Secure, SameSite=Strict) for a
 //! token that logged in. The session keeps the token's hash, never its secret, and is dead
 //! as soon as that token is revoked, or when it expires; each has its own CSRF token.
+//! Sessions are kept in the state directory (`dashboard-sessions.json`, 0600, written
+//! atomically, by the SHA-256 of their ids: the file holds no usable cookie), so a restart
+//! of the gateway logs nobody out.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 /// The cookie's name.
@@ -20,15 +26,35 @@ pub(super) struct Session {
     pub(super) token_sha256: String,
     /// What mutations must carry (`X-CSRF-Token`, or the form field `csrf`).
     pub(super) csrf: String,
-    created: Instant,
     expires: Instant,
+    /// The same moment in Unix seconds (what the file keeps).
+    expires_unix: i64,
 }
 
-/// Every live session, by id.
+/// A session as the file keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    id_sha256: String,
+    token_sha256: String,
+    csrf: String,
+    expires_unix: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredFile {
+    sessions: Vec<Stored>,
+}
+
+/// Every live session, by the SHA-256 of its id.
 #[derive(Debug)]
 pub(super) struct Sessions {
     lifetime: Duration,
     map: Mutex<HashMap<String, Session>>,
+    file: Option<PathBuf>,
+    /// One write of the file at a time (each writes the state as it is then).
+    writes: tokio::sync::Mutex<()>,
 }
 
 /// 32 random bytes, hex.
@@ -37,11 +63,62 @@ fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 impl Sessions {
-    pub(super) fn new(lifetime: Duration) -> Self {
+    /// The sessions kept in `file` (none when it is missing or cannot be read: a damaged
+    /// file logs everyone out, with a warning, and is replaced at the next login).
+    pub(super) fn open(lifetime: Duration, file: Option<PathBuf>) -> Self {
+        let mut map = HashMap::new();
+        if let Some(path) = &file {
+            match std::fs::read(path) {
+                Ok(bytes) => match serde_json::from_slice::<StoredFile>(&bytes) {
+                    Ok(stored) => {
+                        let (now, now_unix) = (Instant::now(), unix_now());
+                        for s in stored.sessions {
+                            let left = s.expires_unix.saturating_sub(now_unix);
+                            let Ok(left) = u64::try_from(left) else {
+                                continue;
+                            };
+                            let left = Duration::from_secs(left).min(lifetime);
+                            if left.is_zero() {
+                                continue;
+                            }
+                            map.insert(
+                                s.id_sha256,
+                                Session {
+                                    token_sha256: s.token_sha256,
+                                    csrf: s.csrf,
+                                    expires: now + left,
+                                    expires_unix: s.expires_unix,
+                                },
+                            );
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "dashboard sessions unreadable: everyone logs in again");
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "dashboard sessions unreadable: everyone logs in again");
+                }
+            }
+        }
         Self {
             lifetime,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(map),
+            file,
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -50,49 +127,99 @@ impl Sessions {
         self.lifetime
     }
 
-    /// A new session for the token with this hash: its id and the session.
-    pub(super) fn create(&self, token_sha256: String) -> (String, Session) {
+    /// A new session for the token with this hash: its id (kept before this returns).
+    pub(super) async fn create(&self, token_sha256: String) -> String {
         let now = Instant::now();
         let session = Session {
             token_sha256,
             csrf: random_id(),
-            created: now,
             expires: now + self.lifetime,
+            expires_unix: unix_now()
+                .saturating_add(i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX)),
         };
         let id = random_id();
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, s| s.expires > now);
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| k.clone())
         {
-            map.remove(&oldest);
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            map.retain(|_, s| s.expires > now);
+            if map.len() >= MAX_SESSIONS
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, s)| s.expires)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+            map.insert(sha256_hex(&id), session);
         }
-        map.insert(id.clone(), session.clone());
-        (id, session)
+        self.persist().await;
+        id
     }
 
     /// The live session with this id.
     pub(super) fn get(&self, id: &str) -> Option<Session> {
+        let key = sha256_hex(id);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get(id) {
+        match map.get(&key) {
             Some(s) if s.expires > Instant::now() => Some(s.clone()),
             Some(_) => {
-                map.remove(id);
+                map.remove(&key);
                 None
             }
             None => None,
         }
     }
 
-    /// Ends a session.
-    pub(super) fn remove(&self, id: &str) {
-        self.map
+    /// Ends a session (kept before this returns).
+    pub(super) async fn remove(&self, id: &str) {
+        let gone = self
+            .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+            .remove(&sha256_hex(id))
+            .is_some();
+        if gone {
+            self.persist().await;
+        }
+    }
+
+    /// Writes the live sessions to the file (a failure is logged: the sessions still work
+    /// until the gateway restarts).
+    async fn persist(&self) {
+        let Some(path) = self.file.clone() else {
+            return;
+        };
+        let _one = self.writes.lock().await;
+        let stored = {
+            let now = Instant::now();
+            let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            StoredFile {
+                sessions: map
+                    .iter()
+                    .filter(|(_, s)| s.expires > now)
+                    .map(|(k, s)| Stored {
+                        id_sha256: k.clone(),
+                        token_sha256: s.token_sha256.clone(),
+                        csrf: s.csrf.clone(),
+                        expires_unix: s.expires_unix,
+                    })
+                    .collect(),
+            }
+        };
+        let bytes = match serde_json::to_vec(&stored) {
+            Ok(b) => b,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode the dashboard sessions");
+                return;
+            }
+        };
+        let shown = path.display().to_string();
+        match tokio::task::spawn_blocking(move || crate::state::write_atomic(&path, &bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(path = %shown, %error, "cannot keep the dashboard sessions: a restart will log them out");
+            }
+            Err(error) => tracing::warn!(%error, "the dashboard sessions' write did not finish"),
+        }
     }
 }
 
@@ -126,15 +253,41 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_session_lives_its_lifetime_and_no_longer() {
-        let s = Sessions::new(Duration::from_secs(60));
-        let (id, made) = s.create("ab".into());
+        let s = Sessions::open(Duration::from_secs(60), None);
+        let id = s.create("ab".into()).await;
         assert_eq!(id.len(), 64);
-        assert_eq!(s.get(&id).map(|x| x.csrf), Some(made.csrf));
+        assert_eq!(s.get(&id).map(|x| x.token_sha256).as_deref(), Some("ab"));
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(s.get(&id).map(|x| x.token_sha256), None);
-        let (id, _) = s.create("cd".into());
-        s.remove(&id);
+        let id = s.create("cd".into()).await;
+        s.remove(&id).await;
         assert_eq!(s.get(&id).map(|x| x.token_sha256), None);
+    }
+
+    #[tokio::test]
+    async fn sessions_outlive_a_restart_and_the_file_holds_no_cookie() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dashboard-sessions.json");
+        let first = Sessions::open(Duration::from_secs(3600), Some(path.clone()));
+        let id = first.create("ab".into()).await;
+        let gone = first.create("cd".into()).await;
+        first.remove(&gone).await;
+        let csrf = first.get(&id).map(|x| x.csrf);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&id), "only the id's hash is kept");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = Sessions::open(Duration::from_secs(3600), Some(path.clone()));
+        assert_eq!(again.get(&id).map(|x| x.csrf), csrf);
+        assert_eq!(again.get(&gone).map(|x| x.csrf), None);
+        std::fs::write(&path, b"not json").unwrap();
+        let damaged = Sessions::open(Duration::from_secs(3600), Some(path));
+        assert_eq!(
+            damaged.get(&id).map(|x| x.csrf),
+            None,
+            "a damaged file logs everyone out"
+        );
     }
 
     #[test]
