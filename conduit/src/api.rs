@@ -58,6 +58,9 @@ pub struct StatusReport {
     /// How the proxy picks among a service's healthy upstreams (`p2c`, `round_robin`).
     #[serde(default)]
     pub balance: conduit_proxy::Balance,
+    /// The dashboard's URL (`https://conduit.internal/`); `null` when it is not served.
+    #[serde(default)]
+    pub dashboard: Option<String>,
 }
 
 /// Whether the gateway's certificate issuer can issue.

@@ -113,6 +113,7 @@ fn every_api_type_matches_its_schema() {
                     denied: 17,
                 },
                 balance: conduit::proxy::Balance::RoundRobin,
+                dashboard: full.then(|| "https://conduit.internal/".into()),
             },
         );
     }

@@ -106,6 +106,10 @@ fn the_dashboard_works_in_a_real_browser() {
         why.contains("reserved for the gateway's dashboard"),
         "{why}"
     );
+    // `conduit status` says where it is.
+    let status = ok(site.cmd().arg("status").output().unwrap());
+    let url = format!("dashboard: https://conduit.internal:{}/", site.https);
+    assert!(status.lines().any(|l| l == url), "{status}");
     // Without a session: the login form, and the API says so.
     let (code, body, _) = site.https("conduit.internal", "/");
     assert_eq!(code, 200);

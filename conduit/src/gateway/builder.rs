@@ -410,6 +410,7 @@ async fn bind(
         audit_gate,
         access: Arc::default(),
         witnesses: Arc::default(),
+        dashboard: Arc::default(),
     };
     let handle = gateway.handle();
     handle.publish_crls();

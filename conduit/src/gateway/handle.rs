@@ -53,6 +53,8 @@ pub struct GatewayHandle {
     pub(super) access: Arc<super::access::AccessRuntime>,
     /// What each witness did with this gateway's checkpoints.
     pub(super) witnesses: super::witness::WitnessBoard,
+    /// The dashboard's URL once it is mounted.
+    pub(super) dashboard: Arc<std::sync::OnceLock<String>>,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -79,6 +81,7 @@ impl GatewayHandle {
             ca: self.ca_status(),
             access: self.access_status().await?,
             balance: self.settings.proxy.balance,
+            dashboard: self.dashboard.get().cloned(),
         })
     }
 

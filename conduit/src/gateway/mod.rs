@@ -117,6 +117,8 @@ pub struct Gateway {
     audit_gate: publish::AuditGate,
     access: Arc<access::AccessRuntime>,
     witnesses: witness::WitnessBoard,
+    /// The dashboard's URL once it is mounted.
+    dashboard: Arc<std::sync::OnceLock<String>>,
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
@@ -247,6 +249,7 @@ impl Gateway {
             audit_gate: self.audit_gate.clone(),
             access: self.access.clone(),
             witnesses: self.witnesses.clone(),
+            dashboard: self.dashboard.clone(),
         }
     }
 
@@ -279,6 +282,7 @@ impl Gateway {
             audit_gate: _,
             access: _,
             witnesses: _,
+            dashboard: _,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -386,7 +390,7 @@ impl Gateway {
         }
         let mounted = proxy
             .as_ref()
-            .and_then(|p| dashboard::mount(p.handle(), &handle, &token, &tracker));
+            .and_then(|p| dashboard::mount(p, &handle, &token, &tracker));
         let mut servers = Vec::new();
         if let Some(d) = dns {
             let stop = token.clone().cancelled_owned();

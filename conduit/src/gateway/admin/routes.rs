@@ -110,15 +110,19 @@ fn recent_events(req: &Request<Incoming>, gw: &GatewayHandle) -> Response<Body> 
     json(StatusCode::OK, &crate::api::EventList { events, cursor })
 }
 
-/// `?limit=N`, else `default`.
-fn query_limit(req: &Request<Incoming>, default: usize) -> usize {
+/// The value of `?key=` (as sent, not decoded); `""` when absent.
+fn query_param<'r>(req: &'r Request<Incoming>, key: &str) -> &'r str {
     req.uri()
         .query()
         .unwrap_or("")
         .split('&')
-        .find_map(|kv| kv.strip_prefix("limit="))
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(default)
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or("")
+}
+
+/// `?limit=N`, else `default`.
+fn query_limit(req: &Request<Incoming>, default: usize) -> usize {
+    query_param(req, "limit").parse().unwrap_or(default)
 }
 
 pub(crate) async fn answer(
@@ -249,13 +253,7 @@ pub(crate) async fn answer(
         "/v1/certs" => json(StatusCode::OK, &gw.certificates()),
         "/v1/audit/witnesses" => json(StatusCode::OK, &gw.witnesses()),
         "/v1/dns/resolve" => {
-            let q = req.uri().query().unwrap_or("");
-            let param = |key: &str| {
-                q.split('&')
-                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-                    .unwrap_or("")
-            };
-            let ipv6 = match param("type") {
+            let ipv6 = match query_param(&req, "type") {
                 "" | "A" | "a" => false,
                 "AAAA" | "aaaa" => true,
                 other => {
@@ -266,7 +264,7 @@ pub(crate) async fn answer(
                     );
                 }
             };
-            match gw.resolve(param("name"), ipv6).await {
+            match gw.resolve(query_param(&req, "name"), ipv6).await {
                 Ok(v) => json(StatusCode::OK, &v),
                 Err(e) => failed(&e),
             }

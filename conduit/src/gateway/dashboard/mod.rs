@@ -328,7 +328,7 @@ fn refused_login(zone: &str, status: StatusCode, why: &str) -> Response<Body> {
 /// Mounts the dashboard on the proxy under `[dashboard] name` (when enabled); returns the
 /// proxy to unmount it from at shutdown.
 pub(super) fn mount(
-    proxy: conduit_proxy::ProxyHandle,
+    proxy: &conduit_proxy::ProxyServer,
     gw: &GatewayHandle,
     stop: &CancellationToken,
     tracker: &TaskTracker,
@@ -341,10 +341,10 @@ pub(super) fn mount(
         );
         return None;
     };
-    proxy.set_local_site(Some((&name, Arc::new(site))));
-    let port = s
-        .proxy
-        .listen
+    let proxy_handle = proxy.handle();
+    proxy_handle.set_local_site(Some((&name, Arc::new(site))));
+    let port = proxy
+        .https_addrs()
         .first()
         .map_or(443, std::net::SocketAddr::port);
     let url = if port == 443 {
@@ -353,7 +353,8 @@ pub(super) fn mount(
         format!("https://{name}:{port}/")
     };
     tracing::info!(%url, "dashboard");
-    Some(proxy)
+    let _ = gw.dashboard.set(url);
+    Some(proxy_handle)
 }
 
 /// The dashboard's certificate (`[dashboard] name` in the zone), renewed with the others;

@@ -21,6 +21,8 @@ struct View {
     ca: Option<CaStatus>,
     /// The access policy in force (`null` when the gateway is stopped).
     access: Option<AccessStatus>,
+    /// The dashboard's URL (`null` when the gateway is stopped or serves none).
+    dashboard: Option<String>,
     services: Vec<ServiceStatus>,
 }
 
@@ -30,12 +32,14 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
             gateway: "running",
             ca: Some(report.ca),
             access: Some(report.access),
+            dashboard: report.dashboard,
             services: report.services,
         },
         Err(AdminError::NotRunning { .. }) => View {
             gateway: "stopped",
             ca: None,
             access: None,
+            dashboard: None,
             services: from_registry(ctx).await?,
         },
         Err(e) => return Err(e.into()),
@@ -45,6 +49,9 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     println!("gateway: {}", view.gateway);
+    if let Some(url) = &view.dashboard {
+        println!("dashboard: {url}");
+    }
     if let Some(ca) = &view.ca {
         let state = match ca.issuance {
             IssuanceState::Ready => "issuing",
