@@ -93,7 +93,7 @@ pub use llm::{
     ModelRouting, ModelStatus, ModelStrategy, RouteExplanation, ScoreWeights, UpstreamModels,
     UpstreamScore,
 };
-pub use local::{LocalBody, LocalClient, LocalFuture, LocalSite};
+pub use local::{LocalBody, LocalClient, LocalFuture, LocalSite, discard_body};
 pub use metrics::{LATENCY_BUCKETS, ProxyStats};
 pub use policy::{AccessControl, AccessDenied, ClientAuth, ClientIdentity, IdentifyClient};
 pub use published::Document;

@@ -27,12 +27,21 @@ pub struct LocalClient {
     pub ip: IpAddr,
 }
 
-/// A site served by the proxy itself (see [`ProxyHandle::set_local_site`]).
+/// A site served by the proxy itself (see [`ProxyHandle::set_local_site`]). A site that
+/// answers without reading a request's body hands it to [`discard_body`]: over HTTP/2 an
+/// unread body makes the client see a reset stream instead of the answer.
 ///
 /// [`ProxyHandle::set_local_site`]: crate::ProxyHandle::set_local_site
 pub trait LocalSite: Send + Sync + std::fmt::Debug + 'static {
     /// Answers one request for the site's name, received over HTTPS.
     fn serve(&self, req: Request<Incoming>, client: LocalClient) -> LocalFuture;
+}
+
+/// Reads and discards what is left of a request body answered without being read (at most
+/// 8 MiB, for at most 5 s, on its own task), so that the client gets the answer rather than
+/// a reset: what the proxy does with every body it refuses.
+pub fn discard_body(body: Incoming) {
+    crate::request_body::drain(body);
 }
 
 /// The local site in force and its name.

@@ -116,6 +116,20 @@ fn the_dashboard_works_in_a_real_browser() {
     assert!(body.contains(r#"<input id="token" name="token""#), "{body}");
     let (code, _, _) = site.https("conduit.internal", "/v1/status");
     assert_eq!(code, 401);
+    // A change refused unread still gets its answer over HTTP/2 (the body is discarded,
+    // not left to reset the stream).
+    let resolve = format!("conduit.internal:{}:127.0.0.1", site.https);
+    let (code, body, _) = site.curl(
+        &[
+            "--http2",
+            "--resolve",
+            &resolve,
+            "--data",
+            r#"{"name":"x","upstreams":["127.0.0.1:9"]}"#,
+        ],
+        format!("https://conduit.internal:{}/v1/services", site.https),
+    );
+    assert_eq!(code, 401, "{body}");
     // Plain HTTP is sent to HTTPS.
     let (code, _, _) = site.http("conduit.internal", "/");
     assert_eq!(code, 308);

@@ -12,5 +12,6 @@
 mod common;
 mod contract;
 mod hostile;
+mod local;
 mod proxy;
 mod wire;

@@ -98,60 +98,71 @@ impl LocalSite for Dashboard {
 
 impl Inner {
     async fn answer(&self, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
-        let path = req.uri().path().to_owned();
-        let method = req.method().clone();
-        let if_none_match = req
-            .headers()
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok());
-        if method == Method::GET
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_owned();
+        if parts.method == Method::POST && path == "/login" {
+            return self.login(Request::from_parts(parts, body), client).await;
+        }
+        if parts.method == Method::GET
             && let Some(((_, kind, text), etag)) = pages::ASSETS
                 .iter()
                 .zip(&self.etags)
                 .find(|((p, _, _), _)| *p == path)
         {
+            conduit_proxy::discard_body(body);
+            let if_none_match = parts
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
             return pages::asset(kind, text, etag, if_none_match);
         }
-        if method == Method::POST && path == "/login" {
-            return self.login(req, client).await;
-        }
-        let live = self.session(&req).await;
-        match (&method, path.as_str(), live) {
-            (&Method::GET, "/", Some((_, s, caller))) => {
-                let html = pages::shell(
-                    &self.zone,
-                    &caller.name,
-                    caller.scope == Scope::Admin,
-                    &s.csrf,
-                );
-                pages::page(StatusCode::OK, "text/html; charset=utf-8", html)
+        let live = self.session(&parts.headers).await;
+        match (&parts.method, path.as_str(), live) {
+            (&Method::POST, "/logout", live) => {
+                self.logout(Request::from_parts(parts, body), live, client)
+                    .await
             }
-            (&Method::GET, "/", None) => pages::page(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                pages::login(&self.zone, None),
-            ),
-            (&Method::POST, "/logout", live) => self.logout(req, live, client).await,
             (_, p, Some((_, s, caller))) if p.starts_with("/v1/") => {
-                self.api(req, &s, caller).await
+                self.api(Request::from_parts(parts, body), &s, caller).await
             }
-            (_, p, None) if p.starts_with("/v1/") => error(
-                StatusCode::UNAUTHORIZED,
-                "no dashboard session (it expired, or its token was revoked): log in again",
-                false,
-            ),
-            _ => pages::page(
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                format!("no such page: {path}\n"),
-            ),
+            (method, p, live) => {
+                // Answered without reading the body: it is discarded, so that an HTTP/2
+                // client gets the answer rather than a reset stream.
+                conduit_proxy::discard_body(body);
+                match (method, p, live) {
+                    (&Method::GET, "/", Some((_, s, caller))) => {
+                        let html = pages::shell(
+                            &self.zone,
+                            &caller.name,
+                            caller.scope == Scope::Admin,
+                            &s.csrf,
+                        );
+                        pages::page(StatusCode::OK, "text/html; charset=utf-8", html)
+                    }
+                    (&Method::GET, "/", _) => pages::page(
+                        StatusCode::OK,
+                        "text/html; charset=utf-8",
+                        pages::login(&self.zone, None),
+                    ),
+                    (_, p, _) if p.starts_with("/v1/") => error(
+                        StatusCode::UNAUTHORIZED,
+                        "no dashboard session (it expired, or its token was revoked): log in again",
+                        false,
+                    ),
+                    _ => pages::page(
+                        StatusCode::NOT_FOUND,
+                        "text/plain; charset=utf-8",
+                        format!("no such page: {path}\n"),
+                    ),
+                }
+            }
         }
     }
 
     /// The live session a request's cookie names, and who it is now (a revoked token's
     /// session ends here).
-    async fn session<B>(&self, req: &Request<B>) -> Option<(String, Session, Caller)> {
-        let id = session::cookie_of(req)?;
+    async fn session(&self, headers: &http::HeaderMap) -> Option<(String, Session, Caller)> {
+        let id = session::cookie_of(headers)?;
         let s = self.sessions.get(id)?;
         match self.tokens.check_hash(&s.token_sha256) {
             Some((name, scope)) if scope != Scope::Witness => Some((
@@ -174,9 +185,11 @@ impl Inner {
         if !matches!(*req.method(), Method::GET | Method::HEAD)
             && let Err(why) = guard::check_change(&req, &s.csrf, None)
         {
+            conduit_proxy::discard_body(req.into_body());
             return error(StatusCode::FORBIDDEN, why.to_string(), false);
         }
         if let Some(refused) = caller.refuse(req.method(), req.uri().path()) {
+            conduit_proxy::discard_body(req.into_body());
             return refused;
         }
         let mut r = super::admin::answer(
@@ -194,9 +207,11 @@ impl Inner {
 
     async fn login(&self, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
         if let Err(why) = guard::same_origin(&req) {
+            conduit_proxy::discard_body(req.into_body());
             return refused_login(&self.zone, StatusCode::FORBIDDEN, &why.to_string());
         }
         if let Err(wait) = self.limiter.check(client) {
+            conduit_proxy::discard_body(req.into_body());
             let secs = wait.retry_after.as_secs().max(1);
             let mut r = refused_login(
                 &self.zone,
@@ -272,6 +287,7 @@ impl Inner {
         client: IpAddr,
     ) -> Response<Body> {
         let Some((id, s, caller)) = live else {
+            conduit_proxy::discard_body(req.into_body());
             return to_start(&session::clear_cookie());
         };
         let (parts, body) = req.into_parts();
