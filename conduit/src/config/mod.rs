@@ -299,32 +299,9 @@ impl ConduitConfig {
                 "empty: DNS needs the gateway's address for proxied names".to_owned(),
             );
         }
-        if self.dashboard.enabled {
-            let name = &self.dashboard.name;
-            if conduit_registry::ServiceName::new(name).is_err()
-                || self.dashboard_domain().is_none()
-            {
-                return bad(
-                    "dashboard.name",
-                    format!(
-                        "{name:?} is not a DNS label (letters, digits and '-', such as `conduit`)"
-                    ),
-                );
-            }
-            if self.dashboard.session_lifetime < Duration::from_secs(60) {
-                return bad(
-                    "dashboard.session_lifetime",
-                    "must be at least 1m".to_owned(),
-                );
-            }
-            if self.dashboard.login_attempts_per_minute == 0 {
-                return bad(
-                    "dashboard.login_attempts_per_minute",
-                    "must be at least 1 (set `[dashboard] enabled = false` to turn logins off)"
-                        .to_owned(),
-                );
-            }
-        }
+        self.dashboard
+            .validate(&self.zone, origin)
+            .map_err(|e| *e)?;
         self.zone_config()
             .validate()
             .or_else(|e| bad("zone", e.to_string()))?;

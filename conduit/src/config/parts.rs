@@ -62,15 +62,9 @@ impl ConduitConfig {
     }
 
     /// The dashboard's name (`[dashboard] name` below the zone) while it is enabled: served
-    /// by the proxy, answered by DNS, and no service's. `None` also for a name that is not
-    /// a DNS label (`validate` says so).
+    /// by the proxy, answered by DNS, and no service's.
     pub fn dashboard_domain(&self) -> Option<DomainName> {
-        if !self.dashboard.enabled {
-            return None;
-        }
-        format!("{}.{}", self.dashboard.name, self.zone)
-            .parse()
-            .ok()
+        self.dashboard.domain(&self.zone)
     }
 
     /// The SSRF guard for upstreams: metadata and link-local refused, loopback per
