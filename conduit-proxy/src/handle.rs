@@ -130,16 +130,19 @@ impl ProxyHandle {
             route
                 .backends
                 .iter()
-                .map(|b| UpstreamStatus {
-                    endpoint: b.endpoint.clone(),
-                    healthy: b.is_healthy(),
-                    outstanding: b.outstanding(),
-                    requests: b.counts().0,
-                    failures: b.counts().1,
-                    latency: b.latency(),
-                    models: b
-                        .engine_state()
-                        .map(|st| crate::llm::UpstreamModels::of(b, st, last.as_deref())),
+                .map(|b| {
+                    let (requests, failures) = b.counts();
+                    UpstreamStatus {
+                        endpoint: b.endpoint.clone(),
+                        healthy: b.is_healthy(),
+                        outstanding: b.outstanding(),
+                        requests,
+                        failures,
+                        latency: b.latency(),
+                        models: b
+                            .engine_state()
+                            .map(|st| crate::llm::UpstreamModels::of(b, st, last.as_deref())),
+                    }
                 })
                 .collect(),
         )

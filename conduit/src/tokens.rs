@@ -86,6 +86,12 @@ pub enum TokenError {
 }
 
 /// The hex SHA-256 of a secret.
+/// 32 random bytes, lower-case hex: a token's secret, a dashboard session's id.
+pub(crate) fn random_hex() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The SHA-256 of a token's secret, hex: what the token file stores.
 pub fn hash_of(secret: &str) -> String {
     hash(secret)
@@ -197,11 +203,7 @@ impl TokenStore {
         if tokens.iter().any(|t| t.name == name) {
             return Err(TokenError::Exists(name.to_owned()));
         }
-        let bytes: [u8; 32] = rand::random();
-        let secret: String = format!(
-            "cdt_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let secret = format!("cdt_{}", random_hex());
         tokens.push(TokenEntry {
             name: name.to_owned(),
             scope,

@@ -43,11 +43,7 @@ impl Subscription {
         query: Option<&str>,
         last_id: Option<&str>,
     ) -> Result<Self, UnknownEventType> {
-        let types = match query
-            .unwrap_or("")
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("types="))
-        {
+        let types = match super::admin::query_value(query, "types") {
             None => None,
             Some(list) => {
                 let mut set = HashSet::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub(crate) use auth::{Auth, Caller};
 pub(crate) use listen::{Listener, bind_tcp, bind_unix, serve};
-pub(crate) use respond::{Body, error};
+pub(crate) use respond::{Body, error, query_value, unescape};
 pub(crate) use routes::answer;
 
 /// How long a client may take to send a request head (slow clients hold no connection).

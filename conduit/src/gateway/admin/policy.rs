@@ -5,22 +5,14 @@ use hyper::body::Incoming;
 
 use super::super::GatewayHandle;
 use super::Caller;
-use super::respond::{Body, body, error, failed, json};
+use super::respond::{Body, body, error, failed, json, query_value, unescape};
 use crate::api::{GrantRemove, RequireCert};
 use crate::audited::PolicyChange;
 use conduit_registry::access::{Grant, Peer};
 
 /// The query parameter `key` (percent-escapes decoded).
 fn param(req: &Request<Incoming>, key: &str) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| unescape(v))
-    })
-}
-
-/// A query value: `+` is a space, `%XX` escapes decoded.
-fn unescape(s: &str) -> String {
-    conduit_registry::access::percent_decode(&s.replace('+', " "))
+    query_value(req.uri().query(), key).map(unescape)
 }
 
 fn changed<T: serde::Serialize>(

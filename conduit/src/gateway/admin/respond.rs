@@ -119,6 +119,18 @@ pub(crate) fn expect(req: &Request<Incoming>) -> Result<Expect, Box<Response<Bod
         })
 }
 
+/// The value of `key` in a query string (as sent, not decoded).
+pub(crate) fn query_value<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A query or form value: `+` is a space, `%XX` escapes decoded.
+pub(crate) fn unescape(s: &str) -> String {
+    conduit_registry::access::percent_decode(&s.replace('+', " "))
+}
+
 /// The largest request body the admin API reads.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
 

@@ -112,12 +112,7 @@ fn recent_events(req: &Request<Incoming>, gw: &GatewayHandle) -> Response<Body> 
 
 /// The value of `?key=` (as sent, not decoded); `""` when absent.
 fn query_param<'r>(req: &'r Request<Incoming>, key: &str) -> &'r str {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or("")
+    super::query_value(req.uri().query(), key).unwrap_or("")
 }
 
 /// `?limit=N`, else `default`.

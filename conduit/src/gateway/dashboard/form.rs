@@ -4,6 +4,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
+use crate::gateway::admin::unescape;
+
 /// The largest form read.
 const MAX_FORM: usize = 4096;
 
@@ -23,31 +25,8 @@ pub(super) fn form_value(form: &[u8], key: &str) -> Option<String> {
             Some(i) => (&kv[..i], &kv[i + 1..]),
             None => (kv, &kv[kv.len()..]),
         };
-        (k == key.as_bytes()).then(|| percent_decode(v))
+        (k == key.as_bytes()).then(|| unescape(&String::from_utf8_lossy(v)))
     })
-}
-
-fn percent_decode(v: &[u8]) -> String {
-    let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        match v[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < v.len() => {
-                let hex = std::str::from_utf8(&v[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -61,6 +40,6 @@ mod tests {
         assert_eq!(form_value(form, "token").as_deref(), Some("cdt_01 x%zz"));
         assert_eq!(form_value(form, "empty").as_deref(), Some(""));
         assert_eq!(form_value(form, "missing"), None);
-        assert_eq!(percent_decode(b"%4"), "%4");
+        assert_eq!(unescape("%4"), "%4");
     }
 }

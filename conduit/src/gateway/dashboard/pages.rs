@@ -100,12 +100,10 @@ pub(super) fn asset(
     r
 }
 
-/// `"HASH"`: the ETag of an embedded asset.
+/// `"HASH"`: the ETag of an embedded asset (the first 64 bits of its SHA-256).
 pub(super) fn etag_of(text: &str) -> String {
-    use sha2::Digest as _;
-    let d = sha2::Sha256::digest(text.as_bytes());
-    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+    let hex = crate::tokens::hash_of(text);
+    format!("\"{}\"", hex.get(..16).unwrap_or(&hex))
 }
 
 /// The login form; `problem` says why the last try failed.

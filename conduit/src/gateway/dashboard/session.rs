@@ -11,7 +11,6 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 /// The cookie's name.
@@ -55,19 +54,6 @@ pub(super) struct Sessions {
     file: Option<PathBuf>,
     /// One write of the file at a time (each writes the state as it is then).
     writes: tokio::sync::Mutex<()>,
-}
-
-/// 32 random bytes, hex.
-fn random_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn unix_now() -> i64 {
@@ -132,12 +118,12 @@ impl Sessions {
         let now = Instant::now();
         let session = Session {
             token_sha256,
-            csrf: random_id(),
+            csrf: crate::tokens::random_hex(),
             expires: now + self.lifetime,
             expires_unix: unix_now()
                 .saturating_add(i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX)),
         };
-        let id = random_id();
+        let id = crate::tokens::random_hex();
         {
             let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
             map.retain(|_, s| s.expires > now);
@@ -149,7 +135,7 @@ impl Sessions {
             {
                 map.remove(&oldest);
             }
-            map.insert(sha256_hex(&id), session);
+            map.insert(crate::tokens::hash_of(&id), session);
         }
         self.persist().await;
         id
@@ -157,7 +143,7 @@ impl Sessions {
 
     /// The live session with this id.
     pub(super) fn get(&self, id: &str) -> Option<Session> {
-        let key = sha256_hex(id);
+        let key = crate::tokens::hash_of(id);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(&key) {
             Some(s) if s.expires > Instant::now() => Some(s.clone()),
@@ -175,7 +161,7 @@ impl Sessions {
             .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&sha256_hex(id))
+            .remove(&crate::tokens::hash_of(id))
             .is_some();
         if gone {
             self.persist().await;
