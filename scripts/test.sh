@@ -36,6 +36,10 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 # Prometheus (and its promtool) for the metrics test: a real scrape and a real parser.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# etcd 3.4 (server and etcdctl) for the shared registry's tests: one node, and a three-node
+# cluster for the failure tests.
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 # Headless Chromium and NSS's certutil for the dashboard's browser test (and the trust check).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)

@@ -112,6 +112,17 @@ pub enum RegistryError {
         /// What (`an access policy`).
         what: &'static str,
     },
+    /// The shared store (etcd) did not answer: the registry keeps serving what it last
+    /// read, and changes are refused until the store answers again. Retrying later helps.
+    #[error(
+        "the registry store {store} is unreachable ({reason}); the gateway keeps serving what it last read, and changes are refused until the store answers again: retry then"
+    )]
+    Unavailable {
+        /// The store, e.g. `etcd://10.0.0.5:2379/conduit`.
+        store: String,
+        /// The last failure.
+        reason: String,
+    },
     /// A background task of the registry stopped (the runtime is shutting down).
     #[error("registry worker stopped: {0}")]
     Worker(String),
@@ -137,6 +148,7 @@ impl RegistryError {
                 | Self::Conflict { .. }
                 | Self::PolicyConflict { .. }
                 | Self::Io { .. }
+                | Self::Unavailable { .. }
         )
     }
 }

@@ -55,6 +55,9 @@ mod cidr;
 mod endpoint;
 mod engine;
 mod error;
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub mod etcd;
 #[cfg(feature = "file")]
 mod file;
 mod follow;
@@ -63,6 +66,7 @@ mod name;
 mod record;
 mod registry;
 mod revision;
+mod snapshot;
 mod table;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -82,6 +86,7 @@ pub use name::{DomainName, MAX_DOMAIN_LEN, MAX_LABEL_LEN, NameError, ServiceName
 pub use record::{MonitorTarget, Routing, ServiceRecord, Status};
 pub use registry::{Clock, InMemoryRegistry, ListFilter, Precondition, Registry};
 pub use revision::{Revision, Timestamp, TimestampError};
+pub use snapshot::Snapshot;
 pub use watch::{
     ChangeFeed, ChangeKind, Compactor, DEFAULT_JOURNAL_CAPACITY, RegistryEvent, Watch,
 };

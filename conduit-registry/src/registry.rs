@@ -236,6 +236,29 @@ impl State {
         self.feed.publish(events);
     }
 
+    /// Takes in records another writer stored, in revision order, publishing each that is
+    /// new; stops at the first the table refuses (the rest wait for a re-read).
+    pub(crate) fn absorb_remote(
+        &self,
+        mut records: Vec<ServiceRecord>,
+    ) -> Result<(), RegistryError> {
+        records.sort_by_key(ServiceRecord::revision);
+        let mut t = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        let mut events = Vec::new();
+        let mut outcome = Ok(());
+        for rec in records {
+            match t.put_remote(rec) {
+                Ok(ev) => events.extend(ev),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        self.feed.publish(events);
+        outcome
+    }
+
     pub(crate) fn watch(&self, since: Revision) -> Watch {
         self.feed.watch(since)
     }

@@ -209,6 +209,72 @@ impl Table {
     }
 
     /// Checks every invariant; used by the property tests and after loading.
+    /// Takes in a record as another writer stored it (a shared store's change stream): a
+    /// new record is appended, a known one (same creation revision) replaced. Records at or
+    /// below the table's revision are already here and give `None`; the table's revision
+    /// becomes the record's. Refused, changing nothing, when the record would break the
+    /// table's invariants (two active records for one name or domain).
+    pub(crate) fn put_remote(
+        &mut self,
+        rec: ServiceRecord,
+    ) -> Result<Option<RegistryEvent>, RegistryError> {
+        if rec.revision() <= self.revision {
+            return Ok(None);
+        }
+        rec.validate()?;
+        let at = self
+            .records
+            .binary_search_by_key(&rec.create_revision(), |r| r.create_revision());
+        let i = match at {
+            Ok(i) => i,
+            Err(i) if i == self.records.len() => i,
+            Err(_) => {
+                return Err(RegistryError::Worker(format!(
+                    "the store holds record {} created at revision {}, older than records \
+                     already read; re-read the store",
+                    rec.name(),
+                    rec.create_revision()
+                )));
+            }
+        };
+        if rec.is_active() {
+            let clash = |held: Option<&usize>| held.is_some_and(|&j| j != i);
+            if clash(self.active.get(rec.name())) {
+                return Err(RegistryError::AlreadyExists {
+                    name: rec.name().clone(),
+                });
+            }
+            if let Some(&j) = self.domains.get(rec.domain()).filter(|&&j| j != i) {
+                return Err(RegistryError::DomainTaken {
+                    domain: rec.domain().clone(),
+                    owner: self.records[j].name().clone(),
+                });
+            }
+        }
+        if let Some(prev) = self.records.get(i).cloned() {
+            if self.active.get(prev.name()) == Some(&i) {
+                self.active.remove(prev.name());
+            }
+            if self.domains.get(prev.domain()) == Some(&i) {
+                self.domains.remove(prev.domain());
+            }
+        }
+        if rec.is_active() {
+            self.active.insert(rec.name().clone(), i);
+            self.domains.insert(rec.domain().clone(), i);
+        }
+        let latest = self.latest.entry(rec.name().clone()).or_insert(i);
+        *latest = (*latest).max(i);
+        self.revision = rec.revision();
+        let rec = Arc::new(rec);
+        if i == self.records.len() {
+            self.records.push(Arc::clone(&rec));
+        } else {
+            self.records[i] = Arc::clone(&rec);
+        }
+        Ok(Some(RegistryEvent::from_record(rec)))
+    }
+
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let recs: Vec<ServiceRecord> = self

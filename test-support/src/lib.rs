@@ -2,6 +2,7 @@
 //!
 //! * [`have`] / [`which`]: whether a real peer (dig, curl, capsule…) is installed; under CI
 //!   a missing one fails the test instead of skipping it.
+//! * [`etcd`]: real etcd members and clusters on loopback.
 //! * [`process`]: free loopback ports, children killed on drop, bounded polling.
 //! * [`podman`]: podman's Docker-compatible API on a socket of the test's own, a busybox image.
 //! * [`openapi::Document`]: `docs/admin-api.yaml`, and a check of a JSON answer against the
@@ -23,6 +24,7 @@
 //! assert!(doc.check("GET", "/v1/health", 200, &serde_json::json!({"ok": 1})).is_err());
 //! ```
 
+pub mod etcd;
 pub mod openapi;
 pub mod podman;
 pub mod process;

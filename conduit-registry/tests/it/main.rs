@@ -9,5 +9,7 @@
 )]
 
 mod contract;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod file;
 mod process;

@@ -1,0 +1,197 @@
+//! Real etcd (Debian's `etcd-server`, 3.4) for the tests: one node or a cluster on loopback
+//! ports of the test's own, data in a directory of the test's own, each member killed when
+//! dropped and restartable on the same ports and data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{Killed, free_port, ok, wait_until};
+
+/// One member: its name, ports, data directory and (while running) process.
+#[derive(Debug)]
+pub struct Member {
+    /// The member's name in the cluster.
+    pub name: String,
+    /// Client port on 127.0.0.1.
+    pub client: u16,
+    /// Peer port on 127.0.0.1.
+    pub peer: u16,
+    dir: PathBuf,
+    cluster: String,
+    log: PathBuf,
+    proc: Option<Killed>,
+}
+
+/// A cluster of `n` members (1 for most tests).
+#[derive(Debug)]
+pub struct Etcd {
+    /// The members, in start order.
+    pub members: Vec<Member>,
+}
+
+impl Etcd {
+    /// Starts an `n`-member cluster under `dir` and waits until it answers.
+    ///
+    /// # Panics
+    /// When etcd cannot be started or does not become healthy in 30 s.
+    pub fn start(dir: &Path, n: usize) -> Self {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(client, peer))| Member {
+                name: format!("m{i}"),
+                client,
+                peer,
+                dir: dir.join(format!("m{i}")),
+                log: dir.join(format!("m{i}.log")),
+                cluster: cluster.clone(),
+                proc: None,
+            })
+            .collect();
+        for m in &mut members {
+            m.spawn();
+        }
+        let etcd = Self { members };
+        etcd.wait_healthy();
+        etcd
+    }
+
+    /// `HOST:PORT,HOST:PORT…` of every member.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `etcd://…/prefix` for the registry.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}/{prefix}", self.endpoints())
+    }
+
+    /// Waits until every running member reports healthy.
+    ///
+    /// # Panics
+    /// After 30 s.
+    pub fn wait_healthy(&self) {
+        for m in self.members.iter().filter(|m| m.proc.is_some()) {
+            wait_until(Duration::from_secs(30), || {
+                etcdctl(m.client, &["endpoint", "health"]).status.success()
+            });
+        }
+    }
+
+    /// Runs `etcdctl` against the cluster and returns its output (it must succeed).
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let running = self
+            .members
+            .iter()
+            .find(|m| m.proc.is_some())
+            .map_or(self.members[0].client, |m| m.client);
+        ok(etcdctl(running, args))
+    }
+
+    /// The cluster's current revision.
+    ///
+    /// # Panics
+    /// When etcdctl's answer has no revision.
+    #[allow(clippy::expect_used, reason = "test support")]
+    pub fn revision(&self) -> u64 {
+        let out = self.ctl(&["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl json");
+        v[0]["Status"]["header"]["revision"]
+            .as_u64()
+            .expect("a revision")
+    }
+
+    /// Compacts the history up to the current revision (and defragments nothing).
+    pub fn compact(&self) {
+        let rev = self.revision().to_string();
+        self.ctl(&["compaction", "--physical", &rev]);
+    }
+
+    /// The index of the current leader.
+    ///
+    /// # Panics
+    /// When no running member says it leads.
+    #[allow(clippy::expect_used, clippy::panic, reason = "test support")]
+    pub fn leader(&self) -> usize {
+        let out = self.ctl(&["endpoint", "status", "--cluster", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl json");
+        for s in v.as_array().expect("a list") {
+            let id = &s["Status"]["header"]["member_id"];
+            if s["Status"]["leader"] == *id {
+                let ep = s["Endpoint"].as_str().expect("endpoint");
+                return self
+                    .members
+                    .iter()
+                    .position(|m| ep.ends_with(&format!(":{}", m.client)))
+                    .expect("a known member");
+            }
+        }
+        panic!("no leader in {out}");
+    }
+}
+
+impl Member {
+    /// Stops the member (SIGKILL).
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    /// Starts it again on the same ports and data.
+    ///
+    /// # Panics
+    /// When etcd cannot be started.
+    #[allow(clippy::expect_used, reason = "test support")]
+    pub fn spawn(&mut self) {
+        let url = |p: u16| format!("http://127.0.0.1:{p}");
+        let log = std::fs::File::create(&self.log).expect("etcd log");
+        let child = Command::new("etcd")
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--listen-client-urls", &url(self.client)])
+            .args(["--advertise-client-urls", &url(self.client)])
+            .args(["--listen-peer-urls", &url(self.peer)])
+            .args(["--initial-advertise-peer-urls", &url(self.peer)])
+            .args(["--initial-cluster", &self.cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "conduit-test"])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        self.proc = Some(Killed(child));
+    }
+
+    /// Whether it runs.
+    pub fn is_running(&self) -> bool {
+        self.proc.is_some()
+    }
+}
+
+fn etcdctl(port: u16, args: &[&str]) -> std::process::Output {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=127.0.0.1:{port}"))
+        .arg("--command-timeout=3s")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| std::process::Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(1 << 8),
+            stdout: Vec::new(),
+            stderr: e.to_string().into_bytes(),
+        })
+}
