@@ -236,6 +236,7 @@ impl State {
         self.feed.publish(events);
     }
 
+    #[cfg(feature = "etcd")]
     /// Takes in records another writer stored, in revision order, publishing each that is
     /// new; stops at the first the table refuses (the rest wait for a re-read).
     pub(crate) fn absorb_remote(

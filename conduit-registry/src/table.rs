@@ -209,6 +209,7 @@ impl Table {
     }
 
     /// Checks every invariant; used by the property tests and after loading.
+    #[cfg(feature = "etcd")]
     /// Takes in a record as another writer stored it (a shared store's change stream): a
     /// new record is appended, a known one (same creation revision) replaced. Records at or
     /// below the table's revision are already here and give `None`; the table's revision

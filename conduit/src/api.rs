@@ -61,6 +61,25 @@ pub struct StatusReport {
     /// The dashboard's URL (`https://conduit.internal/`); `null` when it is not served.
     #[serde(default)]
     pub dashboard: Option<String>,
+    /// The shared registry store; `null` when the registry is the state directory's.
+    #[serde(default)]
+    pub registry_store: Option<RegistryStore>,
+}
+
+/// The shared registry store (etcd) as the running gateway sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryStore {
+    /// `etcd://HOST:PORT[,…]/PREFIX`.
+    pub url: String,
+    /// Whether it answers; while it does not, the gateway serves its last-known registry
+    /// and refuses changes with 503.
+    pub reachable: bool,
+    /// Since when it is in this state (`YYYY-MM-DDTHH:MM:SSZ`).
+    pub since: String,
+    /// Why it is unreachable; `null` while it answers.
+    pub reason: Option<String>,
+    /// The store revision the gateway has applied.
+    pub store_revision: u64,
 }
 
 /// Whether the gateway's certificate issuer can issue.

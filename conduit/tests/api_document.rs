@@ -114,6 +114,13 @@ fn every_api_type_matches_its_schema() {
                 },
                 balance: conduit::proxy::Balance::RoundRobin,
                 dashboard: full.then(|| "https://conduit.internal/".into()),
+                registry_store: full.then(|| RegistryStore {
+                    url: "etcd://10.0.0.5:2379,10.0.0.6:2379/conduit".into(),
+                    reachable: false,
+                    since: "2026-11-29T21:00:00Z".into(),
+                    reason: Some("connection refused".into()),
+                    store_revision: 1234,
+                }),
             },
         );
     }

@@ -16,20 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Site, admin};
+use common::{Site, admin, dig};
 use conduit_test_support::have;
 use conduit_test_support::openapi::Document;
 use conduit_test_support::process::{free_port, http_server, ok, wait_until};
-
-fn dig(site: &Site, name: &str) -> String {
-    let out = Command::new("dig")
-        .args(["+short", "+time=1", "+tries=1", "-p"])
-        .arg(site.dns.to_string())
-        .args(["@127.0.0.1", name])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn status_of_dig(site: &Site, name: &str) -> String {
     let out = Command::new("dig")

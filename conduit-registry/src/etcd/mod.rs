@@ -96,7 +96,9 @@ impl EtcdRegistry {
             }
             (Err(e), _) => return Err(e),
         };
-        inner.mark(!reload, None);
+        if !reload {
+            inner.mark(true, None);
+        }
         let follower = tokio::spawn(mirror::follow(Arc::clone(&inner), reload));
         Ok(Self {
             inner,

@@ -296,3 +296,80 @@ async fn a_partitioned_registry_resyncs_across_a_compaction() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_during_a_register_loop_loses_no_acknowledged_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    if !conduit_test_support::have("etcd") {
+        return;
+    }
+    let mut etcd = Etcd::start(dir.path(), 3);
+    let url = etcd.url("site");
+    let writer = Arc::new(connect(&url).await);
+    let reader = connect(&url).await;
+    let (tx, mut acked) = tokio::sync::mpsc::unbounded_channel();
+    let loop_writer = Arc::clone(&writer);
+    let writes = tokio::spawn(async move {
+        let mut refused = 0;
+        for n in 0..120 {
+            let r = rec(&format!("s{n}"), "10.0.3.1:80");
+            loop {
+                match loop_writer.register(r.clone()).await {
+                    Ok(_) => {
+                        tx.send(n).unwrap();
+                        break;
+                    }
+                    // Committed by an attempt whose answer was lost: not acknowledged.
+                    Err(RegistryError::AlreadyExists { .. }) => break,
+                    Err(e) if e.is_transient() => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("s{n}: {e}"),
+                }
+            }
+        }
+        refused
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 30 {
+        seen.push(acked.recv().await.unwrap());
+    }
+    let leader = etcd.leader();
+    etcd.members[leader].kill();
+    let refused = writes.await.unwrap();
+    while let Ok(n) = acked.try_recv() {
+        seen.push(n);
+    }
+    eprintln!(
+        "leader m{leader} killed after 30 registrations; {} acknowledged, {refused} attempts refused during the election",
+        seen.len()
+    );
+    etcd.members[leader].spawn();
+    etcd.wait_healthy();
+    // Every acknowledged registration is in the store and reaches every registry.
+    let fresh = connect(&url).await;
+    for reg in [&*writer, &reader, &fresh] {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let names: Vec<String> = reg
+                    .list(ListFilter::Active)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.name().to_string())
+                    .collect();
+                if seen.iter().all(|n| names.contains(&format!("s{n}"))) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("every acknowledged registration converges");
+    }
+    assert_eq!(
+        reader.list(ListFilter::All).await.unwrap(),
+        fresh.list(ListFilter::All).await.unwrap()
+    );
+}

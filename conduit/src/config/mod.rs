@@ -66,11 +66,13 @@ mod dashboard;
 mod legacy;
 mod llm;
 mod parts;
+mod registry;
 mod sections;
 mod values;
 
 pub use dashboard::DashboardSettings;
 pub use llm::{LlmSettings, LlmWeights};
+pub use registry::RegistrySettings;
 pub use sections::{
     AccessSettings, AdminSettings, AlertSettings, AuditSettings, CaSettings, DnsSettings,
     MonitorSettings, MonitorSource, ProxySettings,
@@ -199,6 +201,8 @@ pub struct ConduitConfig {
     pub llm: LlmSettings,
     /// `[dashboard]`.
     pub dashboard: DashboardSettings,
+    /// `[registry]`.
+    pub registry: RegistrySettings,
     // The flat keys of earlier versions, moved into their sections by `from_toml`.
     #[serde(skip_serializing)]
     domain: Option<DomainName>,
@@ -233,6 +237,7 @@ impl Default for ConduitConfig {
             access: AccessSettings::default(),
             llm: LlmSettings::default(),
             dashboard: DashboardSettings::default(),
+            registry: RegistrySettings::default(),
             domain: None,
             dns_listen: None,
             https_listen: None,
@@ -302,6 +307,7 @@ impl ConduitConfig {
         self.dashboard
             .validate(&self.zone, origin)
             .map_err(|e| *e)?;
+        self.registry.validate(origin).map_err(|e| *e)?;
         self.zone_config()
             .validate()
             .or_else(|e| bad("zone", e.to_string()))?;

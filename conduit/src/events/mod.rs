@@ -146,6 +146,18 @@ pub enum EventKind {
         /// What, in words.
         message: String,
     },
+    /// The shared registry store became unreachable (the gateway serves its last-known
+    /// registry and refuses changes) or answers again (what changed meanwhile is applied).
+    Registry {
+        /// Whether it answers now.
+        reachable: bool,
+        /// The store (`etcd://HOST:PORT/PREFIX`).
+        store: String,
+        /// Since when (`YYYY-MM-DDTHH:MM:SSZ`).
+        since: String,
+        /// What, in words.
+        message: String,
+    },
     /// The client must re-read the state: its `Last-Event-ID` is from another run of the
     /// gateway or older than the replay buffer.
     Resync {
@@ -170,6 +182,7 @@ impl EventKind {
             Self::Audit { .. } => "audit",
             Self::Alert { .. } => "alert",
             Self::Access { .. } => "access",
+            Self::Registry { .. } => "registry",
             Self::Resync { .. } => "resync",
             Self::Dropped { .. } => "dropped",
         }
@@ -184,6 +197,7 @@ impl EventKind {
         "audit",
         "alert",
         "access",
+        "registry",
     ];
 }
 

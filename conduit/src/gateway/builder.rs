@@ -110,9 +110,9 @@ impl GatewayBuilder {
                 problem: format!("none given, and no {part} either: give one or the other"),
             })
         };
-        let registry: Arc<dyn Registry> = match (registry, state) {
-            (Some(r), _) => r,
-            (None, Some(st)) => Arc::new(st.open_registry()?),
+        let (registry, store) = match (registry, state) {
+            (Some(r), _) => (r, super::store::StoreLink::default()),
+            (None, Some(st)) => super::store::open(st, s, &config.origin, true).await?,
             (None, None) => return Err(missing("registry")),
         };
         let mut renewal = None;
@@ -196,7 +196,7 @@ impl GatewayBuilder {
         }
         bind(
             config,
-            registry,
+            (registry, store),
             (certs, local_ca),
             (audit, checkpoints),
             monitor_sources,
@@ -251,7 +251,7 @@ async fn address_certificate(s: &crate::config::ConduitConfig, certs: &CertManag
 /// Binds every listener of a gateway made of these parts.
 async fn bind(
     config: GatewayConfig,
-    registry: Arc<dyn Registry>,
+    (registry, store): (Arc<dyn Registry>, super::store::StoreLink),
     (certs, local_ca): (Arc<CertManager>, Option<Arc<LocalIssuer>>),
     (audit, checkpoints): (
         Arc<dyn AuditSink>,
@@ -298,9 +298,13 @@ async fn bind(
         dns_tcp = dns_tcp.max_connections,
         "descriptor budget"
     );
-    // Every registry revision without an audit record is audited now.
-    recover::audit_unaudited_revisions(registry.as_ref(), audit.as_ref(), &config.audit_user)
-        .await?;
+    // Every registry revision without an audit record is audited now. Not for a shared
+    // registry: its changes are audited by whichever gateway (or command) made them, in
+    // that gateway's own chain.
+    if !store.is_shared() {
+        recover::audit_unaudited_revisions(registry.as_ref(), audit.as_ref(), &config.audit_user)
+            .await?;
+    }
     let since = registry.revision().await?;
     let mut ensured = tasks::Ensured::default();
     let active = registry.list(ListFilter::Active).await?;
@@ -411,6 +415,7 @@ async fn bind(
         access: Arc::default(),
         witnesses: Arc::default(),
         dashboard: Arc::default(),
+        store,
     };
     let handle = gateway.handle();
     handle.publish_crls();

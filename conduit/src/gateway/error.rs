@@ -25,6 +25,10 @@ pub enum GatewayError {
     /// The registry could not be opened or read.
     #[error(transparent)]
     Registry(#[from] conduit_registry::RegistryError),
+    /// The last-known-good registry snapshot cannot be read, written or trusted.
+    #[cfg(feature = "etcd")]
+    #[error(transparent)]
+    Snapshot(#[from] super::SnapshotError),
     /// A service as given cannot be registered (bad input, or refused by the SSRF policy).
     #[error(transparent)]
     Spec(Box<crate::spec::SpecError>),

@@ -55,6 +55,8 @@ pub struct GatewayHandle {
     pub(super) witnesses: super::witness::WitnessBoard,
     /// The dashboard's URL once it is mounted.
     pub(super) dashboard: Arc<std::sync::OnceLock<String>>,
+    /// The shared registry store, when the registry is one.
+    pub(super) store: super::store::StoreLink,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -82,6 +84,7 @@ impl GatewayHandle {
             access: self.access_status().await?,
             balance: self.settings.proxy.balance,
             dashboard: self.dashboard.get().cloned(),
+            registry_store: self.store.status(),
         })
     }
 
@@ -368,6 +371,7 @@ impl GatewayHandle {
             cp.metrics(&mut out);
         }
         self.access_metrics(&mut out);
+        self.store.metrics(&mut out);
         if let Some(d) = &self.dns {
             let s = d.stats();
             let _ = writeln!(

@@ -35,8 +35,11 @@ mod http_out;
 mod publish;
 mod recover;
 mod services;
+#[cfg(feature = "etcd")]
+mod snapshot;
 mod sources;
 mod sse;
+mod store;
 mod tasks;
 mod tokens;
 mod witness;
@@ -66,6 +69,9 @@ pub use grants::access_verdict;
 pub use handle::GatewayHandle;
 pub use http_out::{InvalidUrl, Target};
 pub use services::Expect;
+#[cfg(feature = "etcd")]
+pub use snapshot::SnapshotError;
+pub use store::open_registry;
 pub use witness::WitnessUrl;
 pub use witnessed::WitnessError;
 
@@ -119,6 +125,8 @@ pub struct Gateway {
     witnesses: witness::WitnessBoard,
     /// The dashboard's URL once it is mounted.
     dashboard: Arc<std::sync::OnceLock<String>>,
+    /// The shared registry store, when the registry is one.
+    store: store::StoreLink,
     config: GatewayConfig,
     registry: Arc<dyn Registry>,
     certs: Arc<CertManager>,
@@ -250,6 +258,7 @@ impl Gateway {
             access: self.access.clone(),
             witnesses: self.witnesses.clone(),
             dashboard: self.dashboard.clone(),
+            store: self.store.clone(),
         }
     }
 
@@ -283,6 +292,7 @@ impl Gateway {
             access: _,
             witnesses: _,
             dashboard: _,
+            store,
         } = self;
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -292,6 +302,7 @@ impl Gateway {
             bus: events.clone(),
         };
         let s = &config.settings;
+        store.spawn(&tracker, &token, &events, config.state.as_ref())?;
         tracker.spawn(publish::registry_events(
             registry.clone(),
             events.clone(),

@@ -161,6 +161,17 @@ impl Site {
     }
 }
 
+/// `dig +short NAME` against the site's DNS listener: the answers, one per line.
+pub(crate) fn dig(site: &Site, name: &str) -> String {
+    let out = Command::new("dig")
+        .args(["+short", "+time=1", "+tries=1", "-p"])
+        .arg(site.dns.to_string())
+        .args(["@127.0.0.1", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// The running gateway's `/metrics` (from the admin socket).
 pub(crate) fn metrics(site: &Site) -> String {
     let doc = Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap();

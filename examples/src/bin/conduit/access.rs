@@ -139,7 +139,7 @@ async fn change<T>(
     match via {
         Ok(_) => Ok(()),
         Err(AdminError::NotRunning { .. }) => {
-            audited_registry(ctx)?.change_policy(&change).await?;
+            audited_registry(ctx).await?.change_policy(&change).await?;
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -184,7 +184,7 @@ pub(crate) async fn peer(ctx: &Context, command: PeerCommand) -> anyhow::Result<
             let list = match admin.peers().await {
                 Ok(l) => l,
                 Err(AdminError::NotRunning { .. }) => {
-                    let p = audited_registry(ctx)?.access_policy().await?;
+                    let p = audited_registry(ctx).await?.access_policy().await?;
                     conduit::api::PeerList {
                         revision: p.revision,
                         peers: p.policy.peers.clone(),
@@ -217,7 +217,7 @@ pub(crate) async fn peer(ctx: &Context, command: PeerCommand) -> anyhow::Result<
             match admin.remove_peer(&name).await {
                 Ok(_) => {}
                 Err(AdminError::NotRunning { .. }) => {
-                    let s = audited_registry(ctx)?;
+                    let s = audited_registry(ctx).await?;
                     let current = s.access_policy().await?;
                     if current
                         .policy
@@ -351,7 +351,7 @@ async fn grants(ctx: &Context, svc: Option<&str>) -> anyhow::Result<GrantList> {
         Ok(l) => Ok(l),
         Err(AdminError::NotRunning { .. }) => {
             let only = svc.map(service).transpose()?;
-            let p = audited_registry(ctx)?.access_policy().await?;
+            let p = audited_registry(ctx).await?.access_policy().await?;
             let a = &ctx.config.access;
             Ok(GrantList::of(&p, a.default, a.hide_names, only.as_ref()))
         }
@@ -380,7 +380,7 @@ pub(crate) async fn access(ctx: &Context, command: AccessCommand) -> anyhow::Res
                 Ok(v) => v,
                 Err(AdminError::NotRunning { .. }) => {
                     // The same evaluator over the stored policy and this configuration.
-                    let p = audited_registry(ctx)?.access_policy().await?;
+                    let p = audited_registry(ctx).await?.access_policy().await?;
                     let eval = Evaluator::new(&p.policy, ctx.config.access.default, p.revision);
                     let cert = cert.as_deref().map(|c| label("peer name", c)).transpose()?;
                     conduit::gateway::access_verdict(

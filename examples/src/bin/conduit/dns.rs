@@ -41,7 +41,7 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
                 Err(conduit::admin::AdminError::NotRunning { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            let reg = ctx.state.open_registry()?;
+            let reg = crate::register::registry(ctx).await?;
             for rec in reg.list(ListFilter::Active).await? {
                 let answer = match rec.routing() {
                     Routing::Direct => rec

@@ -10,9 +10,7 @@ use conduit::admin::AdminError;
 use conduit::api::ServiceView;
 use conduit::audit::AuditSink;
 use conduit::audited::AuditedRegistry;
-use conduit::registry::{
-    FileRegistry, Precondition, Registry as _, Revision, Routing, ServiceName,
-};
+use conduit::registry::{Precondition, Registry, Revision, Routing, ServiceName};
 use conduit::spec::{HealthSpec, ServiceSpec};
 
 use crate::settings::{Context, user};
@@ -81,14 +79,18 @@ impl SpecArgs {
     }
 }
 
-/// The state directory's registry; every change audited as this process's real user.
-pub(crate) fn audited_registry(ctx: &Context) -> anyhow::Result<AuditedRegistry<FileRegistry>> {
+/// The configured registry (the state directory's, or the shared store), for a command
+/// that runs without a gateway.
+pub(crate) async fn registry(ctx: &Context) -> anyhow::Result<Arc<dyn Registry>> {
+    Ok(conduit::gateway::open_registry(&ctx.state, &ctx.config, &ctx.origin).await?)
+}
+
+/// The configured registry; every change audited as this process's real user.
+pub(crate) async fn audited_registry(
+    ctx: &Context,
+) -> anyhow::Result<AuditedRegistry<Arc<dyn Registry>>> {
     let log: Arc<dyn AuditSink> = Arc::new(ctx.state.open_audit()?);
-    Ok(AuditedRegistry::new(
-        ctx.state.open_registry()?,
-        log,
-        user(),
-    ))
+    Ok(AuditedRegistry::new(registry(ctx).await?, log, user()))
 }
 
 /// What the running gateway said, as this command's error (its message names the problem).
@@ -116,7 +118,7 @@ pub(crate) async fn register(ctx: &Context, r: Args) -> anyhow::Result<ExitCode>
     // No gateway: written here, with the same checks.
     let ssrf = ctx.config.ssrf_policy(&ctx.origin)?;
     let rec = spec.to_record(&ctx.config, &ssrf, &ctx.origin)?;
-    let reg = audited_registry(ctx)?;
+    let reg = audited_registry(ctx).await?;
     // Exit 1 unless the change is both stored and audited.
     let stored = reg.register_audited(rec).await?;
     print("registered", &ServiceView::from(&*stored));
@@ -133,7 +135,7 @@ pub(crate) async fn deregister(ctx: &Context, name: &str) -> anyhow::Result<Exit
         Err(e) => return Err(refused(e)),
     }
     let svc = ServiceName::new(name).map_err(|e| anyhow::anyhow!("--name {name:?}: {e}"))?;
-    let reg = audited_registry(ctx)?;
+    let reg = audited_registry(ctx).await?;
     let rec = reg.deregister_audited(&svc).await?;
     println!("deregistered {}", rec.domain());
     Ok(ExitCode::SUCCESS)
@@ -170,7 +172,7 @@ pub(crate) async fn service(ctx: &Context, command: ServiceCommand) -> anyhow::R
         Err(e) => return Err(refused(e)),
     }
     let svc = ServiceName::new(&name).map_err(|e| anyhow::anyhow!("{name:?}: {e}"))?;
-    let reg = audited_registry(ctx)?;
+    let reg = audited_registry(ctx).await?;
     let current = reg
         .get(&svc)
         .await?

@@ -41,6 +41,10 @@ pub(crate) struct Args {
     /// A file holding the admin API's bearer token (`[admin] token_file`).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Keep the registry in etcd, shared with the site's other gateways:
+    /// `etcd://HOST:PORT[,HOST:PORT…]/PREFIX` (`[registry] url`).
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
 }
 
 impl Args {
@@ -63,6 +67,9 @@ impl Args {
         if let Some(a) = self.admin_listen {
             c.admin.listen = Some(a);
         }
+        if let Some(url) = self.registry {
+            c.registry.url = Some(url);
+        }
         if let Some(f) = self.admin_token_file {
             c.admin.token_file = Some(f);
             c.admin.token = None::<Secret>;
@@ -76,8 +83,11 @@ pub(crate) async fn setup(ctx: &Context, verbose: bool) -> anyhow::Result<ExitCo
     let state = &ctx.state;
     state.create()?;
     let ca = state.open_ca(ctx.config.ca_config())?;
-    let reg = state.open_registry()?;
-    let _ = reg.revision().await?;
+    if !ctx.config.registry.is_shared() {
+        // A shared registry lives in its store; the state directory keeps none.
+        let reg = state.open_registry()?;
+        let _ = reg.revision().await?;
+    }
     let key = state.seal_key_or_create()?;
     let log = state.open_audit()?;
     let event = conduit::audited::event(
@@ -131,6 +141,14 @@ pub(crate) async fn serve(mut ctx: Context, args: Args) -> anyhow::Result<ExitCo
     let stop = shutdown();
     args.apply(&mut ctx.config);
     ctx.config.validate(&ctx.origin)?;
+    if !ctx.state.is_initialized() && ctx.config.registry.is_shared() {
+        // A gateway joining a site must not invent a root of its own.
+        anyhow::bail!(
+            "{} is not set up, and the registry is shared ({}): run `conduit setup` to give this gateway its own root, or `conduit ca request-intermediate` to join the site's root, then start it again",
+            ctx.state.path().display(),
+            ctx.config.registry.url.as_deref().unwrap_or_default()
+        );
+    }
     if !ctx.state.is_initialized() {
         setup(&ctx, false)
             .await

@@ -201,7 +201,7 @@ pub(crate) async fn service_logs(
     json: bool,
     follow: bool,
 ) -> anyhow::Result<ExitCode> {
-    let registry = ctx.state.open_registry()?;
+    let registry = crate::register::registry(ctx).await?;
     let service: conduit::registry::ServiceName = name
         .parse()
         .with_context(|| format!("{name:?} is not a service name"))?;

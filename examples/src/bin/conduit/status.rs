@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use conduit::admin::AdminError;
 use conduit::api::{
-    AccessStatus, CaStatus, DnsCheck, IssuanceState, ServiceStatus, UpstreamHealth,
+    AccessStatus, CaStatus, DnsCheck, IssuanceState, RegistryStore, ServiceStatus, UpstreamHealth,
 };
 use conduit::registry::{ListFilter, Registry as _, Routing};
 use serde::Serialize;
@@ -23,6 +23,9 @@ struct View {
     access: Option<AccessStatus>,
     /// The dashboard's URL (`null` when the gateway is stopped or serves none).
     dashboard: Option<String>,
+    /// The shared registry store (`null` when the registry is the state directory's, or
+    /// the gateway is stopped).
+    registry_store: Option<RegistryStore>,
     services: Vec<ServiceStatus>,
 }
 
@@ -33,6 +36,7 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
             ca: Some(report.ca),
             access: Some(report.access),
             dashboard: report.dashboard,
+            registry_store: report.registry_store,
             services: report.services,
         },
         Err(AdminError::NotRunning { .. }) => View {
@@ -40,6 +44,7 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
             ca: None,
             access: None,
             dashboard: None,
+            registry_store: None,
             services: from_registry(ctx).await?,
         },
         Err(e) => return Err(e.into()),
@@ -51,6 +56,18 @@ pub(crate) async fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode
     println!("gateway: {}", view.gateway);
     if let Some(url) = &view.dashboard {
         println!("dashboard: {url}");
+    }
+    if let Some(r) = &view.registry_store {
+        if r.reachable {
+            println!("registry: {} (reachable since {})", r.url, r.since);
+        } else {
+            println!(
+                "registry: {} UNREACHABLE since {} ({}): serving the last-known registry, changes refused",
+                r.url,
+                r.since,
+                r.reason.as_deref().unwrap_or("no answer")
+            );
+        }
     }
     if let Some(ca) = &view.ca {
         let state = match ca.issuance {
@@ -155,7 +172,7 @@ fn engine_line(endpoint: &str, e: &conduit::api::EngineState) -> String {
 }
 
 async fn from_registry(ctx: &Context) -> anyhow::Result<Vec<ServiceStatus>> {
-    let reg = ctx.state.open_registry()?;
+    let reg = crate::register::registry(ctx).await?;
     Ok(reg
         .list(ListFilter::Active)
         .await?

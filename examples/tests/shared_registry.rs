@@ -1,0 +1,155 @@
+//! Two gateways, one site: the registry in a real etcd 3.4 (Debian's `etcd-server`), each
+//! gateway with its own state directory, CA, health checks and audit chain. A change made
+//! through either is served by both; with etcd down both keep answering DNS and proxying,
+//! changes are refused with 503, a restarted gateway serves its signed last-known-good
+//! snapshot, and once etcd is back changes made before and after the outage reach both. A
+//! tampered snapshot is refused at start.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: real processes, real time"
+)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Site, dig, metrics, upstream};
+use conduit_test_support::etcd::Etcd;
+use conduit_test_support::have;
+use conduit_test_support::process::{ok, wait_until};
+
+/// Whether `site` answers `name` in DNS and serves `body` for it over HTTPS.
+fn serves(site: &Site, name: &str, body: &str) -> bool {
+    dig(site, &format!("{name}.internal")) == "127.0.0.1"
+        && site
+            .https(&format!("{name}.internal"), "/")
+            .1
+            .contains(body)
+}
+
+/// Whether `site` no longer knows `name` (no DNS answer).
+fn forgot(site: &Site, name: &str) -> bool {
+    dig(site, &format!("{name}.internal")).is_empty()
+}
+
+fn fails(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "expected a failure: {text}");
+    text
+}
+
+#[test]
+fn two_gateways_share_one_registry_and_survive_the_store() {
+    if !have("etcd") || !have("dig") || !have("curl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(tmp.path(), 1);
+    let registry = format!("[registry]\nurl = \"{}\"\n", etcd.url("site"));
+    let (a, b) = (Site::new(&registry), Site::new(&registry));
+
+    // A gateway joining a shared registry does not invent a root of its own.
+    let refused = fails(b.cmd().arg("serve"));
+    assert!(
+        refused.contains("conduit setup") && refused.contains("conduit ca request-intermediate"),
+        "{refused}"
+    );
+    for site in [&a, &b] {
+        ok(site.cmd().arg("setup").output().unwrap());
+    }
+    let (_ga, mut gb) = (a.serve(), b.serve());
+    let (one, two) = (upstream("one"), upstream("two"));
+
+    // Registered through A: B answers DNS and serves HTTPS (with its own CA's leaf).
+    let start = Instant::now();
+    a.register("web", &one);
+    let register_ms = wait_until(Duration::from_secs(5), || serves(&b, "web", "one"))
+        .max(start.elapsed())
+        .as_millis();
+    // Updated through B: A follows.
+    ok(b.cmd()
+        .args(["service", "update", "web", "--upstream"])
+        .arg(format!("127.0.0.1:{}", two.port))
+        .output()
+        .unwrap());
+    wait_until(Duration::from_secs(5), || serves(&a, "web", "two"));
+    // Deregistered through A: B forgets it.
+    ok(a.cmd()
+        .args(["deregister", "--name", "web"])
+        .output()
+        .unwrap());
+    wait_until(Duration::from_secs(5), || forgot(&b, "web"));
+    eprintln!("registered on A, served by B after {register_ms} ms (includes the CLI and curl)");
+
+    a.register("kept", &one);
+    a.register("doomed", &two);
+    wait_until(Duration::from_secs(5), || serves(&b, "doomed", "two"));
+    // Just before the outage: a deregistration.
+    ok(a.cmd()
+        .args(["deregister", "--name", "doomed"])
+        .output()
+        .unwrap());
+
+    etcd.members[0].kill();
+    // Both keep serving; a change is refused with the store named.
+    let down = fails(
+        a.cmd()
+            .args(["register", "--name", "late", "--upstream"])
+            .arg(format!("127.0.0.1:{}", one.port)),
+    );
+    assert!(down.contains("unreachable"), "{down}");
+    for site in [&a, &b] {
+        assert!(serves(site, "kept", "one"));
+        wait_until(Duration::from_secs(5), || {
+            metrics(site).contains("conduit_registry_store_reachable 0")
+        });
+    }
+    let status = ok(a.cmd().arg("status").output().unwrap());
+    assert!(status.contains("UNREACHABLE"), "{status}");
+    wait_until(Duration::from_secs(5), || forgot(&b, "doomed"));
+
+    // B restarted while the store is down: it serves its last-known-good snapshot.
+    drop(gb);
+    gb = b.serve();
+    wait_until(Duration::from_secs(10), || serves(&b, "kept", "one"));
+    assert!(forgot(&b, "doomed"));
+
+    // The store is back: a deregistration made now reaches both.
+    etcd.members[0].spawn();
+    etcd.wait_healthy();
+    wait_until(Duration::from_secs(10), || {
+        metrics(&a).contains("conduit_registry_store_reachable 1")
+            && metrics(&b).contains("conduit_registry_store_reachable 1")
+    });
+    ok(a.cmd()
+        .args(["deregister", "--name", "kept"])
+        .output()
+        .unwrap());
+    wait_until(Duration::from_secs(5), || {
+        forgot(&b, "kept") && forgot(&a, "kept")
+    });
+
+    // With B stopped, its CLI writes to the store itself; A serves it.
+    drop(gb);
+    b.register("direct", &two);
+    wait_until(Duration::from_secs(5), || serves(&a, "direct", "two"));
+
+    // A tampered snapshot is refused at start.
+    let snap = b.state.join("registry-snapshot.json");
+    let text = std::fs::read_to_string(&snap).unwrap();
+    assert!(text.contains("kept"), "the snapshot holds the history");
+    std::fs::write(&snap, text.replace("\"kept\"", "\"kepT\"")).unwrap();
+    let refused = fails(b.cmd().arg("serve"));
+    assert!(refused.contains("does not verify"), "{refused}");
+}
