@@ -209,7 +209,10 @@ def main():
                 g.stop()
         if etcd.poll() is None:
             etcd.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -42,9 +42,31 @@ pub(crate) async fn follow(
     shared: Arc<Shared>,
     since: Revision,
 ) {
+    answer(&shared).await;
     let mut follower = conduit_registry::RegistryFollower::new(registry, since, "DNS zone");
     while let Some(services) = follower.next().await {
         rebuild(&config, &shared, services).await;
+    }
+}
+
+/// Precomputes the answers of the zone the server started with (it answers meanwhile,
+/// through the general path), off the async threads.
+pub(crate) async fn answer(shared: &Arc<Shared>) {
+    let target = Arc::clone(shared);
+    let done = tokio::task::spawn_blocking(move || {
+        let started = target.authority();
+        let answered = started.answered()?;
+        let names = answered.name_count();
+        target.install(answered);
+        Ok::<_, DnsError>(names)
+    })
+    .await;
+    match done {
+        Ok(Ok(names)) => tracing::debug!(names, "zone answers precomputed"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot precompute the zone's answers; answering without them")
+        }
+        Err(e) => tracing::warn!(error = %e, "zone precompute task failed; answering without it"),
     }
 }
 

@@ -153,6 +153,12 @@ impl Answers {
         true
     }
 
+    /// Knows `name` exists (its answers are not precomputed: queries for it take the
+    /// general path), so that no negative answer is given for it.
+    pub(crate) fn know(&mut self, name: &Name) {
+        self.names.insert(name_wire(name).as_slice().into());
+    }
+
     /// Forgets `name` and its answers (`records` are the ones it had).
     pub(crate) fn remove(&mut self, name: &Name, records: &[Record]) {
         let wire = name_wire(name);

@@ -168,7 +168,8 @@ impl DnsServerBuilder {
             None => (Vec::new(), Revision::default()),
         };
         let forwarding = !self.forwarders.is_empty();
-        let authority = Authority::build(&self.config, &services, next_serial(0), forwarding)?;
+        // Served at once; the follower precomputes the answers off the async threads.
+        let authority = Authority::unanswered(&self.config, &services, next_serial(0), forwarding)?;
         let shared = Arc::new(Shared {
             authority: RwLock::new(Arc::new(authority)),
             forwarder: forwarding
@@ -332,6 +333,9 @@ impl DnsServer {
                 Arc::clone(&self.shared),
                 self.revision,
             ));
+        } else {
+            let shared = Arc::clone(&self.shared);
+            tasks.spawn(async move { crate::follow::answer(&shared).await });
         }
         tokio::pin!(shutdown);
         loop {

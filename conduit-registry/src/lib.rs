@@ -67,6 +67,7 @@ mod record;
 mod registry;
 mod revision;
 mod snapshot;
+mod state;
 mod table;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

@@ -56,7 +56,11 @@ fn two_gateways_share_one_registry_and_survive_the_store() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut etcd = Etcd::start(tmp.path(), 1);
-    let registry = format!("[registry]\nurl = \"{}\"\n", etcd.url("site"));
+    // A checkpoint after every audit record, so the gateways witness each other at once.
+    let registry = format!(
+        "[registry]\nurl = \"{}\"\n[audit]\ncheckpoint_every = 1\n",
+        etcd.url("site")
+    );
     let (a, b) = (Site::new(&registry), Site::new(&registry));
 
     // A gateway joining a shared registry does not invent a root of its own.
@@ -91,6 +95,23 @@ fn two_gateways_share_one_registry_and_survive_the_store() {
         .unwrap());
     wait_until(Duration::from_secs(5), || forgot(&b, "web"));
     eprintln!("registered on A, served by B after {register_ms} ms (includes the CLI and curl)");
+
+    // Each witnessed the other's audit checkpoints through the store.
+    let witnessed = |site: &Site| -> Vec<String> {
+        std::fs::read_dir(site.state.join("witnessed"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(5), || {
+        !witnessed(&a).is_empty() && !witnessed(&b).is_empty()
+    });
+    assert!(
+        witnessed(&a).iter().all(|k| !witnessed(&b).contains(k)),
+        "each witnesses the other, not itself"
+    );
 
     a.register("kept", &one);
     a.register("doomed", &two);

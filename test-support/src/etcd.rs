@@ -20,7 +20,114 @@ pub struct Member {
     dir: PathBuf,
     cluster: String,
     log: PathBuf,
+    tls: Option<TlsFiles>,
     proc: Option<Killed>,
+}
+
+/// Certificates for etcd with TLS and client-certificate authentication: a CA, etcd's
+/// serving certificate (for 127.0.0.1) and a client certificate, made with `openssl`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// etcd's certificate and key.
+    pub server: (PathBuf, PathBuf),
+    /// A client certificate and key the CA signed.
+    pub client: (PathBuf, PathBuf),
+}
+
+impl TlsFiles {
+    /// Makes them under `dir` (P-256 keys, valid one day).
+    ///
+    /// # Panics
+    /// When openssl fails.
+    pub fn make(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap_or_default();
+        let p = |n: &str| dir.join(n);
+        let run = |args: &[&str]| {
+            ok(Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap_or_else(|e| std::process::Output {
+                    status: std::os::unix::process::ExitStatusExt::from_raw(1 << 8),
+                    stdout: Vec::new(),
+                    stderr: e.to_string().into_bytes(),
+                }))
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=etcd test CA",
+            ][..],
+        ]
+        .concat());
+        for (name, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth",
+            ),
+            ("client", "extendedKeyUsage=clientAuth"),
+        ] {
+            let (key, csr, pem, extfile) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            std::fs::write(p(&extfile), ext).unwrap_or_default();
+            run(&[
+                &["req"][..],
+                &ec[..],
+                &[
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={name}"),
+                ][..],
+            ]
+            .concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "1",
+                "-extfile",
+                &extfile,
+            ]);
+        }
+        Self {
+            ca: p("ca.pem"),
+            server: (p("server.pem"), p("server.key")),
+            client: (p("client.pem"), p("client.key")),
+        }
+    }
 }
 
 /// A cluster of `n` members (1 for most tests).
@@ -36,6 +143,15 @@ impl Etcd {
     /// # Panics
     /// When etcd cannot be started or does not become healthy in 30 s.
     pub fn start(dir: &Path, n: usize) -> Self {
+        Self::start_with(dir, n, None)
+    }
+
+    /// As [`Etcd::start`], serving clients over TLS with client-certificate authentication
+    /// when `tls` is given.
+    ///
+    /// # Panics
+    /// When etcd cannot be started or does not become healthy in 30 s.
+    pub fn start_with(dir: &Path, n: usize, tls: Option<&TlsFiles>) -> Self {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let cluster = ports
             .iter()
@@ -53,6 +169,7 @@ impl Etcd {
                 dir: dir.join(format!("m{i}")),
                 log: dir.join(format!("m{i}.log")),
                 cluster: cluster.clone(),
+                tls: tls.cloned(),
                 proc: None,
             })
             .collect();
@@ -85,7 +202,7 @@ impl Etcd {
     pub fn wait_healthy(&self) {
         for m in self.members.iter().filter(|m| m.proc.is_some()) {
             wait_until(Duration::from_secs(30), || {
-                etcdctl(m.client, &["endpoint", "health"]).status.success()
+                etcdctl(m, &["endpoint", "health"]).status.success()
             });
         }
     }
@@ -96,7 +213,7 @@ impl Etcd {
             .members
             .iter()
             .find(|m| m.proc.is_some())
-            .map_or(self.members[0].client, |m| m.client);
+            .unwrap_or(&self.members[0]);
         ok(etcdctl(running, args))
     }
 
@@ -155,14 +272,25 @@ impl Member {
     #[allow(clippy::expect_used, reason = "test support")]
     pub fn spawn(&mut self) {
         let url = |p: u16| format!("http://127.0.0.1:{p}");
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), self.client);
         let log = std::fs::File::create(&self.log).expect("etcd log");
-        let child = Command::new("etcd")
+        let mut etcd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            etcd.arg("--cert-file")
+                .arg(&t.server.0)
+                .arg("--key-file")
+                .arg(&t.server.1)
+                .arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&t.ca);
+        }
+        let child = etcd
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
             .arg(&self.dir)
-            .args(["--listen-client-urls", &url(self.client)])
-            .args(["--advertise-client-urls", &url(self.client)])
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &url(self.peer)])
             .args(["--initial-advertise-peer-urls", &url(self.peer)])
             .args(["--initial-cluster", &self.cluster])
@@ -176,16 +304,32 @@ impl Member {
         self.proc = Some(Killed(child));
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// Whether it runs.
     pub fn is_running(&self) -> bool {
         self.proc.is_some()
     }
 }
 
-fn etcdctl(port: u16, args: &[&str]) -> std::process::Output {
-    Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints=127.0.0.1:{port}"))
+fn etcdctl(m: &Member, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new("etcdctl");
+    if let Some(t) = &m.tls {
+        c.arg("--cacert")
+            .arg(&t.ca)
+            .arg("--cert")
+            .arg(&t.client.0)
+            .arg("--key")
+            .arg(&t.client.1);
+    }
+    c.env("ETCDCTL_API", "3")
+        .arg(format!(
+            "--endpoints={}://127.0.0.1:{}",
+            m.scheme(),
+            m.client
+        ))
         .arg("--command-timeout=3s")
         .args(args)
         .output()

@@ -69,17 +69,46 @@ impl Authority {
         serial: u32,
         forwarding: bool,
     ) -> Result<Self, DnsError> {
-        let mut authority = Self {
-            records: Records::build(config, services, serial)?,
-            answers: Answers::default(),
+        let mut authority = Self::unanswered(config, services, serial, forwarding)?;
+        authority.precompute(previous);
+        Ok(authority)
+    }
+
+    /// The records alone, no answer precomputed: every query takes the general path, with
+    /// the same answers, until [`answered`](Self::answered) replaces it. What a server
+    /// starts with, so that a large zone is served at once rather than after its answers.
+    pub(crate) fn unanswered(
+        config: &ZoneConfig,
+        services: &[Arc<ServiceRecord>],
+        serial: u32,
+        forwarding: bool,
+    ) -> Result<Self, DnsError> {
+        config.validate()?;
+        let records = Records::build(config, services, serial)?;
+        let mut answers = Answers::default();
+        for name in records.nodes.keys() {
+            answers.know(name);
+        }
+        Ok(Self {
+            records,
+            answers,
             forwarding,
             services: services.to_vec(),
             patched: false,
             config: config.clone(),
             owners: std::sync::OnceLock::new(),
-        };
-        authority.precompute(previous);
-        Ok(authority)
+        })
+    }
+
+    /// The same state (records, serial) with every answer precomputed.
+    pub(crate) fn answered(&self) -> Result<Self, DnsError> {
+        Self::full(
+            None,
+            &self.config,
+            &self.services,
+            self.records.serial,
+            self.forwarding,
+        )
     }
 
     /// `self` after `plan`: the records of the names it replaces, the apexes at the new
@@ -160,5 +189,62 @@ impl Authority {
             }
         }
         self.answers = answers;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Transport;
+
+    fn query(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
+        for label in name.split('.') {
+            q.push(u8::try_from(label.len()).unwrap());
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+        if edns {
+            q.extend_from_slice(&[0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 0]);
+        }
+        q
+    }
+
+    #[test]
+    fn a_zone_without_precomputed_answers_answers_the_same() {
+        let config = ZoneConfig::default();
+        let services: Vec<Arc<ServiceRecord>> = (0..20)
+            .map(|i| {
+                Arc::new(ServiceRecord::new(
+                    format!("s{i}").parse().unwrap(),
+                    format!("10.0.0.{}:80", i + 1).parse().unwrap(),
+                ))
+            })
+            .collect();
+        let built = Authority::build(&config, &services, 7, false).unwrap();
+        let unanswered = Authority::unanswered(&config, &services, 7, false).unwrap();
+        let answered = unanswered.answered().unwrap();
+        for name in [
+            "s3.internal",
+            "S19.Internal",
+            "nope.internal",
+            "internal",
+            "x.s3.internal",
+            "elsewhere.test",
+        ] {
+            for qtype in [1u16, 28, 6, 2, 33, 255, 16] {
+                for edns in [false, true] {
+                    let q = query(name, qtype, edns);
+                    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+                    let da = built.respond(&q, Transport::Udp, &mut a);
+                    let db = unanswered.respond(&q, Transport::Udp, &mut b);
+                    let dc = answered.respond(&q, Transport::Udp, &mut c);
+                    assert_eq!((da, &a), (db, &b), "{name} type {qtype} edns {edns}");
+                    assert_eq!((da, &a), (dc, &c), "{name} type {qtype} edns {edns}");
+                }
+            }
+        }
     }
 }

@@ -4,7 +4,9 @@
 //!   point: a change commits only if it is still the revision the writer read);
 //! - `P/records/NNNNNNNNNNNNNNNNNNNN`: one record, keyed by its creation revision (20 digits,
 //!   so keys sort in creation order); a deregistration rewrites it, nothing is deleted;
-//! - `P/policy`: the access policy (peers and grants) with its own revision.
+//! - `P/policy`: the access policy (peers and grants) with its own revision;
+//! - `P/checkpoints/KEY`: the latest audit checkpoint of the gateway whose seal key is `KEY`
+//!   (hex), for the others to witness.
 
 use super::wire::{b64, prefix_end};
 
@@ -23,6 +25,8 @@ pub(crate) enum KeyKind {
     Record,
     /// The access policy.
     Policy,
+    /// A gateway's latest audit checkpoint, by its seal key.
+    Checkpoint(String),
     /// Something this build does not read (a later version's, or another tool's).
     Other,
 }
@@ -48,6 +52,10 @@ impl Keys {
         b64(format!("{}/records/{create_revision:020}", self.prefix).as_bytes())
     }
 
+    pub(crate) fn checkpoint(&self, signer: &str) -> String {
+        b64(format!("{}/checkpoints/{signer}", self.prefix).as_bytes())
+    }
+
     pub(crate) fn policy(&self) -> String {
         b64(format!("{}/policy", self.prefix).as_bytes())
     }
@@ -64,6 +72,9 @@ impl Keys {
             b"revision" => KeyKind::Counter,
             b"policy" => KeyKind::Policy,
             r if r.starts_with(b"records/") => KeyKind::Record,
+            r if r.starts_with(b"checkpoints/") => {
+                KeyKind::Checkpoint(String::from_utf8_lossy(&r[12..]).into_owned())
+            }
             _ => KeyKind::Other,
         }
     }

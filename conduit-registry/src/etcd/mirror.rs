@@ -13,7 +13,7 @@ use super::config::EtcdConfig;
 use super::keys::{KeyKind, Keys};
 use super::wire::{KeyValue, RangeRequest, RangeResponse, WatchCreate, unb64};
 use crate::access::StoredPolicy;
-use crate::registry::State;
+use crate::state::State;
 use crate::table::Table;
 use crate::{RegistryError, Revision, ServiceRecord, Snapshot, Timestamp};
 
@@ -49,7 +49,12 @@ pub(crate) struct Inner {
     pub(crate) state: Arc<State>,
     pub(crate) meta: Mutex<Meta>,
     pub(crate) health: watch::Sender<StoreHealth>,
+    pub(crate) checkpoints: watch::Sender<Checkpoints>,
 }
+
+/// The latest audit checkpoint each gateway published, by seal key (hex): the bytes as
+/// published (the registry does not read them).
+pub type Checkpoints = Arc<std::collections::BTreeMap<String, Arc<[u8]>>>;
 
 const PAGE: u64 = 1_000;
 
@@ -136,6 +141,8 @@ impl Inner {
         let table = Table::from_records(revision, decoded.records)
             .map_err(|reason| self.corrupt(reason))?;
         self.state.absorb(table);
+        self.checkpoints
+            .send_replace(Arc::new(decoded.checkpoints.into_iter().collect()));
         let mut policy_mod = 0;
         if let Some((stored, modified)) = decoded.policy {
             self.state.policy.absorb(stored);
@@ -179,6 +186,12 @@ impl Inner {
     pub(crate) fn apply(&self, kvs: &[KeyValue], at: u64) -> Result<(), RegistryError> {
         let decoded = self.decode(kvs)?;
         self.state.absorb_remote(decoded.records)?;
+        if !decoded.checkpoints.is_empty() {
+            self.checkpoints.send_modify(|map| {
+                let map = Arc::make_mut(map);
+                map.extend(decoded.checkpoints);
+            });
+        }
         let mut m = self.meta.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((stored, modified)) = decoded.policy
             && modified > m.policy_mod
@@ -258,6 +271,7 @@ impl Inner {
                         kv.mod_revision,
                     ));
                 }
+                KeyKind::Checkpoint(signer) => out.checkpoints.push((signer, value.into())),
                 KeyKind::Other => {}
             }
         }
@@ -270,6 +284,7 @@ struct Decoded {
     counter: Revision,
     records: Vec<ServiceRecord>,
     policy: Option<(StoredPolicy, u64)>,
+    checkpoints: Vec<(String, Arc<[u8]>)>,
 }
 
 /// The store holds something this registry cannot read; an operator must look at it.

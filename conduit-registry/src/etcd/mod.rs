@@ -23,14 +23,14 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 pub use config::{EtcdConfig, EtcdConfigError, EtcdTls};
-pub use mirror::StoreHealth;
+pub use mirror::{Checkpoints, StoreHealth};
 
 use self::client::EtcdClient;
 use self::keys::Keys;
 use self::mirror::{Inner, Meta};
 use self::wire::{Compare, Put, RequestOp, TxnRequest, TxnResponse, b64};
 use crate::access::{AccessPolicy, PolicyWatch, StoredPolicy};
-use crate::registry::{State, next_policy};
+use crate::state::{State, next_policy};
 use crate::table::Table;
 use crate::{
     Clock, ListFilter, Precondition, Registry, RegistryError, RegistryEvent, Revision, ServiceName,
@@ -79,6 +79,7 @@ impl EtcdRegistry {
             client,
             state: State::new(Table::default()),
             meta: Mutex::new(Meta::default()),
+            checkpoints: watch::Sender::new(Checkpoints::default()),
             health: watch::Sender::new(StoreHealth {
                 reachable: true,
                 since: Timestamp::now(),
@@ -123,6 +124,37 @@ impl EtcdRegistry {
     /// Everything the registry holds now, to keep as the last-known-good.
     pub fn snapshot(&self) -> Snapshot {
         self.inner.snapshot()
+    }
+
+    /// Publishes this gateway's latest audit checkpoint (`json`, opaque to the registry)
+    /// under its seal key `signer` (hex), for the site's other gateways to witness.
+    ///
+    /// # Errors
+    /// [`RegistryError::Unavailable`] when the store does not answer;
+    /// [`RegistryError::Unsupported`] for a `signer` that is not hex.
+    pub async fn publish_checkpoint(&self, signer: &str, json: &[u8]) -> Result<(), RegistryError> {
+        if signer.is_empty() || !signer.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RegistryError::Unsupported {
+                what: "a checkpoint whose key is not hex",
+            });
+        }
+        let txn = TxnRequest {
+            compare: Vec::new(),
+            success: vec![put(self.inner.keys.checkpoint(signer), json)],
+        };
+        let _: TxnResponse = self
+            .inner
+            .client
+            .call("kv/txn", &txn)
+            .await
+            .map_err(|e| self.inner.unavailable(e))?;
+        Ok(())
+    }
+
+    /// The latest checkpoint of every gateway of the site (this one's included); changes
+    /// whenever one is published.
+    pub fn checkpoints(&self) -> watch::Receiver<Checkpoints> {
+        self.inner.checkpoints.subscribe()
     }
 
     /// The store as configured, e.g. `etcd://10.0.0.5:2379/conduit`.

@@ -28,7 +28,8 @@ use format::read_file;
 #[doc(hidden)]
 pub use format::fuzz_parse_services_json;
 
-use crate::registry::{Clock, State};
+use crate::registry::Clock;
+use crate::state::State;
 use crate::table::Table;
 use crate::{
     DomainName, ListFilter, Precondition, Registry, RegistryError, RegistryEvent, Revision,
@@ -307,7 +308,7 @@ impl Inner {
         let _lock = acquire_lock(&self.paths.lock, self.options.lock_timeout)?;
         // Fresh from the file under the lock: another process may have changed it.
         let current = access::read_policy(&self.paths.access)?.unwrap_or_default();
-        let next = crate::registry::next_policy(&current, policy, expected)?;
+        let next = crate::state::next_policy(&current, policy, expected)?;
         access::write_policy(
             &self.paths.dir,
             &self.paths.access_tmp,

@@ -373,3 +373,63 @@ async fn a_leader_killed_during_a_register_loop_loses_no_acknowledged_registrati
         fresh.list(ListFilter::All).await.unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate_and_refusals_that_name_the_problem() {
+    use conduit_registry::etcd::EtcdTls;
+    use conduit_test_support::etcd::TlsFiles;
+    let dir = tempfile::tempdir().unwrap();
+    if !conduit_test_support::have("etcd") || !conduit_test_support::have("openssl") {
+        return;
+    }
+    let files = TlsFiles::make(&dir.path().join("pki"));
+    let etcd = Etcd::start_with(dir.path(), 1, Some(&files));
+    let url = etcd.url("site");
+    let tls = EtcdTls::new(&files.ca).with_client_cert(&files.client.0, &files.client.1);
+    let reg = EtcdRegistry::connect(
+        EtcdConfig::from_url(&url).unwrap().with_tls(tls.clone()),
+        None,
+    )
+    .await
+    .unwrap();
+    reg.register(rec("grafana", "10.0.1.50:3000"))
+        .await
+        .unwrap();
+    assert_eq!(reg.revision().await.unwrap(), Revision(1));
+
+    // Without the client certificate etcd refuses the handshake: unreachable, with why.
+    let err = EtcdRegistry::connect(
+        EtcdConfig::from_url(&url)
+            .unwrap()
+            .with_tls(EtcdTls::new(&files.ca)),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RegistryError::Unavailable { .. }), "{err}");
+    // Plain HTTP to a TLS port, likewise.
+    let err = connect_err(&url).await;
+    assert!(matches!(err, RegistryError::Unavailable { .. }), "{err}");
+    // A CA file that holds no certificate is the operator's to fix, named.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let err = EtcdRegistry::connect(
+        EtcdConfig::from_url(&url)
+            .unwrap()
+            .with_tls(EtcdTls::new(&empty)),
+        None,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("empty.pem") && err.contains("no certificate"),
+        "{err}"
+    );
+}
+
+async fn connect_err(url: &str) -> RegistryError {
+    EtcdRegistry::connect(EtcdConfig::from_url(url).unwrap(), None)
+        .await
+        .unwrap_err()
+}

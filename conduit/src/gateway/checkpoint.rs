@@ -202,7 +202,7 @@ fn checkpoint_time(created_at: &str) -> Option<i64> {
 pub(super) async fn run(
     cp: Arc<Checkpointer>,
     interval: Duration,
-    mut witnesses: Witnesses,
+    (mut witnesses, store): (Witnesses, super::store::StoreLink),
     stop: CancellationToken,
 ) {
     loop {
@@ -218,6 +218,7 @@ pub(super) async fn run(
         let Some(latest) = cp.latest() else { continue };
         cp.keep(&latest).await;
         witnesses.send(&cp, &latest).await;
+        store.publish_checkpoint(&cp, &latest).await;
     }
 }
 

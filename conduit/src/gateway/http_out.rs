@@ -176,3 +176,26 @@ pub(super) fn tls_client(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, rustls
             .with_no_client_auth(),
     ))
 }
+
+/// The roots a peer's TLS certificate (a witness, an Alertmanager) may chain to: this
+/// gateway's root and `extra` (PEM, read at start; an unreadable one is logged and left
+/// out).
+pub(super) fn trusted_roots(
+    config: &super::GatewayConfig,
+    extra: Option<&std::path::PathBuf>,
+) -> Vec<u8> {
+    let mut roots = Vec::new();
+    let files = config
+        .state
+        .as_ref()
+        .map(crate::state::StateDir::root_pem)
+        .into_iter()
+        .chain(extra.cloned());
+    for f in files {
+        match std::fs::read(&f) {
+            Ok(b) => roots.extend(b),
+            Err(error) => tracing::warn!(file = %f.display(), %error, "witness CA not read"),
+        }
+    }
+    roots
+}

@@ -36,6 +36,8 @@ mod publish;
 mod recover;
 mod services;
 #[cfg(feature = "etcd")]
+mod site_witness;
+#[cfg(feature = "etcd")]
 mod snapshot;
 mod sources;
 mod sse;
@@ -156,26 +158,6 @@ impl std::fmt::Debug for Gateway {
             .field("http", &self.http_addrs())
             .finish_non_exhaustive()
     }
-}
-
-/// The roots a peer's TLS certificate (a witness, an Alertmanager) may chain to: this
-/// gateway's root and `extra` (PEM, read at start; an unreadable one is logged and left
-/// out).
-fn trusted_roots(config: &GatewayConfig, extra: Option<&PathBuf>) -> Vec<u8> {
-    let mut roots = Vec::new();
-    let files = config
-        .state
-        .as_ref()
-        .map(StateDir::root_pem)
-        .into_iter()
-        .chain(extra.cloned());
-    for f in files {
-        match std::fs::read(&f) {
-            Ok(b) => roots.extend(b),
-            Err(error) => tracing::warn!(file = %f.display(), %error, "witness CA not read"),
-        }
-    }
-    roots
 }
 
 impl Gateway {
@@ -302,7 +284,7 @@ impl Gateway {
             bus: events.clone(),
         };
         let s = &config.settings;
-        store.spawn(&tracker, &token, &events, config.state.as_ref())?;
+        store.spawn(&tracker, &token, &handle, config.state.as_ref())?;
         tracker.spawn(publish::registry_events(
             registry.clone(),
             events.clone(),
@@ -324,7 +306,7 @@ impl Gateway {
             token.clone(),
         ));
         if !s.alerts.alertmanager.is_empty() {
-            let roots = trusted_roots(&config, s.alerts.ca.as_ref());
+            let roots = http_out::trusted_roots(&config, s.alerts.ca.as_ref());
             let tls = http_out::tls_client(&roots).map_err(|source| GatewayError::TlsClient {
                 what: "Alertmanagers",
                 source,
@@ -349,7 +331,7 @@ impl Gateway {
             tracker.spawn(alerts::run(alerter, token.clone()));
         }
         if let Some(cp) = checkpoints {
-            let roots = trusted_roots(&config, s.audit.witness_ca.as_ref());
+            let roots = http_out::trusted_roots(&config, s.audit.witness_ca.as_ref());
             let witnesses = witness::Witnesses::new(
                 &s.audit.witnesses,
                 s.audit.witness_token.clone(),
@@ -366,7 +348,7 @@ impl Gateway {
             tracker.spawn(checkpoint::run(
                 cp,
                 s.audit.checkpoint_interval,
-                witnesses,
+                (witnesses, store.clone()),
                 token.clone(),
             ));
         }

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::GatewayError;
 use crate::config::ConduitConfig;
+#[cfg(feature = "etcd")]
 use crate::events::EventBus;
 use crate::state::StateDir as State;
 
@@ -100,18 +101,46 @@ impl StoreLink {
         );
     }
 
-    /// Starts keeping the snapshot (in `state`, signed with its seal key) and reporting the
-    /// store's reachability as `registry` events, until `token` is cancelled.
+    /// Publishes the audit checkpoint `c` for the site's other gateways to witness.
+    pub(crate) async fn publish_checkpoint(
+        &self,
+        cp: &super::checkpoint::Checkpointer,
+        c: &conduit_audit::Checkpoint,
+    ) {
+        #[cfg(feature = "etcd")]
+        if let Some(reg) = &self.etcd {
+            super::site_witness::publish(reg, cp, c).await;
+        }
+        let _ = (cp, c);
+    }
+
+    /// Starts keeping the snapshot (in `state`, signed with its seal key), reporting the
+    /// store's reachability as `registry` events and witnessing the other gateways'
+    /// checkpoints, until `token` is cancelled.
     pub(crate) fn spawn(
         &self,
         tracker: &TaskTracker,
         token: &CancellationToken,
-        events: &EventBus,
+        handle: &super::GatewayHandle,
         state: Option<&State>,
     ) -> Result<(), GatewayError> {
         #[cfg(feature = "etcd")]
         if let Some(reg) = &self.etcd {
-            tracker.spawn(report_health(reg.clone(), events.clone(), token.clone()));
+            tracker.spawn(report_health(
+                reg.clone(),
+                handle.events.clone(),
+                token.clone(),
+            ));
+            let own = state
+                .map(State::seal_key_or_create)
+                .transpose()?
+                .map(|k| k.public_hex());
+            tracker.spawn(super::site_witness::witness(
+                reg.clone(),
+                handle.clone(),
+                own,
+                token.clone(),
+            ));
             if let Some(st) = state {
                 let key = st.seal_key_or_create()?;
                 tracker.spawn(keep_snapshot(
@@ -122,7 +151,7 @@ impl StoreLink {
                 ));
             }
         }
-        let _ = (tracker, token, events, state);
+        let _ = (tracker, token, handle, state);
         Ok(())
     }
 }

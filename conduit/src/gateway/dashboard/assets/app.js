@@ -176,6 +176,7 @@
     on('audit', () => refresh('audit', 'checkpoint', 'witnesses'));
     on('alert', () => {});
     on('access', () => refresh('status'));
+    on('registry', () => refresh('status', 'services', 'dns'));
     on('resync', () => { loadHistory().then(() => load(Object.keys(loaders))); });
     on('dropped', () => { showBanner('The gateway dropped this page\'s stream (it fell behind): reconnecting…'); });
   }

@@ -50,6 +50,8 @@ window.ConduitViews = (env) => {
       if (l.life_left < 1 / 3) out.push([lifeClass(l.life_left), `certificate ${l.name}: ${pct(l.life_left)} of its life left (expires ${fmtTime(l.not_after)})`]);
     }
     if (S.certs && S.certs.ca.issuance !== 'ready') out.push(['bad', `CA: ${S.certs.ca.message || S.certs.ca.issuance}`]);
+    const store = S.status && S.status.registry_store;
+    if (store && !store.reachable) out.push(['bad', `registry store ${store.url} unreachable since ${fmtTime(store.since)} (${store.reason || 'no answer'}): serving the last-known registry, changes refused`]);
     const raised = new Map();
     for (const e of S.events.slice().reverse()) {
       if (e.type === 'monitor') {
