@@ -1,5 +1,6 @@
 //! Two gateways, one site: the registry in a real etcd 3.4 (Debian's `etcd-server`), each
-//! gateway with its own state directory, CA, health checks and audit chain. A change made
+//! gateway with its own state directory, intermediate CA under the site's one root, health
+//! checks and audit chain. A change made
 //! through either is served by both; with etcd down both keep answering DNS and proxying,
 //! changes are refused with 503, a restarted gateway serves its signed last-known-good
 //! snapshot, and once etcd is back changes made before and after the outage reach both. A
@@ -69,9 +70,40 @@ fn two_gateways_share_one_registry_and_survive_the_store() {
         refused.contains("conduit setup") && refused.contains("conduit ca request-intermediate"),
         "{refused}"
     );
-    for site in [&a, &b] {
-        ok(site.cmd().arg("setup").output().unwrap());
-    }
+    // One root for the site: A's, kept offline; B sets up, then joins it with an
+    // intermediate A's root signs (its own root and key are dropped).
+    let bundle = tmp.path().join("site-root.pem");
+    ok(a.cmd()
+        .args(["setup", "--offline-root"])
+        .arg(&bundle)
+        .output()
+        .unwrap());
+    ok(b.cmd().arg("setup").output().unwrap());
+    let (csr, crt) = (tmp.path().join("b.csr"), tmp.path().join("b.crt"));
+    ok(b.cmd()
+        .args(["ca", "request-intermediate", "--out"])
+        .arg(&csr)
+        .output()
+        .unwrap());
+    ok(b.cmd()
+        .args(["ca", "sign-intermediate", "--root-key"])
+        .arg(&bundle)
+        .arg("--csr")
+        .arg(&csr)
+        .arg("--out")
+        .arg(&crt)
+        .output()
+        .unwrap());
+    let joined = ok(b
+        .cmd()
+        .args(["ca", "install-intermediate", "--join"])
+        .arg(&crt)
+        .output()
+        .unwrap());
+    assert!(joined.contains("Joined the site's root"), "{joined}");
+    let root = |site: &Site| std::fs::read(site.state.join("tls/root.pem")).unwrap();
+    assert_eq!(root(&a), root(&b), "one root for both gateways");
+    assert!(!b.state.join("tls/root.key").exists());
     let (_ga, mut gb) = (a.serve(), b.serve());
     let (one, two) = (upstream("one"), upstream("two"));
 

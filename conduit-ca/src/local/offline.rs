@@ -28,12 +28,20 @@ pub struct SignedIntermediate {
     pub root_crl_der: Vec<u8>,
     /// The same CRL, PEM.
     pub root_crl_pem: String,
+    /// The root that signed them (PEM), for a gateway joining that root
+    /// ([`LocalCa::join_root`]); `None` in files written by earlier versions.
+    pub root_pem: Option<String>,
 }
 
 impl SignedIntermediate {
     /// The file's text: the certificate, then the CRL.
     pub fn to_pem(&self) -> String {
-        format!("{}{}", self.cert_pem, self.root_crl_pem)
+        format!(
+            "{}{}{}",
+            self.cert_pem,
+            self.root_crl_pem,
+            self.root_pem.as_deref().unwrap_or_default()
+        )
     }
 
     /// Reads a file written by [`SignedIntermediate::to_pem`].
@@ -57,10 +65,14 @@ impl SignedIntermediate {
         })?;
         let crl = CertificateRevocationListDer::from_pem_slice(crl_pem.as_bytes())
             .map_err(|e| bad(format!("its root CRL cannot be read: {e}")))?;
+        // The root, when given, is the second certificate.
+        let after = &text[text.find(cert_pem).map_or(0, |at| at + cert_pem.len())..];
+        let root_pem = pem_section(after, "CERTIFICATE").map(|r| format!("{r}\n"));
         Ok(Self {
             cert_pem: format!("{cert_pem}\n"),
             root_crl_pem: format!("{crl_pem}\n"),
             root_crl_der: crl.to_vec(),
+            root_pem,
         })
     }
 }
@@ -236,6 +248,7 @@ impl LocalCa {
             cert_pem: signed.pem(),
             root_crl_der: root_crl.der().to_vec(),
             root_crl_pem: root_crl.pem().map_err(rcgen_err("encode the root's CRL"))?,
+            root_pem: Some(root.pem.clone()),
         })
     }
 
@@ -253,6 +266,73 @@ impl LocalCa {
         signed: &SignedIntermediate,
         now: OffsetDateTime,
     ) -> Result<(), CaError> {
+        let intermediate = self.verified(&self.root, dir, signed, now)?;
+        self.intermediate = intermediate;
+        self.root_crl = Some(signed.root_crl_der.clone());
+        self.save(dir)?;
+        tracing::info!(not_after = %self.intermediate.not_after, "installed an intermediate signed by the offline root");
+        Ok(())
+    }
+
+    /// Joins the root that signed `signed` (another gateway's, the site's): after the same
+    /// checks as [`install_intermediate`](Self::install_intermediate) against that root
+    /// (the file must carry it: `sign-intermediate` writes it), this CA's own root is
+    /// dropped (its key deleted from `dir`), the site's root is kept without its key, and
+    /// the intermediate is installed under it. Clients then trust the site's root for this
+    /// gateway too.
+    ///
+    /// # Errors
+    /// [`CaError::Intermediate`] naming what does not fit (nothing is changed),
+    /// [`CaError::RootExpired`], [`CaError::Io`].
+    pub fn join_root(
+        &mut self,
+        dir: &Path,
+        signed: &SignedIntermediate,
+        now: OffsetDateTime,
+    ) -> Result<(), CaError> {
+        let bad = |reason: String| CaError::Intermediate {
+            what: "the signed intermediate",
+            reason,
+        };
+        let Some(root_pem) = &signed.root_pem else {
+            return Err(bad(
+                "it carries no root certificate to join: sign the request again with `conduit ca sign-intermediate`".to_owned(),
+            ));
+        };
+        let root = Authority::load("the site's root", root_pem, None)?;
+        if now >= root.not_after {
+            return Err(CaError::RootExpired {
+                not_after: root.not_after.to_string(),
+            });
+        }
+        let (_, root_x509) =
+            x509_parser::parse_x509_certificate(&root.der).map_err(|e| bad(e.to_string()))?;
+        if root_x509.verify_signature(None).is_err() || !root_x509.is_ca() {
+            return Err(bad(
+                "the root it carries is not a self-signed CA certificate".to_owned(),
+            ));
+        }
+        let intermediate = self.verified(&root, dir, signed, now)?;
+        // Checked; now the own root's key goes first, so that a crash leaves at worst the old
+        // root without its key (loadable, offline), never a key beside another root.
+        remove(dir, "root.key")?;
+        self.root = root;
+        self.intermediate = intermediate;
+        self.root_crl = Some(signed.root_crl_der.clone());
+        self.save(dir)?;
+        tracing::info!(not_after = %self.intermediate.not_after, "joined the site's root with an intermediate it signed");
+        Ok(())
+    }
+
+    /// The intermediate in `signed`, checked: for the pending request's key in `dir`, signed
+    /// by `root` (its CRL too), valid at `now`.
+    fn verified(
+        &self,
+        root: &Authority,
+        dir: &Path,
+        signed: &SignedIntermediate,
+        now: OffsetDateTime,
+    ) -> Result<Authority, CaError> {
         let bad = |reason: String| CaError::Intermediate {
             what: "the signed intermediate",
             reason,
@@ -272,11 +352,11 @@ impl LocalCa {
                 other => other,
             })?;
         let (_, root_x509) =
-            x509_parser::parse_x509_certificate(&self.root.der).map_err(|e| bad(e.to_string()))?;
+            x509_parser::parse_x509_certificate(&root.der).map_err(|e| bad(e.to_string()))?;
         let (_, x509) = x509_parser::parse_x509_certificate(&intermediate.der)
             .map_err(|e| bad(e.to_string()))?;
         x509.verify_signature(Some(root_x509.public_key()))
-            .map_err(|_| bad("it is not signed by this gateway's root".to_owned()))?;
+            .map_err(|_| bad("it is not signed by this gateway's root (to join another gateway's root instead, `conduit ca install-intermediate --join`)".to_owned()))?;
         if now >= intermediate.not_after || now < intermediate.not_before {
             return Err(bad(format!(
                 "it is valid from {} to {}, not now",
@@ -288,11 +368,7 @@ impl LocalCa {
             x509_parser::revocation_list::CertificateRevocationList::from_der(&signed.root_crl_der)
                 .map_err(|e| bad(format!("its root CRL cannot be read: {e}")))?;
         crl.verify_signature(root_x509.public_key())
-            .map_err(|_| bad("its root CRL is not signed by this gateway's root".to_owned()))?;
-        self.intermediate = intermediate;
-        self.root_crl = Some(signed.root_crl_der.clone());
-        self.save(dir)?;
-        tracing::info!(not_after = %self.intermediate.not_after, "installed an intermediate signed by the offline root");
-        Ok(())
+            .map_err(|_| bad("its root CRL is not signed by the same root".to_owned()))?;
+        Ok(intermediate)
     }
 }

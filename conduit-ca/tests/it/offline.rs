@@ -185,3 +185,77 @@ fn a_crash_between_the_new_certificate_and_its_key_is_finished_at_the_next_load(
     assert!(!dir.join("intermediate.next.key").exists());
     ca.issue_at(&req(), None, None, false, now).unwrap();
 }
+
+#[test]
+fn a_gateway_joins_another_gateways_root_and_keeps_none_of_its_own() {
+    let now = OffsetDateTime::now_utc();
+    let base = tempfile::tempdir().unwrap();
+    let (site, joiner) = (base.path().join("site"), base.path().join("joiner"));
+    let mut first = LocalCa::load_or_create(&site, config(), now).unwrap();
+    let bundle = base.path().join("site.root");
+    first.export_root_key(&site, &bundle).unwrap();
+    let site_root = std::fs::read_to_string(&bundle).unwrap();
+    let mut ca = LocalCa::load_or_create(&joiner, config(), now).unwrap();
+    assert!(joiner.join("root.key").exists());
+    let own_root = ca.root_pem().to_owned();
+
+    let csr = ca.request_intermediate(&joiner).unwrap();
+    let life = Duration::from_secs(90 * 24 * 3600);
+    let signed = LocalCa::sign_intermediate(&site_root, &csr, life, now).unwrap();
+    // The file carries the root; a plain install says how to join instead.
+    let signed = SignedIntermediate::from_pem(&signed.to_pem()).unwrap();
+    assert_eq!(signed.root_pem.as_deref(), Some(first.root_pem()));
+    let e = ca.install_intermediate(&joiner, &signed, now).unwrap_err();
+    assert!(e.to_string().contains("--join"), "{e}");
+    // A file without the root (an earlier version's) cannot be joined; nothing changes.
+    let mut bare = signed.clone();
+    bare.root_pem = None;
+    let e = ca.join_root(&joiner, &bare, now).unwrap_err();
+    assert!(e.to_string().contains("no root certificate"), "{e}");
+    assert!(joiner.join("root.key").exists());
+
+    ca.join_root(&joiner, &signed, now).unwrap();
+    assert_eq!(ca.root_pem(), first.root_pem());
+    assert_ne!(ca.root_pem(), own_root);
+    assert!(!ca.root_key_present());
+    assert!(
+        !joiner.join("root.key").exists(),
+        "the own root's key is gone"
+    );
+    assert_eq!(ca.issuance(now), Issuance::Ready);
+    // Reloaded: the site's root, the joined intermediate; its leaves chain to the site root.
+    let ca = LocalCa::load_or_create(&joiner, config(), now).unwrap();
+    assert_eq!(ca.root_pem(), first.root_pem());
+    let leaf = ca.issue_at(&req(), None, None, false, now).unwrap();
+    accepted_by(first.root_pem(), &leaf.chain_pem, "web.internal");
+}
+
+/// A TLS client trusting only `root_pem` accepts `chain_pem` for `name`.
+fn accepted_by(root_pem: &str, chain_pem: &str, name: &str) {
+    use rustls::client::danger::ServerCertVerifier as _;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(root_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider,
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    verifier
+        .verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &ServerName::try_from(name.to_owned()).unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+        .unwrap();
+}

@@ -49,6 +49,10 @@ pub(crate) enum Command {
     InstallIntermediate {
         /// The file `conduit ca sign-intermediate` wrote.
         cert: PathBuf,
+        /// Join the root that signed it (another gateway's: one root for the site) instead
+        /// of this gateway's own, whose key is then deleted; the gateway must be stopped.
+        #[arg(long)]
+        join: bool,
     },
 }
 
@@ -110,7 +114,16 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
                 out.display()
             );
         }
-        Command::InstallIntermediate { cert } => {
+        Command::InstallIntermediate { cert, join: true } => {
+            if ctx.admin().health().await.is_ok() {
+                anyhow::bail!(
+                    "the gateway is running: stop it, run `conduit ca install-intermediate --join {}` again, then start it",
+                    cert.display()
+                );
+            }
+            join_offline(ctx, &read(&cert, "the signed intermediate")?).await?;
+        }
+        Command::InstallIntermediate { cert, join: false } => {
             let pem = read(&cert, "the signed intermediate")?;
             match ctx.admin().install_intermediate(&pem).await {
                 Ok(done) => println!(
@@ -177,6 +190,37 @@ pub(crate) async fn export_root_key(ctx: &Context, out: &Path) -> anyhow::Result
 }
 
 /// Installs into the state directory directly (no gateway running) and audits it.
+/// Joins the site's root with the intermediate it signed, and audits it.
+async fn join_offline(ctx: &Context, pem: &str) -> anyhow::Result<()> {
+    let mut ca = open(ctx)?;
+    let signed = SignedIntermediate::from_pem(pem)?;
+    let result = ca.join_root(&ctx.state.tls(), &signed, now());
+    let root = ctx.state.root_pem();
+    let (ok, message) = match &result {
+        Ok(()) => (
+            true,
+            format!(
+                "Joined the site's root with an intermediate it signed, valid until {}; this gateway's own root and its key are gone. Clients trust the site's root ({}) for this gateway too",
+                rfc3339(ca.intermediate_not_after()),
+                root.display()
+            ),
+        ),
+        Err(e) => (false, format!("Cannot join the site's root: {e}")),
+    };
+    let log = ctx.state.open_audit()?;
+    let event = conduit::audited::event(
+        Action::CaIntermediateInstall,
+        ok,
+        message.clone(),
+        &user(),
+        serde_json::json!({ "joined_root": ok }),
+    )?;
+    log.append(event).await?;
+    result?;
+    println!("{message}");
+    Ok(())
+}
+
 async fn install_offline(ctx: &Context, pem: &str) -> anyhow::Result<()> {
     let mut ca = open(ctx)?;
     let signed = SignedIntermediate::from_pem(pem)?;

@@ -144,7 +144,7 @@ pub(crate) async fn serve(mut ctx: Context, args: Args) -> anyhow::Result<ExitCo
     if !ctx.state.is_initialized() && ctx.config.registry.is_shared() {
         // A gateway joining a site must not invent a root of its own.
         anyhow::bail!(
-            "{} is not set up, and the registry is shared ({}): run `conduit setup` to give this gateway its own root, or `conduit ca request-intermediate` to join the site's root, then start it again",
+            "{} is not set up, and the registry is shared ({}): run `conduit setup` (this gateway's own root); to join the site's root, then `conduit ca request-intermediate`, have the root's keeper sign it (`conduit ca sign-intermediate`) and run `conduit ca install-intermediate --join FILE`; then start it again",
             ctx.state.path().display(),
             ctx.config.registry.url.as_deref().unwrap_or_default()
         );
