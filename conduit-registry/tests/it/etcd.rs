@@ -90,6 +90,30 @@ async fn two_registries_see_each_other_and_one_wins_a_race() {
         (2, ChangeKind::Deregistered, "grafana".into())
     );
 
+    // A policy changed through one is in force on the other.
+    let mut policy_on_b = b.watch_access_policy();
+    let mut policy = conduit_registry::access::AccessPolicy::default();
+    policy.peers.push(conduit_registry::access::Peer::new(
+        conduit_registry::access::Label::new("peer name", "alice").unwrap(),
+    ));
+    a.set_access_policy(policy.clone(), 0).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        policy_on_b.wait_for(|p| p.revision == 1),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(b.access_policy().await.unwrap().policy, policy);
+    // …and a stale revision through the other conflicts.
+    assert!(matches!(
+        b.set_access_policy(policy, 0).await,
+        Err(RegistryError::PolicyConflict {
+            expected: 0,
+            actual: 1
+        })
+    ));
+
     // Eight writers (four on each registry) race for each of 10 names: exactly one wins
     // each name, the others are told it exists; no revision is used twice.
     let regs = [Arc::new(a), Arc::new(b)];
