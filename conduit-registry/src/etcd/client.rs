@@ -97,7 +97,7 @@ impl EtcdClient {
                     self.current.store(i, Ordering::Relaxed);
                     return decode(status, &bytes);
                 }
-                Ok(Err(e)) => last = format!("{}: {e}", self.bases[i]),
+                Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = format!("{}: no answer in {:?}", self.bases[i], self.timeout),
             }
         }
@@ -109,14 +109,14 @@ impl EtcdClient {
         i: usize,
         path: &str,
         body: Bytes,
-    ) -> Result<(http::StatusCode, Bytes), String> {
+    ) -> Result<(http::StatusCode, Bytes), CallError> {
         let res = self.send(i, path, body).await?;
         let status = res.status();
         let bytes = res
             .into_body()
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| CallError::Unreachable(format!("{}: {e}", self.bases[i])))?
             .to_bytes();
         Ok((status, bytes))
     }
@@ -126,19 +126,20 @@ impl EtcdClient {
         i: usize,
         path: &str,
         body: Bytes,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+    ) -> Result<http::Response<hyper::body::Incoming>, CallError> {
         let req = http::Request::post(format!("{}/v3/{path}", self.bases[i]))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CallError::Malformed(e.to_string()))?;
         self.http.request(req).await.map_err(|e| {
-            let mut s = e.to_string();
+            // The whole chain: "client error (Connect): tcp connect error: Connection refused".
+            let mut s = format!("{}: {e}", self.bases[i]);
             let mut src = std::error::Error::source(&e);
             while let Some(c) = src {
                 s = format!("{s}: {c}");
                 src = c.source();
             }
-            s
+            CallError::Unreachable(s)
         })
     }
 
@@ -177,7 +178,7 @@ impl EtcdClient {
                     };
                 }
                 Ok(Ok(res)) => last = format!("{}: HTTP {}", self.bases[i], res.status()),
-                Ok(Err(e)) => last = format!("{}: {e}", self.bases[i]),
+                Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = format!("{}: no answer in {:?}", self.bases[i], self.timeout),
             }
         }

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use super::client::{CallError, EtcdClient};
 use super::config::EtcdConfig;
 use super::keys::{KeyKind, Keys};
-use super::wire::{KeyValue, RangeRequest, RangeResponse, WatchCreate, unb64};
+use super::wire::{
+    KeyValue, RangeRequest, RangeResponse, TxnRequest, TxnResponse, WatchCreate, unb64,
+};
 use crate::access::StoredPolicy;
 use crate::state::State;
 use crate::table::Table;
@@ -96,6 +98,30 @@ impl Inner {
         });
     }
 
+    /// One range request; a store that does not answer is marked unreachable.
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, RegistryError> {
+        self.client
+            .call("kv/range", &req)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// One transaction; a store that does not answer is marked unreachable.
+    pub(crate) async fn txn(&self, req: &TxnRequest) -> Result<TxnResponse, RegistryError> {
+        self.client
+            .call("kv/txn", req)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// The error of a change that lost every race it was retried in.
+    pub(crate) fn contended(&self, attempts: usize) -> RegistryError {
+        RegistryError::Unavailable {
+            store: self.config.display_url(),
+            reason: format!("the change lost {attempts} races to other writers in a row"),
+        }
+    }
+
     /// Reads every key of the site at one revision and replaces the copy with it; the
     /// difference is published as changes.
     pub(crate) async fn load_all(&self) -> Result<(), RegistryError> {
@@ -103,20 +129,15 @@ impl Inner {
         let mut at = 0;
         let mut kvs = Vec::new();
         loop {
-            let page: RangeResponse = self
-                .client
-                .call(
-                    "kv/range",
-                    &RangeRequest {
-                        key,
-                        range_end: Some(end.clone()),
-                        limit: PAGE,
-                        revision: at,
-                        ..RangeRequest::default()
-                    },
-                )
-                .await
-                .map_err(|e| self.unavailable(e))?;
+            let page = self
+                .range(RangeRequest {
+                    key,
+                    range_end: Some(end.clone()),
+                    limit: PAGE,
+                    revision: at,
+                    ..RangeRequest::default()
+                })
+                .await?;
             if at == 0 {
                 at = page.header.revision;
             }
@@ -159,19 +180,14 @@ impl Inner {
     pub(crate) async fn catch_up(&self) -> Result<(), RegistryError> {
         let (key, end) = self.keys.all();
         let since = self.meta().store_revision;
-        let page: RangeResponse = self
-            .client
-            .call(
-                "kv/range",
-                &RangeRequest {
-                    key,
-                    range_end: Some(end),
-                    min_mod_revision: since + 1,
-                    ..RangeRequest::default()
-                },
-            )
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let page = self
+            .range(RangeRequest {
+                key,
+                range_end: Some(end),
+                min_mod_revision: since + 1,
+                ..RangeRequest::default()
+            })
+            .await?;
         if page.more {
             return self.load_all().await;
         }

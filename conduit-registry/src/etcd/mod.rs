@@ -28,7 +28,7 @@ pub use mirror::{Checkpoints, StoreHealth};
 use self::client::EtcdClient;
 use self::keys::Keys;
 use self::mirror::{Inner, Meta};
-use self::wire::{Compare, Put, RequestOp, TxnRequest, TxnResponse, b64};
+use self::wire::{Compare, Put, RequestOp, TxnRequest, b64};
 use crate::access::{AccessPolicy, PolicyWatch, StoredPolicy};
 use crate::state::{State, next_policy};
 use crate::table::Table;
@@ -142,12 +142,7 @@ impl EtcdRegistry {
             compare: Vec::new(),
             success: vec![put(self.inner.keys.checkpoint(signer), json)],
         };
-        let _: TxnResponse = self
-            .inner
-            .client
-            .call("kv/txn", &txn)
-            .await
-            .map_err(|e| self.inner.unavailable(e))?;
+        self.inner.txn(&txn).await?;
         Ok(())
     }
 
@@ -183,12 +178,7 @@ impl EtcdRegistry {
                     put(keys.record(ev.record.create_revision().0), &json),
                 ],
             };
-            let res: TxnResponse = self
-                .inner
-                .client
-                .call("kv/txn", &txn)
-                .await
-                .map_err(|e| self.inner.unavailable(e))?;
+            let res = self.inner.txn(&txn).await?;
             if res.succeeded {
                 self.inner
                     .state
@@ -197,10 +187,7 @@ impl EtcdRegistry {
             }
             self.inner.catch_up().await?;
         }
-        Err(RegistryError::Unavailable {
-            store: self.store_url(),
-            reason: format!("the change lost {ATTEMPTS} races to other writers in a row"),
-        })
+        Err(self.inner.contended(ATTEMPTS))
     }
 }
 
@@ -295,12 +282,7 @@ impl Registry for EtcdRegistry {
                 }],
                 success: vec![put(keys.policy(), &json)],
             };
-            let res: TxnResponse = self
-                .inner
-                .client
-                .call("kv/txn", &txn)
-                .await
-                .map_err(|e| self.inner.unavailable(e))?;
+            let res = self.inner.txn(&txn).await?;
             if res.succeeded {
                 self.inner.state.policy.absorb(StoredPolicy::clone(&next));
                 let mut m = self
@@ -313,10 +295,7 @@ impl Registry for EtcdRegistry {
             }
             self.inner.catch_up().await?;
         }
-        Err(RegistryError::Unavailable {
-            store: self.store_url(),
-            reason: format!("the change lost {ATTEMPTS} races to other writers in a row"),
-        })
+        Err(self.inner.contended(ATTEMPTS))
     }
 
     fn watch_access_policy(&self) -> PolicyWatch {

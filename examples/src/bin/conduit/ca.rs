@@ -195,53 +195,51 @@ async fn join_offline(ctx: &Context, pem: &str) -> anyhow::Result<()> {
     let mut ca = open(ctx)?;
     let signed = SignedIntermediate::from_pem(pem)?;
     let result = ca.join_root(&ctx.state.tls(), &signed, now());
-    let root = ctx.state.root_pem();
-    let (ok, message) = match &result {
-        Ok(()) => (
-            true,
-            format!(
-                "Joined the site's root with an intermediate it signed, valid until {}; this gateway's own root and its key are gone. Clients trust the site's root ({}) for this gateway too",
-                rfc3339(ca.intermediate_not_after()),
-                root.display()
-            ),
+    let message = match &result {
+        Ok(()) => format!(
+            "Joined the site's root with an intermediate it signed, valid until {}; this gateway's own root and its key are gone. Clients trust the site's root ({}) for this gateway too",
+            rfc3339(ca.intermediate_not_after()),
+            ctx.state.root_pem().display()
         ),
-        Err(e) => (false, format!("Cannot join the site's root: {e}")),
+        Err(e) => format!("Cannot join the site's root: {e}"),
     };
-    let log = ctx.state.open_audit()?;
-    let event = conduit::audited::event(
-        Action::CaIntermediateInstall,
-        ok,
-        message.clone(),
-        &user(),
-        serde_json::json!({ "joined_root": ok }),
-    )?;
-    log.append(event).await?;
-    result?;
-    println!("{message}");
-    Ok(())
+    audited_install(ctx, result, message, true).await
 }
 
 async fn install_offline(ctx: &Context, pem: &str) -> anyhow::Result<()> {
     let mut ca = open(ctx)?;
     let signed = SignedIntermediate::from_pem(pem)?;
     let result = ca.install_intermediate(&ctx.state.tls(), &signed, now());
-    let (ok, message) = match &result {
-        Ok(()) => (
-            true,
-            format!(
-                "Installed an intermediate CA signed by the offline root; valid until {}",
-                rfc3339(ca.intermediate_not_after())
-            ),
+    let message = match &result {
+        Ok(()) => format!(
+            "Installed an intermediate CA signed by the offline root; valid until {}",
+            rfc3339(ca.intermediate_not_after())
         ),
-        Err(e) => (false, format!("Cannot install the intermediate CA: {e}")),
+        Err(e) => format!("Cannot install the intermediate CA: {e}"),
+    };
+    audited_install(ctx, result, message, false).await
+}
+
+/// Audits an intermediate installed (or refused) with the gateway stopped as
+/// `ca_intermediate_install` (`joined`: under another gateway's root), then reports it.
+async fn audited_install(
+    ctx: &Context,
+    result: Result<(), conduit::ca::CaError>,
+    message: String,
+    joined: bool,
+) -> anyhow::Result<()> {
+    let details = if joined {
+        serde_json::json!({ "joined_root": true })
+    } else {
+        serde_json::json!({})
     };
     let log = ctx.state.open_audit()?;
     let event = conduit::audited::event(
         Action::CaIntermediateInstall,
-        ok,
+        result.is_ok(),
         message.clone(),
         &user(),
-        serde_json::json!({}),
+        details,
     )?;
     log.append(event).await?;
     result?;
