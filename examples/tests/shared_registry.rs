@@ -206,3 +206,108 @@ fn two_gateways_share_one_registry_and_survive_the_store() {
     let refused = fails(b.cmd().arg("serve"));
     assert!(refused.contains("does not verify"), "{refused}");
 }
+
+/// A TCP relay from a loopback port to etcd that can be cut (every connection shut, new
+/// ones refused) and restored: a partition between one gateway and the store while the
+/// store and the other gateway carry on.
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: u16) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Self {
+            port: listener.local_addr().unwrap().port(),
+            cut: Default::default(),
+            conns: Default::default(),
+        };
+        let (cut, conns) = (relay.cut.clone(), relay.conns.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let Ok(out) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut held = conns.lock().unwrap();
+                held.push(inbound.try_clone().unwrap());
+                held.push(out.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (inbound.try_clone().unwrap(), out.try_clone().unwrap()),
+                    (out, inbound),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+        if cut {
+            for c in self.conns.lock().unwrap().drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_gateway_cut_off_across_a_compaction_resyncs_and_converges() {
+    if !have("etcd") || !have("dig") || !have("curl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(tmp.path(), 1);
+    let relay = Relay::start(etcd.members[0].client);
+    let config = |endpoints: String| format!("[registry]\nurl = \"etcd://{endpoints}/site\"\n");
+    let a = Site::new(&config(etcd.endpoints()));
+    let b = Site::new(&config(format!("127.0.0.1:{}", relay.port)));
+    for site in [&a, &b] {
+        ok(site.cmd().arg("setup").output().unwrap());
+    }
+    let (_ga, _gb) = (a.serve(), b.serve());
+    let (one, two) = (upstream("one"), upstream("two"));
+    a.register("gone", &one);
+    a.register("moved", &one);
+    wait_until(Duration::from_secs(5), || {
+        serves(&b, "gone", "one") && serves(&b, "moved", "one")
+    });
+
+    relay.set_cut(true);
+    wait_until(Duration::from_secs(5), || {
+        metrics(&b).contains("conduit_registry_store_reachable 0")
+    });
+    // While B is cut off: a deregistration, an update, a registration, then the history B
+    // would resume from is compacted away.
+    ok(a.cmd()
+        .args(["deregister", "--name", "gone"])
+        .output()
+        .unwrap());
+    ok(a.cmd()
+        .args(["service", "update", "moved", "--upstream"])
+        .arg(format!("127.0.0.1:{}", two.port))
+        .output()
+        .unwrap());
+    a.register("new", &two);
+    etcd.compact();
+    assert!(serves(&b, "gone", "one"), "B serves what it last knew");
+
+    relay.set_cut(false);
+    wait_until(Duration::from_secs(10), || {
+        forgot(&b, "gone") && serves(&b, "moved", "two") && serves(&b, "new", "two")
+    });
+    wait_until(Duration::from_secs(5), || {
+        metrics(&b).contains("conduit_registry_store_reachable 1")
+    });
+}
