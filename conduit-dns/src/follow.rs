@@ -54,18 +54,14 @@ pub(crate) async fn follow(
 pub(crate) async fn answer(shared: &Arc<Shared>) {
     let target = Arc::clone(shared);
     let done = tokio::task::spawn_blocking(move || {
-        let started = target.authority();
-        let answered = started.answered()?;
+        let answered = target.authority().answered();
         let names = answered.name_count();
         target.install(answered);
-        Ok::<_, DnsError>(names)
+        names
     })
     .await;
     match done {
-        Ok(Ok(names)) => tracing::debug!(names, "zone answers precomputed"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot precompute the zone's answers; answering without them")
-        }
+        Ok(names) => tracing::debug!(names, "zone answers precomputed"),
         Err(e) => tracing::warn!(error = %e, "zone precompute task failed; answering without it"),
     }
 }

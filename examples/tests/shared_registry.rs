@@ -103,7 +103,13 @@ fn two_gateways_share_one_registry_and_survive_the_store() {
     assert!(joined.contains("Joined the site's root"), "{joined}");
     let root = |site: &Site| std::fs::read(site.state.join("tls/root.pem")).unwrap();
     assert_eq!(root(&a), root(&b), "one root for both gateways");
-    assert!(!b.state.join("tls/root.key").exists());
+    assert_eq!(
+        std::fs::read(b.state.join("tls/root.key"))
+            .unwrap_err()
+            .kind(),
+        std::io::ErrorKind::NotFound,
+        "B keeps no root key"
+    );
     let (_ga, mut gb) = (a.serve(), b.serve());
     let (one, two) = (upstream("one"), upstream("two"));
 

@@ -8,6 +8,27 @@ use std::time::Duration;
 
 use crate::process::{Killed, free_port, ok, wait_until};
 
+/// One entry of `etcdctl endpoint status -w json`.
+#[derive(serde::Deserialize)]
+struct EndpointStatus {
+    #[serde(rename = "Endpoint")]
+    endpoint: String,
+    #[serde(rename = "Status")]
+    status: MemberStatus,
+}
+
+#[derive(serde::Deserialize)]
+struct MemberStatus {
+    header: StatusHeader,
+    leader: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct StatusHeader {
+    revision: u64,
+    member_id: u64,
+}
+
 /// One member: its name, ports, data directory and (while running) process.
 #[derive(Debug)]
 pub struct Member {
@@ -224,10 +245,8 @@ impl Etcd {
     #[allow(clippy::expect_used, reason = "test support")]
     pub fn revision(&self) -> u64 {
         let out = self.ctl(&["endpoint", "status", "-w", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl json");
-        v[0]["Status"]["header"]["revision"]
-            .as_u64()
-            .expect("a revision")
+        let status: Vec<EndpointStatus> = serde_json::from_str(&out).expect("etcdctl json");
+        status.first().expect("one endpoint").status.header.revision
     }
 
     /// Compacts the history up to the current revision (and defragments nothing).
@@ -243,11 +262,10 @@ impl Etcd {
     #[allow(clippy::expect_used, clippy::panic, reason = "test support")]
     pub fn leader(&self) -> usize {
         let out = self.ctl(&["endpoint", "status", "--cluster", "-w", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl json");
-        for s in v.as_array().expect("a list") {
-            let id = &s["Status"]["header"]["member_id"];
-            if s["Status"]["leader"] == *id {
-                let ep = s["Endpoint"].as_str().expect("endpoint");
+        let status: Vec<EndpointStatus> = serde_json::from_str(&out).expect("etcdctl json");
+        for s in &status {
+            if s.status.leader == s.status.header.member_id {
+                let ep = &s.endpoint;
                 return self
                     .members
                     .iter()

@@ -196,7 +196,7 @@ fn a_gateway_joins_another_gateways_root_and_keeps_none_of_its_own() {
     first.export_root_key(&site, &bundle).unwrap();
     let site_root = std::fs::read_to_string(&bundle).unwrap();
     let mut ca = LocalCa::load_or_create(&joiner, config(), now).unwrap();
-    assert!(joiner.join("root.key").exists());
+    let own_key = std::fs::read(joiner.join("root.key")).unwrap();
     let own_root = ca.root_pem().to_owned();
 
     let csr = ca.request_intermediate(&joiner).unwrap();
@@ -212,14 +212,16 @@ fn a_gateway_joins_another_gateways_root_and_keeps_none_of_its_own() {
     bare.root_pem = None;
     let e = ca.join_root(&joiner, &bare, now).unwrap_err();
     assert!(e.to_string().contains("no root certificate"), "{e}");
-    assert!(joiner.join("root.key").exists());
+    assert_eq!(std::fs::read(joiner.join("root.key")).unwrap(), own_key);
+    assert_eq!(ca.root_pem(), own_root);
 
     ca.join_root(&joiner, &signed, now).unwrap();
     assert_eq!(ca.root_pem(), first.root_pem());
     assert_ne!(ca.root_pem(), own_root);
     assert!(!ca.root_key_present());
-    assert!(
-        !joiner.join("root.key").exists(),
+    assert_eq!(
+        std::fs::read(joiner.join("root.key")).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound,
         "the own root's key is gone"
     );
     assert_eq!(ca.issuance(now), Issuance::Ready);

@@ -69,7 +69,7 @@ impl Authority {
         serial: u32,
         forwarding: bool,
     ) -> Result<Self, DnsError> {
-        let mut authority = Self::unanswered(config, services, serial, forwarding)?;
+        let mut authority = Self::records_only(config, services, serial, forwarding)?;
         authority.precompute(previous);
         Ok(authority)
     }
@@ -84,6 +84,16 @@ impl Authority {
         forwarding: bool,
     ) -> Result<Self, DnsError> {
         config.validate()?;
+        Self::records_only(config, services, serial, forwarding)
+    }
+
+    /// The records of an already validated `config`, every name known, no answer.
+    fn records_only(
+        config: &ZoneConfig,
+        services: &[Arc<ServiceRecord>],
+        serial: u32,
+        forwarding: bool,
+    ) -> Result<Self, DnsError> {
         let records = Records::build(config, services, serial)?;
         let mut answers = Answers::default();
         for name in records.nodes.keys() {
@@ -100,15 +110,19 @@ impl Authority {
         })
     }
 
-    /// The same state (records, serial) with every answer precomputed.
-    pub(crate) fn answered(&self) -> Result<Self, DnsError> {
-        Self::full(
-            None,
-            &self.config,
-            &self.services,
-            self.records.serial,
-            self.forwarding,
-        )
+    /// The same state (the same records, shared) with every answer precomputed.
+    pub(crate) fn answered(&self) -> Self {
+        let mut next = Self {
+            records: self.records.clone(),
+            answers: Answers::default(),
+            forwarding: self.forwarding,
+            services: self.services.clone(),
+            patched: false,
+            config: self.config.clone(),
+            owners: std::sync::OnceLock::new(),
+        };
+        next.precompute(None);
+        next
     }
 
     /// `self` after `plan`: the records of the names it replaces, the apexes at the new
@@ -225,7 +239,7 @@ mod tests {
             .collect();
         let built = Authority::build(&config, &services, 7, false).unwrap();
         let unanswered = Authority::unanswered(&config, &services, 7, false).unwrap();
-        let answered = unanswered.answered().unwrap();
+        let answered = unanswered.answered();
         for name in [
             "s3.internal",
             "S19.Internal",

@@ -158,7 +158,8 @@ async fn a_store_outage_refuses_changes_and_serves_what_was_read() {
     };
     let reg = connect(&etcd.url("site")).await;
     let mut health = reg.health();
-    reg.register(rec("grafana", "10.0.1.50:3000"))
+    let grafana = reg
+        .register(rec("grafana", "10.0.1.50:3000"))
         .await
         .unwrap();
     let snapshot = reg.snapshot();
@@ -178,11 +179,9 @@ async fn a_store_outage_refuses_changes_and_serves_what_was_read() {
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        reg.get(&"grafana".parse().unwrap())
-            .await
-            .unwrap()
-            .is_some()
+    assert_eq!(
+        reg.get(&"grafana".parse().unwrap()).await.unwrap(),
+        Some(grafana)
     );
 
     // A second registry starting now serves the snapshot.

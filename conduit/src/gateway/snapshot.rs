@@ -133,7 +133,7 @@ mod tests {
     async fn a_snapshot_round_trips_and_any_change_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let key = SealKey::from_seed(&[7; 32]);
-        assert!(read(dir.path(), &key).unwrap().is_none());
+        assert_eq!(read(dir.path(), &key).unwrap(), None);
         let mut snap = Snapshot::default();
         snap.store_revision = 42;
         snap.records.push(conduit_registry::ServiceRecord::new(
