@@ -118,7 +118,7 @@ impl CapsuleStore {
         // instead of a rollback journal plus database pages. Readers (the reference
         // included) see committed records as usual.
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=8192;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-2048; PRAGMA wal_autocheckpoint=8192;",
         )
             .map_err(|e| db_err(&path, e))?;
         conn.execute_batch(DDL).map_err(|e| db_err(&path, e))?;
@@ -149,7 +149,7 @@ impl CapsuleStore {
         key: &SealKey,
     ) -> Result<Vec<Sealed>, AuditError> {
         // Prepared inside the transaction, on its head.
-        self.commit_prepared(events, None, key)
+        self.commit_prepared(events, Vec::new(), key)
             .map(|(sealed, _)| sealed)
     }
 
@@ -276,11 +276,20 @@ impl CapsuleStore {
     }
 }
 
+/// How many threads sign or verify at once: the available cores, at most 8. Asked once
+/// (the answer reads cgroup files, and sealing asks per batch).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8)
+    })
+}
+
 /// Ed25519 signatures of `hashes`, in order, spread over the available cores.
 pub(crate) fn sign_all(key: &SealKey, hashes: Vec<&str>) -> Vec<String> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(8);
+    let threads = cores();
     if threads < 2 || hashes.len() < 8 {
         return hashes.into_iter().map(|h| key.sign_hash(h)).collect();
     }
@@ -372,9 +381,7 @@ fn check_rows(
     level: Level,
     public_hex: Option<&str>,
 ) -> Vec<RowCheck> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(8);
+    let threads = cores();
     if threads < 2 || rows.len() < 512 {
         return rows
             .iter()

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::worker::Worker;
@@ -83,7 +84,7 @@ fn ends_torn(file: &File) -> std::io::Result<bool> {
 /// exclusive `flock` on the file (the original tool's convention), so lines never interleave.
 #[derive(Debug, Clone)]
 pub struct JsonlSink {
-    worker: Worker<AuditEvent, ()>,
+    worker: Worker<Arc<AuditEvent>, ()>,
     path: PathBuf,
 }
 
@@ -106,7 +107,7 @@ impl JsonlSink {
             "conduit-audit-jsonl",
             options.queue,
             max_batch,
-            move |events: &[AuditEvent]| {
+            move |events: &[Arc<AuditEvent>]| {
                 let mut buf = Vec::with_capacity(events.len() * 256);
                 for e in events {
                     buf.extend_from_slice(e.to_line().as_bytes());
@@ -150,6 +151,11 @@ impl JsonlSink {
     /// # Errors
     /// [`AuditError::Batch`] with the write's error, [`AuditError::Closed`].
     pub async fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.worker.call(Arc::new(event)).await
+    }
+
+    /// [`JsonlSink::append`] of an event shared with another writer (no copy).
+    pub(crate) async fn append_shared(&self, event: Arc<AuditEvent>) -> Result<(), AuditError> {
         self.worker.call(event).await
     }
 
@@ -158,7 +164,7 @@ impl JsonlSink {
     /// # Errors
     /// As [`JsonlSink::append`].
     pub fn append_blocking(&self, event: AuditEvent) -> Result<(), AuditError> {
-        self.worker.call_blocking(event)
+        self.worker.call_blocking(Arc::new(event))
     }
 }
 

