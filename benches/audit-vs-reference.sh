@@ -9,10 +9,13 @@ cd "$(dirname "$0")/.."
 n_rust=${1:-50000}
 n_py=${2:-1000}
 command -v capsule >/dev/null || python3 -m pip install --quiet 'qp-capsule[storage]==1.5.4' greenlet
-cargo build --release --locked -p conduit-benches --bin audit-load >/dev/null
+# PROFILE=dev builds and runs the debug binaries (the smoke check in scripts/test.sh); figures
+# are meaningful only with the default, release.
+PROFILE=${PROFILE:-release}; BIN=$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+cargo build --profile "$PROFILE" --locked --quiet -p conduit-benches --bin audit-load
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-rust=$(target/release/audit-load "$work/rust" "$n_rust" "${CONCURRENCY:-1024}")
-mkdir -p "$work/py"; target/release/audit-load "$work/py" 1 1 >/dev/null  # makes key + keyring.json
+rust=$("$BIN/audit-load" "$work/rust" "$n_rust" "${CONCURRENCY:-1024}")
+mkdir -p "$work/py"; "$BIN/audit-load" "$work/py" 1 1 >/dev/null  # makes key + keyring.json
 rm -f "$work/py/capsules.db"
 py=$(QUANTUMPIPES_DATA_DIR="$work/py" python3 scripts/capsule-reference.py bench "$work/py/capsules.db" "$work/py" "$n_py")
 r=$(awk '/sealed_per_second/ {print $2}' <<<"$rust")

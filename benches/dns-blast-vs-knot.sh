@@ -11,7 +11,10 @@ BENCH=$SHARED/tools/peer-bench
 export OUT=${OUT:-$ROOT/target/bench/dns-blast}
 mkdir -p "$OUT"
 ROUNDS=${1:-3}; BLAST_DUR=${2:-10}
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p conduit-examples --bin dns_only
+# PROFILE=dev builds and runs the debug binaries (the smoke check in scripts/test.sh); figures
+# are meaningful only with the default, release.
+PROFILE=${PROFILE:-release}; BIN=$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+cargo build --profile "$PROFILE" --quiet --manifest-path "$ROOT/Cargo.toml" -p conduit-examples --bin dns_only
 cargo build --release --quiet --manifest-path "$SHARED/tools/dns-blast/Cargo.toml" --target-dir "$ROOT/target/dns-blast"
 export DOMAIN=internal HOSTS=$OUT/internal.hosts ZONE=$OUT/internal.zone
 { for i in $(seq 0 999); do echo "10.0.$((i/250)).$((i%250+1)) svc$i.internal"; done; } > "$HOSTS"
@@ -34,7 +37,7 @@ blast() { # NAME 'command' -> QPS per server core
 }
 echo "| round | conduit QPS/core | knot QPS/core | ratio |"; echo "|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
-  c=$(blast conduit "$ROOT/target/release/dns_only --hosts \$HOSTS --listen 127.0.0.1:\$PORT")
+  c=$(blast conduit "$BIN/dns_only --hosts \$HOSTS --listen 127.0.0.1:\$PORT")
   k=$(blast knot "$BENCH/dns-peers.sh serve knot")
   awk -v r="$r" -v c="$c" -v k="$k" 'BEGIN{ printf "| %d | %d | %d | %.3f |\n", r, c, k, (k>0?c/k:0) }'
 done

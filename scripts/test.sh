@@ -48,6 +48,11 @@ command -v zsh >/dev/null 2>&1 || need+=(zsh)
 command -v man >/dev/null 2>&1 || need+=(man-db)
 # The Debian package test: systemd-analyze verifies the unit (systemd need not run).
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The peers of the bench smoke check (benches/smoke.sh): Knot for DNS; nginx, haproxy, Caddy,
+# wrk and h2load for the proxy.
+command -v knotd >/dev/null 2>&1 || need+=(knot)
+for c in nginx haproxy caddy wrk; do command -v "$c" >/dev/null 2>&1 || need+=("$c"); done
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -108,5 +113,8 @@ cargo test --workspace --all-features --locked --doc
 
 step "docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
+
+step "bench smoke check: every peer bench builds and runs for seconds (figures printed, never asserted)"
+./benches/smoke.sh
 
 step "done in ${SECONDS}s"
