@@ -3,7 +3,8 @@
 # server pinned to one core and dns-blast on the other, ROUNDS rounds alternating, in one
 # run; QPS per server CPU-second for each and the ratio per round (the median is the figure).
 # The data and the Knot configuration are the shared peer bench's (dns.sh, dns-peers.sh).
-#   benches/dns-blast-vs-knot.sh [ROUNDS=3] [SECONDS=10]      (SHARED=path to shared/)
+#   benches/dns-blast-vs-knot.sh [ROUNDS=3] [SECONDS=10]      (SHARED=path to shared/;
+#   DNS_BIN=path of another dns_only build, an earlier commit's, for a before/after comparison)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
@@ -14,7 +15,8 @@ ROUNDS=${1:-3}; BLAST_DUR=${2:-10}
 # PROFILE=dev builds and runs the debug binaries (the smoke check in scripts/test.sh); figures
 # are meaningful only with the default, release.
 PROFILE=${PROFILE:-release}; BIN=$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
-cargo build --profile "$PROFILE" --quiet --manifest-path "$ROOT/Cargo.toml" -p conduit-examples --bin dns_only
+[ -n "${DNS_BIN:-}" ] || cargo build --profile "$PROFILE" --quiet --manifest-path "$ROOT/Cargo.toml" -p conduit-examples --bin dns_only
+DNS_BIN=${DNS_BIN:-$BIN/dns_only}
 cargo build --release --quiet --manifest-path "$SHARED/tools/dns-blast/Cargo.toml" --target-dir "$ROOT/target/dns-blast"
 export DOMAIN=internal HOSTS=$OUT/internal.hosts ZONE=$OUT/internal.zone
 { for i in $(seq 0 999); do echo "10.0.$((i/250)).$((i%250+1)) svc$i.internal"; done; } > "$HOSTS"
@@ -37,7 +39,7 @@ blast() { # NAME 'command' -> QPS per server core
 }
 echo "| round | conduit QPS/core | knot QPS/core | ratio |"; echo "|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
-  c=$(blast conduit "$BIN/dns_only --hosts \$HOSTS --listen 127.0.0.1:\$PORT")
+  c=$(blast conduit "$DNS_BIN --hosts \$HOSTS --listen 127.0.0.1:\$PORT")
   k=$(blast knot "$BENCH/dns-peers.sh serve knot")
   awk -v r="$r" -v c="$c" -v k="$k" 'BEGIN{ printf "| %d | %d | %d | %.3f |\n", r, c, k, (k>0?c/k:0) }'
 done

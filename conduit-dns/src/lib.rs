@@ -68,6 +68,7 @@ pub struct ZoneReload {
 }
 
 mod authority;
+mod bind;
 mod follow;
 mod forward;
 mod patch;

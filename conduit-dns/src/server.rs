@@ -8,16 +8,16 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use conduit_registry::{Registry, Revision};
-use nix::sys::socket::{setsockopt, sockopt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::authority::Authority;
+use crate::bind::{bind_both, bind_tcp, bind_udp, udp_threads};
 use crate::follow::{follow, load, next_serial};
 use crate::forward::Forwarder;
 use crate::shared::Shared;
 use crate::stats::{Counters, DnsStats};
-use crate::udp::{UDP_POLL, udp_loop};
+use crate::udp::udp_loop;
 use crate::zone_config::ZoneConfig;
 use crate::{Answer, DnsError, QueryType, Resolver};
 
@@ -78,6 +78,7 @@ pub struct DnsServerBuilder {
     forwarders: Vec<SocketAddr>,
     forward_timeout: Duration,
     tcp: crate::tcp::TcpSettings,
+    udp_threads: usize,
 }
 
 impl DnsServerBuilder {
@@ -142,6 +143,14 @@ impl DnsServerBuilder {
         self
     }
 
+    /// UDP threads per address, each with its own socket on it (`SO_REUSEPORT`: the kernel
+    /// spreads queries over them). Default (and 0): one per core this process may run on,
+    /// at most 8 — one for a server pinned to one core.
+    pub fn udp_threads(mut self, threads: usize) -> Self {
+        self.udp_threads = threads;
+        self
+    }
+
     /// Validates the configuration, loads the registry's active services and binds every
     /// listen address. Nothing is bound if the configuration is invalid.
     pub async fn bind(self) -> Result<DnsServer, DnsError> {
@@ -182,13 +191,14 @@ impl DnsServerBuilder {
 
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
+        let threads = udp_threads(self.udp_threads);
         for listen in &self.listen {
             match *listen {
-                Listen::Udp(addr) => udp.push(bind_udp(addr)?),
+                Listen::Udp(addr) => udp.extend(bind_udp(addr, threads)?),
                 Listen::Tcp(addr) => tcp.push(bind_tcp(addr)?),
                 Listen::Both(addr) => {
-                    let (u, t) = bind_both(addr)?;
-                    udp.push(u);
+                    let (u, t) = bind_both(addr, threads)?;
+                    udp.extend(u);
                     tcp.push(t);
                 }
             }
@@ -203,46 +213,6 @@ impl DnsServerBuilder {
             tcp_settings: self.tcp,
         })
     }
-}
-
-fn bind_error(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> DnsError {
-    move |source| DnsError::Bind { addr, source }
-}
-
-fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, DnsError> {
-    let socket = std::net::UdpSocket::bind(addr).map_err(bind_error(addr))?;
-    // Room for bursts: the kernel caps this at net.core.rmem_max.
-    if let Err(e) = setsockopt(&socket, sockopt::RcvBuf, &(4 << 20)) {
-        tracing::debug!(%addr, error = %e, "cannot raise the receive buffer");
-    }
-    // Blocking, with a timeout so that the UDP thread sees a shutdown.
-    socket
-        .set_read_timeout(Some(UDP_POLL))
-        .map_err(bind_error(addr))?;
-    Ok(socket)
-}
-
-fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, DnsError> {
-    let listener = std::net::TcpListener::bind(addr).map_err(bind_error(addr))?;
-    listener.set_nonblocking(true).map_err(bind_error(addr))?;
-    TcpListener::from_std(listener).map_err(bind_error(addr))
-}
-
-fn bind_both(addr: SocketAddr) -> Result<(std::net::UdpSocket, TcpListener), DnsError> {
-    if addr.port() != 0 {
-        return Ok((bind_udp(addr)?, bind_tcp(addr)?));
-    }
-    // Port 0: take a free UDP port, then the same TCP port; retry if TCP's is taken.
-    let mut last = None;
-    for _ in 0..16 {
-        let udp = bind_udp(addr)?;
-        let actual = udp.local_addr().map_err(bind_error(addr))?;
-        match bind_tcp(actual) {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| DnsError::NoFreePort { addr }))
 }
 
 /// An authoritative DNS server for the registry's names; see the crate documentation.
@@ -268,15 +238,20 @@ impl DnsServer {
             forwarders: Vec::new(),
             forward_timeout: Duration::from_secs(2),
             tcp: crate::tcp::TcpSettings::default(),
+            udp_threads: 0,
         }
     }
 
-    /// The bound UDP addresses (with the actual ports).
+    /// The bound UDP addresses (with the actual ports), each once however many threads
+    /// serve it.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.udp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for a in self.udp.iter().filter_map(|s| s.local_addr().ok()) {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        addrs
     }
 
     /// The bound TCP addresses (with the actual ports).

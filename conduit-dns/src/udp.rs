@@ -44,20 +44,20 @@ pub(crate) fn udp_loop(
 ) {
     let socket = Arc::new(socket);
     let fd = socket.as_raw_fd();
-    let mut bufs = vec![[0u8; MAX_DATAGRAM]; BATCH];
+    // Everything a batch needs is allocated once, here: the batch path allocates nothing.
+    let mut bufs: Box<[[u8; MAX_DATAGRAM]; BATCH]> = Box::new([[0u8; MAX_DATAGRAM]; BATCH]);
     let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(512)).collect();
     let mut received: Vec<(usize, Option<SockaddrStorage>)> = Vec::with_capacity(BATCH);
     let mut replies: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
+    let mut addrs: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
     let mut counts = LocalCounts::new(Transport::Udp);
     while !stop.load(Ordering::Relaxed) {
         received.clear();
         {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(&mut b[..])])
-                .collect();
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
             match recvmmsg(
                 fd,
                 &mut recv_headers,
@@ -103,17 +103,18 @@ pub(crate) fn udp_loop(
         let mut sent = 0;
         while sent < replies.len() {
             let pending = &replies[sent..];
-            let iovs: Vec<[IoSlice<'_>; 1]> = pending
-                .iter()
-                .map(|(i, _)| [IoSlice::new(&outs[*i])])
-                .collect();
-            let addrs: Vec<Option<SockaddrStorage>> =
-                pending.iter().map(|(_, a)| Some(*a)).collect();
+            let mut iovs: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
+            for (iov, (i, _)) in iovs.iter_mut().zip(pending) {
+                *iov = [IoSlice::new(&outs[*i])];
+            }
+            let iovs = &iovs[..pending.len()];
+            addrs.clear();
+            addrs.extend(pending.iter().map(|(_, a)| Some(*a)));
             let cmsgs: [ControlMessage<'_>; 0] = [];
             match sendmmsg(
                 fd,
                 &mut send_headers,
-                &iovs,
+                iovs,
                 &addrs,
                 cmsgs,
                 MsgFlags::empty(),

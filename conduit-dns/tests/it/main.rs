@@ -13,5 +13,6 @@ mod contract;
 mod dig;
 mod hidden;
 mod nsd;
+mod reuseport;
 mod tcp_starvation;
 mod wire;
