@@ -25,8 +25,10 @@ cargo build --profile "$PROFILE" --quiet --manifest-path "$ROOT/Cargo.toml" -p c
 # The contract: TLS on 127.0.0.1:$PORT with $CERT/$KEY, Host $VHOST → http://$UPSTREAM. The
 # upstream (nginx serving files) has no /health; its /1k is the health path, as for the peers.
 # "conduit" is the gateway as users run it (`conduit serve`, shipped defaults, its own CA's
-# certificate); ENGINE=1 adds "engine", the proxy engine alone (proxy_only with the harness's
-# certificate), to show what the gateway around it costs.
+# certificate; the harness's readiness line reads "000 FAILED" for it because that curl trusts
+# only the harness's CA), with its access log on as shipped (the harness's nginx has
+# access_log off); ENGINE=1 adds "engine", the proxy engine alone (proxy_only with the
+# harness's certificate, no access log), to show what the gateway around it costs.
 CANDIDATES="conduit=bash $ROOT/benches/serve-candidate.sh $BIN/conduit \$PORT \$KEY \$VHOST \$UPSTREAM"
 if [ "${ENGINE:-0}" = 1 ]; then
   CANDIDATES="$CANDIDATES
