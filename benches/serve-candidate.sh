@@ -6,7 +6,8 @@
 # has no /health), DNS and plain HTTP moved off their default ports so that several candidates can
 # run at once, and the CA's key algorithm following the harness's leaf (P-256 or Ed25519). The
 # certificate is the gateway's own, issued by its CA for VHOST (clients in the bench do not verify).
-# The state directory is $OUT/conduit-serve-PORT, made afresh.
+# The state directory is $OUT/conduit-serve-PORT, made afresh; the admin socket is
+# ${TMPDIR:-/tmp}/conduit-serve-PORT.sock.
 #
 # Usage: serve-candidate.sh CONDUIT_BIN PORT KEY VHOST UPSTREAM   (then execs `conduit serve`)
 set -euo pipefail
@@ -14,6 +15,9 @@ bin=$1 port=$2 key=$3 vhost=$4 upstream=$5
 zone=${vhost#*.}
 dir=${OUT:-${TMPDIR:-/tmp}}/conduit-serve-$port
 rm -rf "$dir"; mkdir -p -m 0700 "$dir"
+# The admin socket apart: a unix socket's path must stay under 108 bytes, and $OUT may be deep.
+sock=${TMPDIR:-/tmp}/conduit-serve-$port.sock
+rm -f "$sock"
 alg=ecdsa-p256
 openssl pkey -in "$key" -noout -text 2>/dev/null | grep -qi ed25519 && alg=ed25519
 cat > "$dir/conduit.toml" <<EOF
@@ -25,6 +29,8 @@ listen = ["127.0.0.1:$port"]
 http_listen = ["127.0.0.1:$((port + 21000))"]
 [ca]
 key_algorithm = "$alg"
+[admin]
+socket = "$sock"
 EOF
 export CONDUIT_CONFIG_DIR=$dir
 "$bin" setup >/dev/null
