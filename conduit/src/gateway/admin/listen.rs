@@ -19,6 +19,9 @@ use super::respond::error;
 use super::routes::answer;
 use super::{Auth, Caller, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_UNIX_CONNECTIONS};
 
+/// The longest path a unix socket can be bound at (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// Binds the unix socket (replacing a stale one), created with mode 0600, or 0660 and
 /// owned by `group` when one is given.
 pub(crate) fn bind_unix(path: &Path, group: Option<&str>) -> Result<Listener, GatewayError> {
@@ -40,15 +43,29 @@ pub(crate) fn bind_unix(path: &Path, group: Option<&str>) -> Result<Listener, Ga
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(err)?;
     // Bound inside a private directory (0700) and given its mode there, then moved into
-    // place: the socket is never reachable with a looser mode, wherever it lives.
+    // place: the socket is never reachable with a looser mode, wherever it lives. Short
+    // names: a unix socket's path has room for 107 bytes, and both paths must fit.
+    use std::os::unix::ffi::OsStrExt as _;
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    let private = parent.join(format!(
-        ".conduit-admin-{}-{}",
-        std::process::id(),
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-    ));
+    // `/.a` + at most 6 hex digits (pid_max is 2^22) + `/s`: no longer than `/admin.sock`.
+    let private = parent.join(format!(".a{:x}", std::process::id()));
+    let staged = private.join("s");
+    let (len, staged_len) = (
+        path.as_os_str().as_bytes().len(),
+        staged.as_os_str().as_bytes().len(),
+    );
+    if len.max(staged_len) > MAX_SOCKET_PATH {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "too long for a unix socket ({len} bytes, {staged_len} in the private directory it is bound in first; at most {MAX_SOCKET_PATH}): set `[admin] socket` to a shorter path, such as /run/conduit/admin.sock"
+            ),
+        )));
+    }
+    std::fs::create_dir_all(&parent).map_err(err)?;
+    // One left by a crashed process with this process's id belongs to no live process.
+    let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&private)
@@ -67,7 +84,6 @@ pub(crate) fn bind_unix(path: &Path, group: Option<&str>) -> Result<Listener, Ga
             }
         },
     };
-    let staged = private.join("admin.sock");
     let bound = UnixListener::bind(&staged)
         .and_then(|l| {
             if let Some(gid) = gid {
@@ -286,5 +302,60 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
             acceptor.clone(),
             token.clone(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory under `base` whose path is `len` bytes long.
+    fn dir_of_length(base: &Path, len: usize) -> PathBuf {
+        let have = base.as_os_str().len() + 1;
+        let dir = base.join("d".repeat(len - have));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(dir.as_os_str().len(), len);
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_socket_path_that_fits_is_bound_even_in_a_deep_directory() {
+        let base = tempfile::tempdir().unwrap();
+        // 95 + "/admin.sock" = 106 bytes: fits, and so must the private staging path.
+        let path = dir_of_length(base.path(), 95).join("admin.sock");
+        let Ok(Listener::Unix(_listener)) = bind_unix(&path, None) else {
+            panic!("{} was not bound", path.display());
+        };
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        // The private staging directory is gone.
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("admin.sock")]);
+    }
+
+    #[tokio::test]
+    async fn a_socket_path_too_long_names_the_setting_that_fixes_it() {
+        let base = tempfile::tempdir().unwrap();
+        let path = dir_of_length(base.path(), 110).join("admin.sock");
+        let Err(e) = bind_unix(&path, None) else {
+            panic!("{} was bound", path.display());
+        };
+        let message = e.to_string();
+        assert!(
+            message.contains("too long for a unix socket (121 bytes")
+                && message.contains("at most 107): set `[admin] socket` to a shorter path"),
+            "{message}"
+        );
+        // Nothing was created beside it: no socket, no staging directory.
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, Vec::<std::ffi::OsString>::new());
     }
 }
