@@ -88,6 +88,18 @@ impl FromStr for Host {
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(Self::Ip(ip));
         }
+        // `10.0.0.5.` would be a name (the trailing dot is dropped) that reads back as the
+        // address: refused, so that an upstream is an address or a name, never first one
+        // and then the other.
+        if let Some(address) = bare
+            .strip_suffix('.')
+            .and_then(|b| b.parse::<IpAddr>().ok())
+        {
+            return Err(EndpointError::DottedAddress {
+                input: s.to_owned(),
+                address,
+            });
+        }
         if bare.is_empty() {
             return Err(EndpointError::MissingHost {
                 input: s.to_owned(),
@@ -131,6 +143,16 @@ pub enum EndpointError {
     /// The host is neither an IP literal nor a valid DNS name.
     #[error("upstream host is invalid: {0}")]
     Host(#[source] NameError),
+    /// An IP address with a trailing dot.
+    #[error(
+        "upstream host {input:?} is the address {address} with a trailing dot: write {address}"
+    )]
+    DottedAddress {
+        /// The rejected host.
+        input: String,
+        /// The address it spells.
+        address: IpAddr,
+    },
     /// No port, or a port that is not 1..=65535.
     #[error("upstream {input:?} needs a port between 1 and 65535 (expected HOST:PORT)")]
     Port {
@@ -303,6 +325,31 @@ mod tests {
         assert_eq!(e.authority(), "db.lan:5432");
         let e: Endpoint = "[::1]:8080".parse().unwrap();
         assert_eq!(e.authority(), "[::1]:8080");
+    }
+
+    #[test]
+    fn an_address_with_a_trailing_dot_is_refused_not_taken_for_a_name() {
+        // Found by the registry_input fuzz target: it parsed as the name 55.5.5.5, which
+        // printed and parsed again is the address.
+        assert_eq!(
+            "55.5.5.5.:5".parse::<Endpoint>(),
+            Err(EndpointError::DottedAddress {
+                input: "55.5.5.5.".to_owned(),
+                address: "55.5.5.5".parse().unwrap(),
+            })
+        );
+        assert_eq!(
+            "https://[::1.]:8443"
+                .parse::<Endpoint>()
+                .map_err(|e| e.to_string()),
+            Err(
+                "upstream host \"::1.\" is the address ::1 with a trailing dot: write ::1"
+                    .to_owned()
+            )
+        );
+        // A name with a trailing dot is still a name.
+        let e: Endpoint = "db.lan.:5432".parse().unwrap();
+        assert_eq!(e.host(), &Host::Name("db.lan".parse().unwrap()));
     }
 
     #[test]
