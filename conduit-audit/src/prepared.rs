@@ -204,11 +204,16 @@ mod tests {
             .collect()
     }
 
+    /// An empty chain in a temporary directory (kept while the guard lives) and its key.
+    fn chain(seed: u8) -> (tempfile::TempDir, SealKey, CapsuleStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CapsuleStore::open(dir.path().join("c.db")).unwrap();
+        (dir, SealKey::from_seed(&[seed; 32]), store)
+    }
+
     #[test]
     fn batches_prepared_one_after_another_commit_together_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = SealKey::from_seed(&[3; 32]);
-        let mut store = CapsuleStore::open(dir.path().join("c.db")).unwrap();
+        let (_dir, key, mut store) = chain(3);
         let salt = store.id_salt();
         let (a, b) = (events(0, 3), events(3, 2));
         let first = prepare(&a, store.head().unwrap(), &key, salt).unwrap();
@@ -232,9 +237,7 @@ mod tests {
 
     #[test]
     fn batches_that_do_not_chain_from_the_head_are_sealed_again_on_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = SealKey::from_seed(&[4; 32]);
-        let mut store = CapsuleStore::open(dir.path().join("c.db")).unwrap();
+        let (_dir, key, mut store) = chain(4);
         let salt = store.id_salt();
         let (a, b) = (events(0, 2), events(2, 2));
         let first = prepare(&a, store.head().unwrap(), &key, salt).unwrap();

@@ -318,6 +318,14 @@ mod tests {
         dir
     }
 
+    /// What the directory of `path` holds.
+    fn entries(path: &Path) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_socket_path_that_fits_is_bound_even_in_a_deep_directory() {
         let base = tempfile::tempdir().unwrap();
@@ -331,11 +339,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         std::os::unix::net::UnixStream::connect(&path).unwrap();
         // The private staging directory is gone.
-        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(left, vec![std::ffi::OsString::from("admin.sock")]);
+        assert_eq!(entries(&path), vec![std::ffi::OsString::from("admin.sock")]);
     }
 
     #[tokio::test]
@@ -352,10 +356,6 @@ mod tests {
             "{message}"
         );
         // Nothing was created beside it: no socket, no staging directory.
-        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(left, Vec::<std::ffi::OsString>::new());
+        assert_eq!(entries(&path), Vec::<std::ffi::OsString>::new());
     }
 }
