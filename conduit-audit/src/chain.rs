@@ -281,7 +281,7 @@ impl CapsuleStore {
 
 /// How many threads sign or verify at once: the available cores, at most 8. Asked once
 /// (the answer reads cgroup files, and sealing asks per batch).
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| {
         std::thread::available_parallelism()

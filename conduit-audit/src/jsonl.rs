@@ -155,6 +155,7 @@ impl JsonlSink {
     }
 
     /// [`JsonlSink::append`] of an event shared with another writer (no copy).
+    #[cfg(feature = "sqlite")]
     pub(crate) async fn append_shared(&self, event: Arc<AuditEvent>) -> Result<(), AuditError> {
         self.worker.call(event).await
     }

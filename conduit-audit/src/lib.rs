@@ -67,6 +67,8 @@ mod prepared;
 mod seal;
 mod shape;
 #[cfg(feature = "sqlite")]
+mod signers;
+#[cfg(feature = "sqlite")]
 mod sink;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

@@ -67,6 +67,21 @@ pub(crate) fn prepare<E: Borrow<AuditEvent>>(
     key: &SealKey,
     id_salt: [u8; 16],
 ) -> Result<Prepared, AuditError> {
+    prepare_with(events, after, id_salt, |hashes| {
+        sign_all(key, hashes.to_vec())
+    })
+}
+
+/// [`prepare`], with the signatures made by `sign` (in order).
+///
+/// # Errors
+/// [`AuditError`] when an event cannot be made canonical.
+pub(crate) fn prepare_with<E: Borrow<AuditEvent>>(
+    events: &[E],
+    after: Head,
+    id_salt: [u8; 16],
+    sign: impl FnOnce(&[&str]) -> Vec<String>,
+) -> Result<Prepared, AuditError> {
     let (mut seq, mut prev) = match &after {
         Some((s, h)) => (s + 1, Some(h.clone())),
         None => (0, None),
@@ -80,7 +95,8 @@ pub(crate) fn prepare<E: Borrow<AuditEvent>>(
         seq += 1;
         hashed.push((capsule, data, hash));
     }
-    let signatures = sign_all(key, hashed.iter().map(|(_, _, h)| h.as_str()).collect());
+    let hashes: Vec<&str> = hashed.iter().map(|(_, _, h)| h.as_str()).collect();
+    let signatures = sign(&hashes);
     let rows = hashed
         .into_iter()
         .zip(signatures)
