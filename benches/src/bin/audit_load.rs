@@ -10,6 +10,10 @@
 
 use std::sync::Arc;
 
+/// The allocator `conduit` runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use conduit_audit::{
     AuditEvent, AuditLog, AuditSink, CapsuleOptions, CapsuleSink, CapsuleStore, JsonlOptions,
     JsonlSink, Level, Outcome, SealKey,

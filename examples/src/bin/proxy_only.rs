@@ -18,6 +18,10 @@
     reason = "a command-line program"
 )]
 
+/// The allocator `conduit` runs with, so that the engine measures as it ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../signal.rs"]
 mod signal;
 use signal::shutdown;

@@ -28,6 +28,11 @@
     reason = "a command-line program"
 )]
 
+/// mimalloc instead of the system allocator: per-thread free lists without glibc's arena
+/// locks, which the proxy's and the audit writers' threads contend on (docs/gateway.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../signal.rs"]
 mod signal;
 
