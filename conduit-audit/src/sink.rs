@@ -78,7 +78,7 @@ impl CapsuleSink {
         let commit_key = Arc::clone(&key);
         // The seal thread signs with a helper on each other core (measured on 2 cores: one
         // helper beside the commit thread seals more than none).
-        let signers = SignPool::start(Arc::clone(&key), crate::chain::cores().saturating_sub(1));
+        let signers = SignPool::start(key, crate::chain::cores().saturating_sub(1));
         let told = Arc::clone(&actual);
         std::thread::Builder::new()
             .name("conduit-audit-commit".to_owned())
