@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write as _};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -91,24 +91,39 @@ impl Default for AccessLogOptions {
 }
 
 /// The access log file with its writer thread. Records are pushed into a shared buffer
-/// (a short uncontended lock, no wake-up: a per-record wake-up of the writer cost more than
-/// the rest of a request), which the writer drains every 20 ms. Dropping the last handle
-/// lets the thread write what is left and end.
+/// (a short uncontended lock; only the first record of a window wakes the writer: a
+/// per-record wake-up cost more than the rest of a request), which the writer drains 20 ms
+/// after that first record. An idle log's writer sleeps. Dropping the last handle lets the
+/// thread write what is left and end.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     inner: Arc<Shared>,
     /// The writer ends (after a last drain) when every handle is gone.
-    _alive: Arc<()>,
+    _alive: Arc<Alive>,
 }
 
 #[derive(Debug)]
 struct Shared {
     buffer: Mutex<Vec<AccessRecord>>,
+    /// Signalled when the buffer stops being empty, and when the last handle goes.
+    ready: Condvar,
     queue: usize,
     dropped: AtomicU64,
 }
 
-/// How often the writer drains the buffer.
+/// Held by every handle; the last one to go wakes the writer for its final drain.
+#[derive(Debug)]
+struct Alive(Arc<Shared>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        // Under the lock, so that the writer cannot miss it between its check and its wait.
+        let _b = self.0.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.0.ready.notify_one();
+    }
+}
+
+/// How long records gather after the first of a window before the writer drains them.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
 impl AccessLog {
@@ -121,6 +136,7 @@ impl AccessLog {
         let size = file.metadata()?.len();
         let inner = Arc::new(Shared {
             buffer: Mutex::new(Vec::new()),
+            ready: Condvar::new(),
             queue: options.queue.max(1),
             dropped: AtomicU64::new(0),
         });
@@ -131,7 +147,7 @@ impl AccessLog {
             size,
             options,
         };
-        let alive = Arc::new(());
+        let alive = Arc::new(Alive(Arc::clone(&inner)));
         let (shared, handles) = (Arc::clone(&inner), Arc::downgrade(&alive));
         std::thread::Builder::new()
             .name("conduit-access-log".to_owned())
@@ -156,7 +172,12 @@ impl AccessSink for AccessLog {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if b.len() < self.inner.queue {
+            let first = b.is_empty();
             b.push(record);
+            drop(b);
+            if first {
+                self.inner.ready.notify_one();
+            }
         } else {
             drop(b);
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
@@ -183,9 +204,16 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, shared: &Shared, handles: &Weak<()>) {
+    fn run(&mut self, shared: &Shared, handles: &Weak<Alive>) {
         let mut batch = Vec::new();
         loop {
+            // Asleep until a first record (or the last handle's going) wakes it.
+            {
+                let mut b = shared.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+                while b.is_empty() && handles.strong_count() > 0 {
+                    b = shared.ready.wait(b).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
             #[allow(
                 clippy::disallowed_methods,
                 reason = "the access log's own OS thread, never a runtime's"
@@ -326,7 +354,7 @@ mod tests {
             log.record(record(i));
         }
         drop(log);
-        // The writer drains within 20 ms of the last handle going, then ends.
+        // The last handle's going wakes the writer, which drains and ends.
         conduit_test_support::process::wait_until(Duration::from_secs(5), || {
             std::fs::read_to_string(&path).is_ok_and(|t| t.contains("\"/99\""))
         });
@@ -341,5 +369,24 @@ mod tests {
             assert!(rotated.len() <= 2_000 && !rotated.is_empty());
         }
         assert!(!dir.path().join("access.log.3").exists(), "keep = 2");
+    }
+
+    #[test]
+    fn a_record_after_an_idle_spell_wakes_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let log = AccessLog::open(&path, AccessLogOptions::default()).unwrap();
+        let written = |p: &str| std::fs::read_to_string(&path).is_ok_and(|t| t.contains(p));
+        for i in [1, 2] {
+            // The writer is asleep (nothing to write); only the record can wake it.
+            #[allow(clippy::disallowed_methods, reason = "a test's own thread")]
+            std::thread::sleep(Duration::from_millis(50));
+            log.record(record(i));
+            conduit_test_support::process::wait_until(Duration::from_secs(5), || {
+                written(&format!("\"/{i}\""))
+            });
+        }
+        // The handle still lives: the writer wrote without waiting for it to go.
+        assert_eq!(log.dropped(), 0);
     }
 }
