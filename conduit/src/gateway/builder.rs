@@ -15,6 +15,7 @@ use conduit_monitor::MetricSource;
 use conduit_proxy::ProxyServer;
 use conduit_registry::{ListFilter, Registry};
 
+use super::in_use::{self, IN_USE_WAIT, bind_waiting};
 use super::{ADMIN_LEAF, Gateway, GatewayConfig, GatewayError, recover, sources, tasks};
 use crate::config::ConfigError;
 
@@ -314,33 +315,40 @@ async fn bind(
         bus: events.clone(),
     };
     tasks::reconcile_certs(&certs, &rep, &active, &mut ensured).await;
+    // An address in use is tried again for a while (in_use.rs: a restart by hand).
     let dns = if s.dns.listen.is_empty() {
         None
     } else {
-        let mut b = DnsServer::builder()
-            .registry(registry.clone())
-            .zones(s.zone_config())
-            .forwarders(s.dns.forwarders.clone())
-            .tcp_settings(dns_tcp);
-        for a in &s.dns.listen {
-            b = b.listen(*a);
-        }
-        Some(b.bind().await?)
+        let bind = async || {
+            let mut b = DnsServer::builder()
+                .registry(registry.clone())
+                .zones(s.zone_config())
+                .forwarders(s.dns.forwarders.clone())
+                .tcp_settings(dns_tcp);
+            for a in &s.dns.listen {
+                b = b.listen(*a);
+            }
+            b.bind().await
+        };
+        Some(bind_waiting(IN_USE_WAIT, bind, in_use::dns_in_use).await?)
     };
     let proxy = if s.proxy.listen.is_empty() {
         None
     } else {
-        let mut b = ProxyServer::builder()
-            .registry(registry.clone())
-            .certificates(certs.resolver().clone())
-            .config(proxy_config);
-        for a in &s.proxy.listen {
-            b = b.listen(*a);
-        }
-        for a in &s.proxy.http_listen {
-            b = b.listen_http(*a);
-        }
-        Some(b.bind().await?)
+        let bind = async || {
+            let mut b = ProxyServer::builder()
+                .registry(registry.clone())
+                .certificates(certs.resolver().clone())
+                .config(proxy_config.clone());
+            for a in &s.proxy.listen {
+                b = b.listen(*a);
+            }
+            for a in &s.proxy.http_listen {
+                b = b.listen_http(*a);
+            }
+            b.bind().await
+        };
+        Some(bind_waiting(IN_USE_WAIT, bind, in_use::proxy_in_use).await?)
     };
     let admin_socket = config.admin_socket();
     let mut admin = Vec::new();

@@ -32,6 +32,7 @@ mod error;
 mod grants;
 mod handle;
 mod http_out;
+mod in_use;
 mod publish;
 mod recover;
 mod services;

@@ -314,8 +314,10 @@ fetch('{URL}v1/services', {{method: 'POST', mode: 'no-cors', credentials: 'inclu
         os.kill(int(os.environ["GATEWAY_PID"]), signal.SIGTERM)
         page.wait_for_selector("#banner:not([hidden])", timeout=10_000)
         report["banner_text"] = page.inner_text("#banner")
+        os.makedirs(os.environ["ARTIFACTS"], exist_ok=True)
+        restarted_log = os.path.join(os.environ["ARTIFACTS"], "restarted-gateway.log")
         gateway = subprocess.Popen([os.environ["CONDUIT"], *os.environ["CONDUIT_ARGS"].split("\t"), "serve"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=open(restarted_log, "wb"))
         start = time.monotonic()
         page.wait_for_selector("#live.ok", timeout=20_000)
         page.wait_for_selector("#banner", state="hidden", timeout=5_000)
