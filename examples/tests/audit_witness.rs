@@ -167,16 +167,17 @@ fn a_witness_keeps_each_checkpoint_and_refuses_one_from_a_cut_chain_with_an_audi
     a.register("web", &web);
     let key = conduit::audit::SealKey::load_or_create(&a.state).unwrap();
     let witnessed = b.state.join(format!("witnessed/{}.json", key.public_hex()));
+    // B has a checkpoint of A's whole chain (A may still seal records of its own, the
+    // registration's certificate among them: each is witnessed in turn).
     let mut seen = None;
     wait_until(Duration::from_secs(10), || {
         seen = std::fs::read(&witnessed)
             .ok()
-            .and_then(|b| serde_json::from_slice::<conduit::audit::Checkpoint>(&b).ok());
-        seen.as_ref()
-            .is_some_and(|c| c.sequence + 1 == records(&a.state))
+            .and_then(|b| serde_json::from_slice::<conduit::audit::Checkpoint>(&b).ok())
+            .filter(|c| c.sequence + 1 == records(&a.state));
+        seen.is_some()
     });
     let seen = seen.unwrap();
-    assert_eq!(seen.sequence + 1, records(&a.state));
     // A's admin API shows what the witness did.
     let doc =
         conduit_test_support::openapi::Document::admin_api(env!("CARGO_MANIFEST_DIR")).unwrap();
@@ -189,9 +190,9 @@ fn a_witness_keeps_each_checkpoint_and_refuses_one_from_a_cut_chain_with_an_audi
     let mut shown = board(&a);
     wait_until(Duration::from_secs(5), || {
         shown = board(&a);
-        shown.accepted == Some(seen.sequence)
+        shown.accepted >= Some(seen.sequence)
     });
-    assert_eq!(shown.accepted, Some(seen.sequence));
+    assert!(shown.accepted >= Some(seen.sequence), "{shown:?}");
     assert_eq!((shown.refused, shown.last_error), (false, None));
 
     // The witness token can do nothing else; a forged checkpoint is a 400.
@@ -219,6 +220,10 @@ fn a_witness_keeps_each_checkpoint_and_refuses_one_from_a_cut_chain_with_an_audi
 
     // A's chain loses its last 3 records while A is down, and grows again after.
     drop(a_gw);
+    // The last checkpoint B accepted from A before the cut.
+    let before_cut: conduit::audit::Checkpoint =
+        serde_json::from_slice(&std::fs::read(&witnessed).unwrap()).unwrap();
+    assert!(before_cut.sequence >= seen.sequence);
     let _ = std::fs::remove_file(&a.socket);
     cut_last(&a.state, 3);
     let _a_gw = a.serve();
@@ -253,7 +258,7 @@ fn a_witness_keeps_each_checkpoint_and_refuses_one_from_a_cut_chain_with_an_audi
     // What B keeps is still the checkpoint it saw before.
     let kept: conduit::audit::Checkpoint =
         serde_json::from_slice(&std::fs::read(&witnessed).unwrap()).unwrap();
-    assert_eq!(kept, seen);
+    assert_eq!(kept, before_cut);
 }
 
 #[test]
