@@ -291,10 +291,10 @@ pub(crate) fn cores() -> usize {
 }
 
 /// Ed25519 signatures of `hashes`, in order, spread over the available cores.
-pub(crate) fn sign_all(key: &SealKey, hashes: Vec<&str>) -> Vec<String> {
+pub(crate) fn sign_all(key: &SealKey, hashes: &[&str]) -> Vec<String> {
     let threads = cores();
-    if threads < 2 || hashes.len() < 8 {
-        return hashes.into_iter().map(|h| key.sign_hash(h)).collect();
+    if threads < 2 || hashes.len() < crate::signers::SHARED_FROM {
+        return hashes.iter().map(|h| key.sign_hash(h)).collect();
     }
     let chunk = hashes.len().div_ceil(threads);
     std::thread::scope(|scope| {

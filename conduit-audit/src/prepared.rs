@@ -67,9 +67,7 @@ pub(crate) fn prepare<E: Borrow<AuditEvent>>(
     key: &SealKey,
     id_salt: [u8; 16],
 ) -> Result<Prepared, AuditError> {
-    prepare_with(events, after, id_salt, |hashes| {
-        sign_all(key, hashes.to_vec())
-    })
+    prepare_with(events, after, id_salt, |hashes| sign_all(key, hashes))
 }
 
 /// [`prepare`], with the signatures made by `sign` (in order).

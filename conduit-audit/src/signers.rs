@@ -8,8 +8,9 @@ use std::thread::JoinHandle;
 
 use crate::SealKey;
 
-/// Batches shorter than this are signed on the calling thread alone.
-const SHARED_FROM: usize = 8;
+/// Batches shorter than this are signed on the calling thread alone (here and in
+/// `sign_all`).
+pub(crate) const SHARED_FROM: usize = 8;
 
 /// One helper: its share of hashes goes in, their signatures come back, in order.
 #[derive(Debug)]
