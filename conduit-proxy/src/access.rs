@@ -97,9 +97,8 @@ impl Default for AccessLogOptions {
 /// thread write what is left and end.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    inner: Arc<Shared>,
-    /// The writer ends (after a last drain) when every handle is gone.
-    _alive: Arc<Alive>,
+    /// The shared buffer; the writer ends (after a last drain) when every handle is gone.
+    alive: Arc<Alive>,
 }
 
 #[derive(Debug)]
@@ -148,39 +147,33 @@ impl AccessLog {
             options,
         };
         let alive = Arc::new(Alive(Arc::clone(&inner)));
-        let (shared, handles) = (Arc::clone(&inner), Arc::downgrade(&alive));
+        let handles = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("conduit-access-log".to_owned())
-            .spawn(move || w.run(&shared, &handles))?;
-        Ok(Self {
-            inner,
-            _alive: alive,
-        })
+            .spawn(move || w.run(&inner, &handles))?;
+        Ok(Self { alive })
     }
 
     /// Records dropped because the writer was behind.
     pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.alive.0.dropped.load(Ordering::Relaxed)
     }
 }
 
 impl AccessSink for AccessLog {
     fn record(&self, record: AccessRecord) {
-        let mut b = self
-            .inner
-            .buffer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if b.len() < self.inner.queue {
+        let shared = &self.alive.0;
+        let mut b = shared.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        if b.len() < shared.queue {
             let first = b.is_empty();
             b.push(record);
             drop(b);
             if first {
-                self.inner.ready.notify_one();
+                shared.ready.notify_one();
             }
         } else {
             drop(b);
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
