@@ -269,7 +269,8 @@ impl Writer {
     }
 }
 
-/// A record on its way: what the head gave, completed when the body ends.
+/// A record on its way: what the head gave, completed when the body ends (with the
+/// body's bytes, counted in `record.bytes` as they are sent).
 pub(crate) struct Pending {
     pub(crate) record: AccessRecord,
     pub(crate) start: tokio::time::Instant,
@@ -277,14 +278,13 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// Completes the record with the bytes sent and hands it to the sink.
-    pub(crate) fn finish(self, bytes: u64) {
+    /// Completes the record with the whole duration and hands it to the sink.
+    pub(crate) fn finish(self: Box<Self>) {
         let Self {
             mut record,
             start,
             sink,
-        } = self;
-        record.bytes = bytes;
+        } = *self;
         record.duration_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         sink.record(record);
     }

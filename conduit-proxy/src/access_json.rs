@@ -11,7 +11,7 @@ pub(crate) fn encode(r: &AccessRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":\"");
     time(r.time, out);
     out.extend_from_slice(b"\",\"client\":\"");
-    let _ = write!(out, "{}", r.client);
+    ip(r.client, out);
     out.push(b'"');
     if let Some(p) = &r.peer {
         out.extend_from_slice(b",\"peer\":");
@@ -78,17 +78,58 @@ fn number(v: f64, out: &mut Vec<u8>) {
     }
 }
 
+/// An address as `Display` writes it; IPv4 (the usual one) without the formatting machinery.
+fn ip(a: std::net::IpAddr, out: &mut Vec<u8>) {
+    match a {
+        std::net::IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(itoa::Buffer::new().format(o).as_bytes());
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+thread_local! {
+    /// The last second formatted (`YYYY-MM-DDTHH:MM:SS`): records of the same second reuse it.
+    static SECOND: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `t` (in UTC) into `out`.
+fn date_time(t: time::OffsetDateTime, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let (y, m, d) = t.to_calendar_date();
+    let (h, min, s) = t.to_hms();
+    write!(
+        out,
+        "{y:04}-{:02}-{d:02}T{h:02}:{min:02}:{s:02}",
+        u8::from(m)
+    )
+}
+
 /// RFC 3339 in UTC to the microsecond, trailing zeros of the fraction left out (as the
 /// `time` crate writes it).
 fn time(t: time::OffsetDateTime, out: &mut Vec<u8>) {
     let t = t.to_offset(time::UtcOffset::UTC);
-    let (y, m, d) = t.to_calendar_date();
-    let (h, min, s, micro) = t.to_hms_micro();
-    let _ = write!(
-        out,
-        "{y:04}-{:02}-{d:02}T{h:02}:{min:02}:{s:02}",
-        u8::from(m)
-    );
+    let second = t.unix_timestamp();
+    match SECOND.try_with(std::cell::Cell::get) {
+        Ok((last, text)) if last == second => out.extend_from_slice(&text),
+        _ => {
+            let mut text = [0u8; 19];
+            if date_time(t, &mut &mut text[..]).is_ok() {
+                let _ = SECOND.try_with(|c| c.set((second, text)));
+                out.extend_from_slice(&text);
+            } else {
+                // A year outside 0000-9999 is longer: written as it is, not kept.
+                let _ = date_time(t, out);
+            }
+        }
+    }
+    let micro = t.microsecond();
     if micro != 0 {
         let mut digits = [b'0'; 6];
         let mut n = micro;

@@ -138,8 +138,7 @@ pub(crate) fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, route: &Route) {
         (None, _) => route.host_header.clone(),
         // (the route matched the SNI name: see `route`)
         (Some(_), Some(cached)) => cached.clone(),
-        (Some(port), None) => HeaderValue::from_str(&format!("{}:{port}", route.domain))
-            .unwrap_or_else(|_| route.host_header.clone()),
+        (Some(port), None) => route.host_header_on(port),
     };
     h.insert(X_FORWARDED_HOST, host.clone());
     h.insert(header::HOST, host);
@@ -336,5 +335,25 @@ mod tests {
         assert_eq!(h["host"], "svc.internal");
         let v6 = ConnInfo::new("fd00::5".parse().unwrap(), None, false);
         assert_eq!(v6.forwarded_header, "for=\"[fd00::5]\";proto=http");
+    }
+
+    #[test]
+    fn host_carries_the_listener_port_with_or_without_sni() {
+        let r = route("svc.internal");
+        let host_on = |sni: Option<&str>, port: u16| {
+            let c = ConnInfo::new("10.8.0.5".parse().unwrap(), sni, true).on_port(port);
+            let mut h = HeaderMap::new();
+            upstream_headers(&mut h, &c, &r);
+            assert_eq!(h["host"], h["x-forwarded-host"]);
+            h["host"].clone()
+        };
+        assert_eq!(host_on(None, 443), "svc.internal");
+        // Without SNI (a client that connected by address), the route's own DOMAIN:PORT,
+        // kept for the first port and built afresh for another.
+        for _ in 0..2 {
+            assert_eq!(host_on(None, 8443), "svc.internal:8443");
+            assert_eq!(host_on(None, 9443), "svc.internal:9443");
+        }
+        assert_eq!(host_on(Some("svc.internal"), 8443), "svc.internal:8443");
     }
 }

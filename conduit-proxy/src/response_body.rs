@@ -23,7 +23,7 @@ use crate::routes::InFlight;
 pub struct ResponseBody {
     kind: Kind,
     /// The access record completed when the body ends, and the bytes sent so far.
-    access: Option<Box<(crate::access::Pending, u64)>>,
+    access: Option<Box<crate::access::Pending>>,
 }
 
 enum Kind {
@@ -43,8 +43,7 @@ enum Kind {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let Some(a) = self.access.take() {
-            let (pending, bytes) = *a;
-            pending.finish(bytes);
+            a.finish();
         }
         // A body hyper never polled because it was empty (HEAD, 204, 304, length 0) still
         // ended; any other unfinished body drops its connection (closing it).
@@ -89,8 +88,8 @@ impl ResponseBody {
     }
 
     /// Completes `pending` with the bytes sent when this body ends (or is dropped).
-    pub(crate) fn track(&mut self, pending: crate::access::Pending) {
-        self.access = Some(Box::new((pending, 0)));
+    pub(crate) fn track(&mut self, pending: Box<crate::access::Pending>) {
+        self.access = Some(pending);
     }
 
     /// The upstream's body; the in-flight guard ends with it, the connection goes back to
@@ -162,7 +161,7 @@ impl Body for ResponseBody {
         if let (Some(a), Poll::Ready(Some(Ok(f)))) = (&mut this.access, &frame)
             && let Some(d) = f.data_ref()
         {
-            a.1 += d.len() as u64;
+            a.record.bytes += d.len() as u64;
         }
         frame
     }

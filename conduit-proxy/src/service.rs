@@ -62,9 +62,11 @@ async fn handle(
     if let Some(a) = &c.admitted {
         a.touch();
     }
+    // Both boxed: kept across the await, they would otherwise make every request's future
+    // (copied whole when it is boxed) a few hundred bytes larger.
     let log = tracing::enabled!(target: "conduit_proxy::access", tracing::Level::INFO).then(|| {
         let host = request_host(&req).unwrap_or("").to_owned();
-        (req.method().clone(), req.uri().clone(), req.version(), host)
+        Box::new((req.method().clone(), req.uri().clone(), req.version(), host))
     });
     let access = s.config.access_log.as_ref().map(|sink| {
         let record = crate::access::AccessRecord {
@@ -81,21 +83,23 @@ async fn handle(
             duration_us: 0,
             llm: None,
         };
-        (record, Arc::clone(sink))
+        Box::new(crate::access::Pending {
+            record,
+            start,
+            sink: Arc::clone(sink),
+        })
     });
     let (mut resp, upstream) = route(&s, &c, req).await;
-    if let Some((mut record, sink)) = access {
+    let elapsed = start.elapsed();
+    if let Some(mut pending) = access {
+        let record = &mut pending.record;
         record.status = resp.status().as_u16();
         record.upstream = upstream.as_ref().map(|b| Arc::clone(&b.label));
         record.llm = resp
             .extensions_mut()
             .remove::<Arc<crate::RouteExplanation>>();
-        record.ttfb_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        resp.body_mut().track(crate::access::Pending {
-            record,
-            start,
-            sink,
-        });
+        record.ttfb_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        resp.body_mut().track(pending);
     }
     if c.https
         && let Some(v) = &s.hsts
@@ -103,9 +107,9 @@ async fn handle(
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
-    let elapsed = start.elapsed();
     s.counters.response(resp.status().as_u16(), elapsed);
-    if let Some((method, uri, version, host)) = log {
+    if let Some(log) = log {
+        let (method, uri, version, host) = *log;
         tracing::info!(
             target: "conduit_proxy::access",
             client = %c.client_ip,

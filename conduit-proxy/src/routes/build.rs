@@ -195,6 +195,7 @@ fn route_for(
         tls: rec.tls(),
         host_header: http::HeaderValue::from_str(domain.as_str())
             .unwrap_or(http::HeaderValue::from_static("invalid")),
+        host_port: std::sync::OnceLock::new(),
         domain,
         backends,
         health: rec.health().clone(),
