@@ -32,3 +32,7 @@ if awk -F'\t' '$3 == "fail" || $3 == "" { bad = 1 } END { exit !bad }' "$ROOT/ta
     exit 1
 fi
 tail -n 8 "$ROOT/target/bench/smoke/proxy.txt"
+
+echo "-- proxy before/after: the same build twice, side by side, 2 s"
+OUT=$ROOT/target/bench/smoke/proxy-ab RUNS=1 DUR=2 CONNS=8 TESTS="h1-1k h2-1k hs" \
+    "$ROOT/benches/proxy-ab.sh" "$ROOT/target/debug/conduit" "$ROOT/target/debug/conduit" | tail -n 6
