@@ -94,36 +94,56 @@ pub(crate) fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Removes hop-by-hop headers: `Connection` and what it lists, and the fixed set.
+/// Always hop-by-hop (RFC 9110 §7.6.1, and the legacy `Keep-Alive` and `Proxy-Connection`),
+/// whatever `Connection` lists; `TE` is kept when it is only `trailers`.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TRAILER,
+];
+
+/// Removes hop-by-hop headers: `Connection` and what it lists, and the fixed set. One pass
+/// over the names first: most heads carry none of them but `Connection` (which an upstream's
+/// keep-alive response always has), and a removal of an absent name costs a lookup each.
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if let Some(listed) = h.contains_key(header::CONNECTION).then(|| {
-        h.get_all(header::CONNECTION)
+    let (mut connection, mut fixed) = (false, false);
+    for name in h.keys() {
+        if *name == header::CONNECTION {
+            connection = true;
+        } else if *name == header::TE || HOP_BY_HOP.contains(name) {
+            fixed = true;
+        }
+    }
+    if connection {
+        // The names it lists, removed as written (a name that is not one is no header);
+        // no copy of the list beyond the first value's, which is the usual one.
+        let first = h.get(header::CONNECTION).cloned();
+        let more: Vec<HeaderValue> = h
+            .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect::<Vec<_>>()
-    }) {
-        for name in listed {
-            h.remove(name);
+            .skip(1)
+            .cloned()
+            .collect();
+        for v in first.iter().chain(&more) {
+            for t in v.to_str().unwrap_or("").split(',') {
+                h.remove(t.trim());
+            }
         }
         h.remove(header::CONNECTION);
     }
-    for name in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TRAILER,
-    ] {
-        h.remove(name);
-    }
-    if let Some(te) = h.get(header::TE)
-        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
-    {
-        h.remove(header::TE);
+    if fixed {
+        for name in HOP_BY_HOP {
+            h.remove(name);
+        }
+        if let Some(te) = h.get(header::TE)
+            && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+        {
+            h.remove(header::TE);
+        }
     }
 }
 
@@ -274,6 +294,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2, "{h:?}");
         assert!(h.contains_key("te") && h.contains_key("x-kept"));
+        // Several `Connection` values, names in any case, tokens that are no header name.
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("X-One , close"));
+        h.append(
+            "connection",
+            HeaderValue::from_static("bad name, a/b,,x-two"),
+        );
+        for n in ["x-one", "x-two", "close", "upgrade", "x-kept"] {
+            h.insert(n, HeaderValue::from_static("1"));
+        }
+        h.insert("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"], "{h:?}");
+        // Only a fixed one, and none at all.
+        let mut h = HeaderMap::new();
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     fn route(domain: &str) -> Arc<Route> {
