@@ -10,7 +10,11 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use std::future::Future;
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The shared counts of every listener of one proxy.
 #[derive(Debug)]
@@ -36,9 +40,42 @@ pub(crate) struct ConnState {
     handshaking: AtomicBool,
     /// The tick of its start or its latest request.
     last: AtomicU64,
-    /// Told to close (to make room).
-    pub(crate) evict: Notify,
+    /// Told to close (to make room, or the proxy is stopping).
+    pub(crate) closing: Closing,
     clock: Arc<AtomicU64>,
+}
+
+/// A connection told to close: a flag, and the waker of the connection's task (the one
+/// task that waits for it). Polled at every wake-up of the connection, so it is a load and a
+/// waker check, not a lock (a `Notify` and a `watch` there cost two locks per poll).
+#[derive(Debug, Default)]
+pub(crate) struct Closing {
+    told: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Closing {
+    /// Tells the connection to close (for good: it stays told).
+    pub(crate) fn tell(&self) {
+        self.told.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Completes once told; polled by the connection's own task only.
+    pub(crate) fn told(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.told.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // Told between the check and the registration: the wake may have missed it.
+            if self.told.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
 }
 
 impl ConnState {
@@ -107,6 +144,14 @@ impl Admission {
         })
     }
 
+    /// Tells every open connection to close (the proxy is stopping; no more are admitted).
+    pub(crate) fn close_all(&self) {
+        let conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        for c in conns.values() {
+            c.closing.tell();
+        }
+    }
+
     /// More than three quarters of the cap open.
     pub(crate) fn under_pressure(&self) -> bool {
         self.open.load(Ordering::Relaxed) * 4 > self.max * 3
@@ -136,7 +181,7 @@ impl Admission {
                 })
                 .map(|c| c.id);
             if let Some(c) = victim.and_then(|id| conns.remove(&id)) {
-                c.evict.notify_one();
+                c.closing.tell();
             }
         }
         let permit = Arc::clone(&self.permits)
@@ -150,7 +195,7 @@ impl Admission {
             id,
             handshaking: AtomicBool::new(true),
             last: AtomicU64::new(tick),
-            evict: Notify::new(),
+            closing: Closing::default(),
             clock: Arc::clone(&self.clock),
         });
         conns.insert(id, Arc::clone(&state));
@@ -187,7 +232,7 @@ mod tests {
             .block_on(async {
                 tokio::time::timeout(
                     std::time::Duration::from_millis(50),
-                    second.state.evict.notified(),
+                    second.state.closing.told(),
                 )
                 .await
                 .is_ok()

@@ -83,7 +83,7 @@ pub(crate) async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let shared = Arc::clone(&ctx.shared);
-        let (h1, h2, stop) = (Arc::clone(&ctx.h1), Arc::clone(&ctx.h2), ctx.stop.clone());
+        let (h1, h2) = (Arc::clone(&ctx.h1), Arc::clone(&ctx.h2));
         let tls = tls.clone();
         let pressure = ctx.admission.under_pressure();
         tokio::spawn(async move {
@@ -95,8 +95,8 @@ pub(crate) async fn accept_loop(
                 pressure,
             };
             match tls {
-                Some(acceptor) => serve_tls(&shared, acceptor, tcp, conn, &h1, &h2, stop).await,
-                None => serve_plain(&shared, tcp, conn, &h1, redirect_port, stop).await,
+                Some(acceptor) => serve_tls(&shared, acceptor, tcp, conn, &h1, &h2).await,
+                None => serve_plain(&shared, tcp, conn, &h1, redirect_port).await,
             }
             drop(admitted);
             shared.counters.dec(|c| &c.connections_open);
@@ -119,7 +119,6 @@ async fn serve_tls(
     conn: Conn,
     h1: &http1::Builder,
     h2: &http2::Builder<TokioExecutor>,
-    stop: watch::Receiver<bool>,
 ) {
     let peer = conn.peer;
     let local_port = tcp.local_addr().map_or(443, |a| a.port());
@@ -132,8 +131,8 @@ async fn serve_tls(
     let enforced = shared.access.load_full().filter(|e| e.mtls.is_some());
     let handshake = tokio::select! {
         r = tokio::time::timeout(handshake_time, handshake(shared, &acceptor, enforced.as_deref(), tcp)) => r,
-        () = conn.state.evict.notified() => {
-            tracing::debug!(%peer, "handshake dropped to make room");
+        () = conn.state.closing.told() => {
+            tracing::debug!(%peer, "handshake dropped: making room, or the proxy is stopping");
             return;
         }
     };
@@ -169,11 +168,10 @@ async fn serve_tls(
     let service = ProxyService::new(Arc::clone(shared), Arc::new(info));
     let io = TokioIo::new(tls);
     let result = if is_h2 {
-        graceful(h2.serve_connection(io, service), stop, &conn.state).await
+        graceful(h2.serve_connection(io, service), &conn.state).await
     } else {
         graceful(
             h1.serve_connection(io, service).with_upgrades(),
-            stop,
             &conn.state,
         )
         .await
@@ -212,7 +210,6 @@ async fn serve_plain(
     conn: Conn,
     h1: &http1::Builder,
     redirect_port: u16,
-    stop: watch::Receiver<bool>,
 ) {
     let peer = conn.peer;
     conn.state.handshaken();
@@ -225,7 +222,6 @@ async fn serve_plain(
     let io = TokioIo::new(tcp);
     let served = graceful(
         h1.serve_connection(io, service).with_upgrades(),
-        stop,
         &conn.state,
     );
     if let Err(e) = served.await {
@@ -278,7 +274,6 @@ where
 
 async fn graceful<C: GracefulConn>(
     conn: C,
-    mut stop: watch::Receiver<bool>,
     state: &crate::admission::ConnState,
 ) -> Result<(), hyper::Error> {
     let mut conn = pin!(conn);
@@ -286,8 +281,7 @@ async fn graceful<C: GracefulConn>(
     // idle keep-alive connection closes at once).
     tokio::select! {
         r = conn.as_mut() => return r,
-        _ = stop.wait_for(|s| *s) => conn.as_mut().begin_shutdown(),
-        () = state.evict.notified() => conn.as_mut().begin_shutdown(),
+        () = state.closing.told() => conn.as_mut().begin_shutdown(),
     }
     conn.await
 }

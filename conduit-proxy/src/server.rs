@@ -371,6 +371,8 @@ impl ProxyServer {
         tracing::info!("proxy shutting down: no new connections, draining");
         let _ = stop_tx.send(true);
         while loops.join_next().await.is_some() {}
+        // No more are admitted: every open connection finishes its response and closes.
+        admission.close_all();
         follower.abort();
         let total = admission.total_permits;
         let drained = tokio::time::timeout(shared.config.grace_period, async {

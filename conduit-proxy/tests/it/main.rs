@@ -14,4 +14,5 @@ mod contract;
 mod hostile;
 mod local;
 mod proxy;
+mod shutdown;
 mod wire;
