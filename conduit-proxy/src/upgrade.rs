@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -98,7 +98,10 @@ pub(crate) async fn upgrade(
         }
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return (pass_through(s, resp, None, None), Some(backend));
+        return (
+            pass_through(s, resp, Version::HTTP_11, None, None),
+            Some(backend),
+        );
     }
     let upstream_side = hyper::upgrade::on(&mut resp);
     let shared = Arc::clone(s);
