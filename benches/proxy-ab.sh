@@ -5,7 +5,10 @@
 # the machine does meanwhile (a neighbour on the host, frequency, the page cache) falls on both,
 # so their ratio holds still where two runs one after the other drift by ±10 % (a same-build
 # A/A pair reads 0.99-1.01). Prints, per run, requests per proxy CPU-second of A and B and B/A,
-# then the median B/A per test. The peers' harness (../../shared/tools/peer-bench) provides
+# then the median B/A per test. Sharing the core, the two also share its caches, so a change in
+# memory traffic weighs more here than with one gateway alone: measured on one change set,
+# h1 1 KiB read +6.5 % here and +4 % in alternating runs alone (h2: +9 % alone). Use it to
+# tell a change from noise, and runs alone (or benches/proxy-vs-peers.sh) for the figure. The peers' harness (../../shared/tools/peer-bench) provides
 # the certificates, the nginx upstream and the pinning.
 #
 # Usage: benches/proxy-ab.sh CONDUIT_A CONDUIT_B   (knobs: TESTS="h1-1k h2-1k hs" RUNS=3 DUR=8

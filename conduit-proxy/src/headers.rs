@@ -154,11 +154,9 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// `X-Forwarded-For` is kept and ours appended).
 pub(crate) fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, route: &Route) {
     strip_hop_by_hop(h);
-    let host = match (c.port, &c.sni_host_port) {
-        (None, _) => route.host_header.clone(),
-        // (the route matched the SNI name: see `route`)
-        (Some(_), Some(cached)) => cached.clone(),
-        (Some(port), None) => route.host_header_on(port),
+    let host = match c.port {
+        None => route.host_header.clone(),
+        Some(port) => route.host_header_on(port),
     };
     h.insert(X_FORWARDED_HOST, host.clone());
     h.insert(header::HOST, host);
@@ -389,8 +387,8 @@ mod tests {
             h["host"].clone()
         };
         assert_eq!(host_on(None, 443), "svc.internal");
-        // Without SNI (a client that connected by address), the route's own DOMAIN:PORT,
-        // kept for the first port and built afresh for another.
+        // The route's own DOMAIN:PORT, with SNI or without (a client that connected by
+        // address): kept for the first port, built afresh for another.
         for _ in 0..2 {
             assert_eq!(host_on(None, 8443), "svc.internal:8443");
             assert_eq!(host_on(None, 9443), "svc.internal:9443");

@@ -62,8 +62,8 @@ pub(crate) struct Route {
     pub(crate) tls: bool,
     /// `Host` (and `X-Forwarded-Host`) as upstreams get it: the domain.
     pub(crate) host_header: http::HeaderValue,
-    /// `DOMAIN:PORT` for the first listener port (not the scheme's default) a request
-    /// without SNI came on: built once, not per request (see [`Route::host_header_on`]).
+    /// `DOMAIN:PORT` for the first listener port (not the scheme's default) a request came
+    /// on: built once, not per request or connection (see [`Route::host_header_on`]).
     pub(crate) host_port: std::sync::OnceLock<(u16, http::HeaderValue)>,
     /// For a service with model servers: its decisions.
     pub(crate) models: Option<Box<crate::llm::RouteModels>>,

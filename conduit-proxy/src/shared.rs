@@ -98,9 +98,6 @@ pub(crate) struct ConnInfo {
     /// The listener's port when it is not the scheme's default (443, 80): upstreams get it
     /// in `Host`, so that the URLs they build point back at the gateway.
     pub(crate) port: Option<u16>,
-    /// `SNI:PORT`, built once per connection: on a TLS connection the routed name is the
-    /// SNI name, so requests need not format it again.
-    pub(crate) sni_host_port: Option<HeaderValue>,
     /// The connection's admission record (each request marks it as recently used).
     pub(crate) admitted: Option<Arc<crate::admission::ConnState>>,
     /// The SNI name of a TLS connection (lower case).
@@ -128,7 +125,6 @@ impl ConnInfo {
                 .unwrap_or(HeaderValue::from_static("for=unknown")),
             trusted: false,
             port: None,
-            sni_host_port: None,
             admitted: None,
             sni: sni.map(|s| s.to_ascii_lowercase().into_boxed_str()),
             cert: None,
@@ -141,10 +137,6 @@ impl ConnInfo {
     pub(crate) fn on_port(mut self, port: u16) -> Self {
         let default = if self.https { 443 } else { 80 };
         self.port = (port != default).then_some(port);
-        self.sni_host_port = match (&self.sni, self.port) {
-            (Some(sni), Some(port)) => HeaderValue::from_str(&format!("{sni}:{port}")).ok(),
-            _ => None,
-        };
         self
     }
 
