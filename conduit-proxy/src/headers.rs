@@ -156,7 +156,7 @@ pub(crate) fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, route: &Route) {
     strip_hop_by_hop(h);
     let host = match c.port {
         None => route.host_header.clone(),
-        Some(port) => route.host_header_on(port),
+        Some(port) => host_on_port(route, port),
     };
     h.insert(X_FORWARDED_HOST, host.clone());
     h.insert(header::HOST, host);
@@ -181,6 +181,20 @@ pub(crate) fn upstream_headers(h: &mut HeaderMap, c: &ConnInfo, route: &Route) {
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if c.https { "https" } else { "http" }),
     );
+}
+
+/// `Host` as upstreams get it for a request on listener `port` (not the scheme's default):
+/// `DOMAIN:PORT`, kept on the route for the first port asked.
+fn host_on_port(route: &Route, port: u16) -> HeaderValue {
+    if let Some((p, v)) = route.host_port.get()
+        && *p == port
+    {
+        return v.clone();
+    }
+    let v = HeaderValue::from_str(&format!("{}:{port}", route.domain))
+        .unwrap_or_else(|_| route.host_header.clone());
+    let _ = route.host_port.set((port, v.clone()));
+    v
 }
 
 /// The request target as the upstream sees it (origin form: path and query).

@@ -63,27 +63,11 @@ pub(crate) struct Route {
     /// `Host` (and `X-Forwarded-Host`) as upstreams get it: the domain.
     pub(crate) host_header: http::HeaderValue,
     /// `DOMAIN:PORT` for the first listener port (not the scheme's default) a request came
-    /// on: built once, not per request or connection (see [`Route::host_header_on`]).
+    /// on: built once, not per request or connection (see `headers::host_on_port`).
     pub(crate) host_port: std::sync::OnceLock<(u16, http::HeaderValue)>,
     /// For a service with model servers: its decisions.
     pub(crate) models: Option<Box<crate::llm::RouteModels>>,
     next: AtomicU64,
-}
-
-impl Route {
-    /// `Host` as upstreams get it for a request on listener `port` (not the scheme's
-    /// default): `DOMAIN:PORT`.
-    pub(crate) fn host_header_on(&self, port: u16) -> http::HeaderValue {
-        if let Some((p, v)) = self.host_port.get()
-            && *p == port
-        {
-            return v.clone();
-        }
-        let v = http::HeaderValue::from_str(&format!("{}:{port}", self.domain))
-            .unwrap_or_else(|_| self.host_header.clone());
-        let _ = self.host_port.set((port, v.clone()));
-        v
-    }
 }
 
 /// SplitMix64's finalizer: a well-spread 64-bit hash of `x`.
