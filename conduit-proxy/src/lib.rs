@@ -59,6 +59,7 @@ mod access_json;
 mod admission;
 mod config;
 mod conn;
+mod crypto;
 mod failure;
 mod forward;
 mod handle;

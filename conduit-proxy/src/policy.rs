@@ -191,7 +191,7 @@ pub(crate) fn mtls_config(
     versions: &[&'static rustls::SupportedProtocolVersion],
     verifier: Arc<dyn ClientCertVerifier>,
 ) -> Result<Arc<rustls::ServerConfig>, crate::ProxyError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::clone(base.crypto_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| crate::ProxyError::Tls(Box::new(e)))?

@@ -21,7 +21,7 @@ impl TlsBase {
         config: &ProxyConfig,
         certs: Arc<dyn ResolvesServerCert>,
     ) -> Result<Self, ProxyError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(crate::crypto::provider());
         static BOTH: [&rustls::SupportedProtocolVersion; 2] =
             [&rustls::version::TLS13, &rustls::version::TLS12];
         static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
