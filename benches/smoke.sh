@@ -5,7 +5,7 @@
 # configuration is caught by scripts/test.sh. The figures are printed and never asserted:
 # timings of debug builds on a busy CI machine mean nothing. The real figures come from the
 # full runs (release, minutes): benches/audit-vs-reference.sh, benches/dns-blast-vs-knot.sh,
-# benches/proxy-vs-peers.sh.
+# benches/proxy-vs-peers.sh, benches/proxy-latency.sh.
 #
 # Usage: benches/smoke.sh   (SHARED=path to shared/; needs what those scripts need)
 set -euo pipefail
@@ -36,3 +36,7 @@ tail -n 8 "$ROOT/target/bench/smoke/proxy.txt"
 echo "-- proxy before/after: the same build twice, side by side, 2 s"
 OUT=$ROOT/target/bench/smoke/proxy-ab RUNS=1 DUR=2 CONNS=8 TESTS="h1-1k h2-1k hs" \
     "$ROOT/benches/proxy-ab.sh" "$ROOT/target/debug/conduit" "$ROOT/target/debug/conduit" | tail -n 6
+
+echo "-- proxy latency at the same offered load: conduit and nginx, 1 s, 640 requests/s"
+OUT=$ROOT/target/bench/smoke/proxy-latency RUNS=1 DUR=1 RATE_1K=640 RATE_100K=640 RATE_H2=640 \
+    "$ROOT/benches/proxy-latency.sh" | tail -n 5
