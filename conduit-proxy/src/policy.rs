@@ -183,8 +183,8 @@ pub(crate) fn peer_of(s: &Shared, c: &ConnInfo) -> Option<Box<str>> {
 }
 
 /// The HTTPS configuration that asks for client certificates: the same as `base` in its
-/// cryptography, certificates, versions and ALPN, without session resumption (a resumed session skips the
-/// certificate check, and a certificate revoked since must be refused).
+/// cryptography, certificates, versions and ALPN, without session resumption (a resumed session
+/// skips the certificate check, and a certificate revoked since must be refused).
 pub(crate) fn mtls_config(
     base: &rustls::ServerConfig,
     certs: Arc<dyn rustls::server::ResolvesServerCert>,
