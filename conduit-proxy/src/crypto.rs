@@ -30,10 +30,10 @@ pub(crate) fn provider() -> CryptoProvider {
 
 /// HMAC with one hash of aws-lc-rs, its keys prepared once.
 #[derive(Debug)]
-struct PreparedHmac(lc::Algorithm, usize);
+struct PreparedHmac(lc::Algorithm);
 
-static HMAC_SHA256: PreparedHmac = PreparedHmac(lc::HMAC_SHA256, 32);
-static HMAC_SHA384: PreparedHmac = PreparedHmac(lc::HMAC_SHA384, 48);
+static HMAC_SHA256: PreparedHmac = PreparedHmac(lc::HMAC_SHA256);
+static HMAC_SHA384: PreparedHmac = PreparedHmac(lc::HMAC_SHA384);
 static HKDF_SHA256: HkdfUsingHmac<'static> = HkdfUsingHmac(&HMAC_SHA256);
 static HKDF_SHA384: HkdfUsingHmac<'static> = HkdfUsingHmac(&HMAC_SHA384);
 
@@ -41,16 +41,16 @@ impl Hmac for PreparedHmac {
     fn with_key(&self, key: &[u8]) -> Box<dyn Key> {
         // aws-lc computes the key's inner and outer hash states here; each tag then starts
         // from a copy of them.
-        Box::new(PreparedKey(lc::Key::new(self.0, key), self.1))
+        Box::new(PreparedKey(lc::Key::new(self.0, key)))
     }
 
     fn hash_output_len(&self) -> usize {
-        self.1
+        self.0.digest_algorithm().output_len()
     }
 }
 
 /// One HMAC key, its inner and outer hash states computed.
-struct PreparedKey(lc::Key, usize);
+struct PreparedKey(lc::Key);
 
 impl Key for PreparedKey {
     fn sign_concat(&self, first: &[u8], middle: &[&[u8]], last: &[u8]) -> Tag {
@@ -64,7 +64,7 @@ impl Key for PreparedKey {
     }
 
     fn tag_len(&self) -> usize {
-        self.1
+        self.0.algorithm().digest_algorithm().output_len()
     }
 }
 
