@@ -24,12 +24,11 @@ export OUT=${OUT:-$ROOT/target/bench/proxy-ab}
 TESTS=${TESTS:-"h1-1k h2-1k hs"} RUNS=${RUNS:-3} DUR=${DUR:-8} CONNS=${CONNS:-64}
 # lib.sh reads its own name for OUT's default; ours is set.
 source "$SHARED/tools/peer-bench/lib.sh"
+source "$ROOT/benches/proxy-lib.sh"
 for c in nginx wrk h2load taskset openssl curl; do
   command -v "$c" >/dev/null || { echo "missing $c: apt-get install nginx wrk nghttp2-client" >&2; exit 1; }
 done
-export VHOST=svc.internal UPSTREAM=127.0.0.1:18080
-mkpki "$OUT/pki"
-mkdir -p "$OUT/www"; head -c 1024 /dev/zero | tr '\0' a > "$OUT/www/1k"
+proxy_upstream
 # wrk keeps its TLS session across reconnects; this shim drops it so that "hs" is a full
 # handshake per request (as in the peers' harness).
 cc -shared -fPIC -O2 -o "$OUT/noresume.so" -x c - -ldl <<'EOF'
@@ -44,16 +43,10 @@ int SSL_clear(SSL *s) {
   return real(s);
 }
 EOF
-start upstream "$CLIENT_CORE" "$(nginx_conf upstream "listen $UPSTREAM; root $OUT/www;")"
-wait_tcp 18080
 start a "$SERVER_CORE" "bash $ROOT/benches/serve-candidate.sh $A 18543 $OUT/pki/leaf-p256.key $VHOST $UPSTREAM"
 start b "$SERVER_CORE" "bash $ROOT/benches/serve-candidate.sh $B 18553 $OUT/pki/leaf-p256.key $VHOST $UPSTREAM"
 for port in 18543 18553; do
-  for _ in $(seq 150); do
-    code=$(curl -sk --resolve "$VHOST:$port:127.0.0.1" "https://$VHOST:$port/1k" -o /dev/null -w '%{http_code}' 2>/dev/null || true)
-    [ "$code" = 200 ] && break; sleep 0.1
-  done
-  [ "$code" = 200 ] || { echo "the gateway on :$port never served (see $OUT/a.log, $OUT/b.log)" >&2; exit 1; }
+  wait_served "$port" || { echo "the gateway on :$port never served (see $OUT/a.log, $OUT/b.log)" >&2; exit 1; }
 done
 
 load() { # load TEST PORT: one client's share of the connections, on the client core

@@ -21,32 +21,23 @@ TESTS=${TESTS:-"h1-1k h1-100k h2-1k"} RUNS=${RUNS:-3} DUR=${DUR:-8} CONNS=64
 RATE_1K=${RATE_1K:-32000} RATE_100K=${RATE_100K:-8960} RATE_H2=${RATE_H2:-28000}
 PROFILE=${PROFILE:-release}; BIN=$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 source "$SHARED/tools/peer-bench/lib.sh"
+source "$ROOT/benches/proxy-lib.sh"
 for c in nginx h2load taskset openssl curl; do
   command -v "$c" >/dev/null || { echo "missing $c: apt-get install nginx nghttp2-client" >&2; exit 1; }
 done
 cargo build --profile "$PROFILE" --quiet --manifest-path "$ROOT/Cargo.toml" -p conduit-examples --bin conduit
-export VHOST=svc.internal UPSTREAM=127.0.0.1:18080
-mkpki "$OUT/pki"
-mkdir -p "$OUT/www"
-head -c 1024 /dev/zero | tr '\0' a > "$OUT/www/1k"
-head -c 102400 /dev/zero | tr '\0' a > "$OUT/www/100k"
-start upstream "$CLIENT_CORE" "$(nginx_conf upstream "listen $UPSTREAM; root $OUT/www;")"
-wait_tcp 18080
+proxy_upstream
 # nginx exactly as the peers' harness configures it (its line of peer_configs).
 nginx_cmd=$(peer_configs p256 18570 | awk -F'\t' '$1 == "nginx-p256" {print $3}')
 declare -A PORT_OF=([conduit]=18573 [nginx]=18571)
 
 serve() { # serve TARGET: start it on the server core and wait until it answers
-  local port=${PORT_OF[$1]} code=
+  local port=${PORT_OF[$1]}
   case $1 in
     conduit) start conduit "$SERVER_CORE" "bash $ROOT/benches/serve-candidate.sh $BIN/conduit $port $OUT/pki/leaf-p256.key $VHOST $UPSTREAM" ;;
     nginx) start nginx "$SERVER_CORE" "$nginx_cmd" ;;
   esac
-  for _ in $(seq 150); do
-    code=$(curl -sk --resolve "$VHOST:$port:127.0.0.1" "https://$VHOST:$port/1k" -o /dev/null -w '%{http_code}' 2>/dev/null || true)
-    [ "$code" = 200 ] && return 0; sleep 0.1
-  done
-  echo "$1 on :$port never served (see $OUT/$1.log)" >&2; exit 1
+  wait_served "$port" || { echo "$1 on :$port never served (see $OUT/$1.log)" >&2; exit 1; }
 }
 
 halt() { # halt TARGET
