@@ -239,6 +239,11 @@ pub struct ProxyConfig {
     pub access_log: Option<Arc<dyn crate::AccessSink>>,
     /// Routing to model servers (services of kind `openai`, `vllm`, `ollama`).
     pub llm: crate::ModelRouting,
+    /// Threads that serve client connections (default 0: one per core this process may run
+    /// on, at most 16). The first is the runtime [`ProxyServer::run`](crate::ProxyServer::run)
+    /// is called on; each other is an OS thread with a runtime of its own. A proxy pinned to
+    /// one core serves on the caller's runtime alone.
+    pub threads: usize,
 }
 
 impl Default for ProxyConfig {
@@ -260,6 +265,7 @@ impl Default for ProxyConfig {
             trusted_proxies: Vec::new(),
             upgrades: vec!["websocket".to_owned()],
             llm: crate::ModelRouting::default(),
+            threads: 0,
         }
     }
 }
@@ -290,6 +296,9 @@ impl ProxyConfig {
         }
         if self.limits.max_conns_per_upstream == 0 {
             return bad("limits.max_conns_per_upstream", "must be positive");
+        }
+        if self.threads > crate::workers::MAX_THREADS {
+            return bad("threads", "must be at most 1024");
         }
         let t = &self.timeouts;
         for (name, d) in [

@@ -1,5 +1,5 @@
 //! Keep-alive connections to one upstream: a small LIFO stack of idle HTTP/1.1 connections
-//! and the cap on all of them (idle and busy), with no per-request task and no shared map
+//! per serving thread and the cap on all of them (idle and busy), with no per-request task and no shared map
 //! on the request path. The response body carries its connection ([`Lease`]) until it ends:
 //! then the connection goes back on the stack. A body that does not end (the client left)
 //! drops the connection, which closes it: the upstream stops generating.
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::request_body::RequestBody;
@@ -20,55 +20,86 @@ const IDLE_FOR: Duration = Duration::from_secs(90);
 /// Connections open to one upstream at once, unless configured otherwise.
 pub(crate) const DEFAULT_MAX_CONNS: usize = 256;
 
-/// One connection to an upstream and its slot in the upstream's cap (given back when the
-/// connection is dropped).
+/// One connection to an upstream (its task holds its slot in the upstream's cap until the
+/// connection is closed, which dropping this starts).
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) sender: SendRequest<RequestBody>,
-    /// Held, not read: dropping the connection gives the slot back.
-    pub(crate) _slot: OwnedSemaphorePermit,
+    /// The serving thread whose runtime drives it (see `crate::workers`).
+    pub(crate) thread: usize,
 }
 
-/// An upstream's connections: the idle ones, most recently used last, and the cap on all
-/// of them (idle and busy).
+/// Idle connections, most recently used last.
+type Stack = Mutex<Vec<(Conn, Instant)>>;
+
+/// An upstream's connections: the idle ones, one stack per serving thread (a connection
+/// is driven by the runtime that opened it, so a request takes one of its own thread's),
+/// and the cap on all of them (idle and busy).
 #[derive(Debug)]
 pub(crate) struct Idle {
-    senders: Mutex<Vec<(Conn, Instant)>>,
+    stacks: Box<[Stack]>,
     pub(crate) slots: Arc<Semaphore>,
     /// A connection came back: a request waiting for a slot may take it instead.
     pub(crate) returned: Notify,
 }
 
+fn usable(c: &Conn, since: Instant) -> bool {
+    c.sender.is_ready() && since.elapsed() < IDLE_FOR
+}
+
+/// The most recently used connection of `stack` that can still be used; the unusable ones
+/// above it go (older ones further down are dropped when reached, or when their upstream
+/// closes them; no sweep on the request path).
+fn pop(stack: &Stack) -> Option<Conn> {
+    let mut v = stack.lock().unwrap_or_else(PoisonError::into_inner);
+    while let Some((c, since)) = v.pop() {
+        if usable(&c, since) {
+            return Some(c);
+        }
+    }
+    None
+}
+
 impl Idle {
-    pub(crate) fn new(max_conns: usize) -> Self {
+    pub(crate) fn new(max_conns: usize, threads: usize) -> Self {
         Self {
-            senders: Mutex::new(Vec::new()),
+            stacks: (0..threads.max(1)).map(|_| Stack::default()).collect(),
             slots: Arc::new(Semaphore::new(max_conns.max(1))),
             returned: Notify::new(),
         }
     }
 
+    fn stack(&self, thread: usize) -> &Stack {
+        &self.stacks[thread % self.stacks.len()]
+    }
+
+    /// An idle connection of this thread's.
     pub(crate) fn take(&self) -> Option<Conn> {
-        let mut v = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((c, since)) = v.pop() {
-            // (Older ones further down are dropped when reached, or when their upstream
-            // closes them; no sweep on the request path.)
-            if c.sender.is_ready() && since.elapsed() < IDLE_FOR {
-                return Some(c);
-            }
-        }
-        None
+        pop(self.stack(crate::workers::current()))
+    }
+
+    /// An idle connection of this thread's or, when it has none, of another thread's (with
+    /// every slot taken, better than waiting).
+    pub(crate) fn take_any(&self) -> Option<Conn> {
+        let here = crate::workers::current() % self.stacks.len();
+        let n = self.stacks.len();
+        (0..n).find_map(|k| pop(&self.stacks[(here + k) % n]))
     }
 
     /// Drops the idle connections that can no longer be used (closed by their upstream,
     /// or kept too long), giving their slots back.
     pub(crate) fn purge(&self) {
-        let mut v = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
-        v.retain(|(c, since)| c.sender.is_ready() && since.elapsed() < IDLE_FOR);
+        for stack in &self.stacks {
+            let mut v = stack.lock().unwrap_or_else(PoisonError::into_inner);
+            v.retain(|(c, since)| usable(c, *since));
+        }
     }
 
     fn put(&self, conn: Conn, max: usize) {
-        let mut v = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v = self
+            .stack(conn.thread)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if v.len() < max {
             v.push((conn, Instant::now()));
             drop(v);

@@ -85,6 +85,7 @@ pub mod testing;
 mod tls;
 mod tunnel;
 mod upgrade;
+mod workers;
 
 pub use access::{AccessLog, AccessLogOptions, AccessRecord, AccessSink};
 pub use config::{Balance, HealthPolicy, Limits, ProxyConfig, RetryPolicy, Timeouts, TlsVersions};

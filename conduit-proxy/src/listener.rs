@@ -49,6 +49,8 @@ pub(crate) struct Accept {
     pub(crate) admission: Arc<crate::admission::Admission>,
     pub(crate) h1: Arc<http1::Builder>,
     pub(crate) h2: Arc<http2::Builder<TokioExecutor>>,
+    /// The threads connections are served on.
+    pub(crate) workers: Arc<crate::workers::Workers>,
 }
 
 pub(crate) async fn accept_loop(
@@ -86,7 +88,7 @@ pub(crate) async fn accept_loop(
         let (h1, h2) = (Arc::clone(&ctx.h1), Arc::clone(&ctx.h2));
         let tls = tls.clone();
         let pressure = ctx.admission.under_pressure();
-        tokio::spawn(async move {
+        ctx.workers.spawn(tcp, move |tcp| async move {
             shared.counters.inc(|c| &c.connections);
             shared.counters.inc(|c| &c.connections_open);
             let conn = Conn {

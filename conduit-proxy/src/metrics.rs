@@ -1,7 +1,7 @@
 //! Counters and a latency histogram, lock-free, rendered as Prometheus text.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
@@ -30,6 +30,8 @@ pub(crate) struct Counters {
     pub(crate) connections_refused: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_micros: AtomicU64,
+    /// Client connections open on each serving thread (see `crate::workers`).
+    open_by_thread: Box<[AtomicI64]>,
 }
 
 fn inc(c: &AtomicU64) {
@@ -37,6 +39,28 @@ fn inc(c: &AtomicU64) {
 }
 
 impl Counters {
+    /// Zeroed counters for a proxy serving on `threads` threads.
+    pub(crate) fn new(threads: usize) -> Self {
+        Self {
+            open_by_thread: (0..threads.max(1)).map(|_| AtomicI64::new(0)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Client connections open on serving thread `thread`.
+    pub(crate) fn open_on(&self, thread: usize) -> i64 {
+        self.open_by_thread
+            .get(thread)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// One connection more (`1`) or fewer (`-1`) open on serving thread `thread`.
+    pub(crate) fn opened_on(&self, thread: usize, delta: i64) {
+        if let Some(c) = self.open_by_thread.get(thread) {
+            c.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn inc(&self, f: impl Fn(&Self) -> &AtomicU64) {
         inc(f(self));
     }
@@ -92,6 +116,11 @@ impl Counters {
             connections_refused: g(&self.connections_refused),
             latency_buckets: buckets,
             latency_sum: Duration::from_micros(g(&self.latency_micros)),
+            connections_open_by_thread: self
+                .open_by_thread
+                .iter()
+                .map(|c| u64::try_from(c.load(Ordering::Relaxed)).unwrap_or(0))
+                .collect(),
         }
     }
 }
@@ -140,6 +169,10 @@ pub struct ProxyStats {
     pub latency_buckets: Vec<u64>,
     /// Sum of the response-head latencies.
     pub latency_sum: Duration,
+    /// Client connections open now on each thread that serves them (see
+    /// [`ProxyConfig::threads`](crate::ProxyConfig::threads)); the first is the runtime
+    /// [`ProxyServer::run`](crate::ProxyServer::run) was called on.
+    pub connections_open_by_thread: Vec<u64>,
 }
 
 impl ProxyStats {
@@ -223,6 +256,16 @@ impl ProxyStats {
             "# HELP conduit_proxy_connections_open Client connections open.\n# TYPE conduit_proxy_connections_open gauge\nconduit_proxy_connections_open {}",
             self.connections_open
         );
+        let _ = writeln!(
+            out,
+            "# HELP conduit_proxy_thread_connections_open Client connections open, by the thread serving them.\n# TYPE conduit_proxy_thread_connections_open gauge"
+        );
+        for (i, v) in self.connections_open_by_thread.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "conduit_proxy_thread_connections_open{{thread=\"{i}\"}} {v}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP conduit_proxy_websockets_open Upgraded connections open.\n# TYPE conduit_proxy_websockets_open gauge\nconduit_proxy_websockets_open {}",

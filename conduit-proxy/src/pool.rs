@@ -11,6 +11,7 @@ use std::sync::Arc;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::conn::{Conn, Lease};
@@ -87,7 +88,11 @@ async fn open(s: &Shared, backend: &Backend) -> Result<Got, Opened> {
     let slot = match Arc::clone(&idle.slots).try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {
-            // Unusable idle connections give their slots back first.
+            // Another thread's idle connection before waiting; unusable ones give their
+            // slots back.
+            if let Some(conn) = idle.take_any() {
+                return Ok(Got::Reused(conn));
+            }
             idle.purge();
             let deadline = Instant::now() + s.config.timeouts.upstream_first_byte;
             loop {
@@ -97,7 +102,7 @@ async fn open(s: &Shared, backend: &Backend) -> Result<Got, Opened> {
                         Err(_) => return Err(Opened::Busy),
                     },
                     () = idle.returned.notified() => {
-                        if let Some(conn) = idle.take() {
+                        if let Some(conn) = idle.take_any() {
                             return Ok(Got::Reused(conn));
                         }
                     }
@@ -107,12 +112,19 @@ async fn open(s: &Shared, backend: &Backend) -> Result<Got, Opened> {
         }
     };
     Ok(Got::New(Conn {
-        sender: connect(s, backend).await.map_err(Opened::Failed)?,
-        _slot: slot,
+        sender: connect(s, backend, slot).await.map_err(Opened::Failed)?,
+        thread: crate::workers::current(),
     }))
 }
 
-async fn connect(s: &Shared, backend: &Backend) -> Result<SendRequest<RequestBody>, UpstreamError> {
+/// A new connection, holding `slot` until it is closed: its task (on this thread's runtime)
+/// ends, and closes the socket, only after the last sender is gone, so a slot given back
+/// by the sender alone would let another thread open one more before this one is closed.
+async fn connect(
+    s: &Shared,
+    backend: &Backend,
+    slot: OwnedSemaphorePermit,
+) -> Result<SendRequest<RequestBody>, UpstreamError> {
     let io = connect_io(s, &backend.base_uri).await?;
     let (sender, conn) =
         http1::Builder::new()
@@ -126,6 +138,7 @@ async fn connect(s: &Shared, backend: &Backend) -> Result<SendRequest<RequestBod
         if let Err(e) = conn.await {
             tracing::debug!(%upstream, error = %e, "upstream connection ended with an error");
         }
+        drop(slot);
     });
     Ok(sender)
 }

@@ -27,6 +27,7 @@ use crate::service::ProxyService;
 use crate::shared::{ConnInfo, Connector, Shared};
 use crate::ssrf::GuardedResolver;
 use crate::tls::TlsBase;
+use crate::workers::Workers;
 
 /// Builds a [`ProxyServer`].
 #[derive(Default)]
@@ -151,6 +152,10 @@ pub(crate) fn shared(
     config: ProxyConfig,
     services: &[Arc<conduit_registry::ServiceRecord>],
 ) -> Result<Arc<Shared>, ProxyError> {
+    let mut config = config;
+    // Resolved once: every part sized by it (the counters, each upstream's idle stacks)
+    // agrees with the threads `run` starts.
+    config.threads = crate::workers::count(config.threads);
     let connector = connector(&config)?;
     let (table, _) = build_table(
         &RouteTable::default(),
@@ -162,7 +167,7 @@ pub(crate) fn shared(
     Ok(Arc::new(Shared {
         routes: ArcSwap::from_pointee(table),
         connector,
-        counters: Arc::new(Counters::default()),
+        counters: Arc::new(Counters::new(config.threads)),
         health_tx,
         tunnels: watch::channel(0).0,
         published: crate::published::Published::default(),
@@ -256,6 +261,7 @@ fn build_table(
         new_backend: crate::routes::NewBackend {
             healthy: !config.health.start_unhealthy,
             max_conns: config.limits.max_conns_per_upstream,
+            threads: config.threads,
         },
         body_limit: |d: &conduit_registry::DomainName| config.limits.body_limit(d),
         allow: |rec: &conduit_registry::ServiceRecord, e: &Endpoint| match ssrf
@@ -353,6 +359,10 @@ impl ProxyServer {
                     .map(|a| a.port())
             })
             .unwrap_or(443);
+        let workers = Arc::new(Workers::start(
+            shared.config.threads,
+            Arc::clone(&shared.counters),
+        ));
         let mut loops = tokio::task::JoinSet::new();
         let ctx = || Accept {
             shared: Arc::clone(&shared),
@@ -360,6 +370,7 @@ impl ProxyServer {
             admission: Arc::clone(&admission),
             h1: Arc::clone(&h1),
             h2: Arc::clone(&h2),
+            workers: Arc::clone(&workers),
         };
         // (`bind` makes an acceptor whenever there is an HTTPS listener.)
         let tls = https.into_iter().map(|l| (l, acceptor.clone()));
@@ -390,6 +401,10 @@ impl ProxyServer {
                 open = shared.counters.snapshot().connections_open,
                 "grace period over; closing the connections left"
             );
+        }
+        // The accept loops (the only other holders) have ended.
+        if let Some(workers) = Arc::into_inner(workers) {
+            workers.stop().await;
         }
         Ok(())
     }

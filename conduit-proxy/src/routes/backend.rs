@@ -48,6 +48,8 @@ pub(crate) struct NewBackend {
     pub(crate) healthy: bool,
     /// The most connections open to it at once.
     pub(crate) max_conns: usize,
+    /// The proxy's serving threads (each keeps its own idle connections).
+    pub(crate) threads: usize,
 }
 
 impl NewBackend {
@@ -56,6 +58,7 @@ impl NewBackend {
         Self {
             healthy,
             max_conns: crate::conn::DEFAULT_MAX_CONNS,
+            threads: 1,
         }
     }
 }
@@ -83,7 +86,7 @@ impl Backend {
             models: model_server.then(Box::default),
             endpoint,
             base_uri,
-            idle: Arc::new(crate::conn::Idle::new(new.max_conns)),
+            idle: Arc::new(crate::conn::Idle::new(new.max_conns, new.threads)),
             // A model server is ready when its probe says so, never before.
             healthy: AtomicBool::new(new.healthy && !model_server),
             outstanding: AtomicUsize::new(0),

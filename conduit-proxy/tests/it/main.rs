@@ -15,4 +15,5 @@ mod hostile;
 mod local;
 mod proxy;
 mod shutdown;
+mod threads;
 mod wire;

@@ -111,6 +111,7 @@ impl ConduitConfig {
         c.limits.max_body_bytes = p.max_body;
         c.hsts = p.hsts;
         c.grace_period = p.grace_period;
+        c.threads = p.threads;
         c.ssrf = Some(Arc::new(self.ssrf_policy(origin)?));
         c.upgrades = p.upgrades.clone();
         c.health.passive_failure_statuses = p.passive_failure_statuses.clone();
@@ -130,6 +131,12 @@ impl ConduitConfig {
         c.llm = self.llm.model_routing(origin)?;
         c.validate().map_err(|e| match e {
             conduit_proxy::ProxyError::InvalidSetting { key, problem } => {
+                // The proxy's own keys that are `[proxy]` keys of the same name.
+                let key = if key == "threads" {
+                    "proxy.threads"
+                } else {
+                    key
+                };
                 ConfigError::invalid(origin, key, problem)
             }
             other => ConfigError::invalid(origin, "proxy", other.to_string()),

@@ -95,6 +95,9 @@ pub struct ProxySettings {
     pub access_log_max_size: Option<u64>,
     /// Rotated access logs kept, `access.log.1` … (default 5).
     pub access_log_keep: u32,
+    /// Threads serving client connections (default 0: one per core the gateway may run
+    /// on, at most 16; at most 1024).
+    pub threads: usize,
 }
 
 impl Default for ProxySettings {
@@ -119,6 +122,7 @@ impl Default for ProxySettings {
             access_log: true,
             access_log_max_size: Some(100_000_000),
             access_log_keep: 5,
+            threads: p.threads,
         }
     }
 }

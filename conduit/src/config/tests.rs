@@ -129,6 +129,15 @@ fn validation_names_the_key() {
     let (c, _) = parse("[proxy]\nallow_upstreams = [\"10.0.0.0/8\", \"not a name!\"]\n").unwrap();
     let e = c.validate("conduit.toml").unwrap_err();
     assert!(e.to_string().contains("proxy.allow_upstreams"), "{e}");
+    let (c, _) = parse("[proxy]\nthreads = 2000\n").unwrap();
+    let e = c.proxy_config("conduit.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("`proxy.threads`") && e.to_string().contains("at most 1024"),
+        "{e}"
+    );
+    let (c, _) = parse("[proxy]\nthreads = 4\n").unwrap();
+    assert_eq!(c.proxy_config("conduit.toml").unwrap().threads, 4);
+    assert_eq!(ConduitConfig::default().proxy.threads, 0, "one per core");
 }
 
 #[test]

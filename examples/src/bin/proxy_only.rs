@@ -8,8 +8,8 @@
 //!            [--listen ADDR:PORT]… [--redirect ADDR:PORT]… [--health-path PATH] [--tls12]
 //!            [--start-healthy] [--threads N] [--policy GRANTS [--policy-services N]]
 //! ```
-//! Defaults: `--listen 127.0.0.1:8443`, one runtime thread (the proxy pinned to one core is
-//! how the peers are compared); `RUST_LOG=conduit_proxy::access=info` prints an access log.
+//! Defaults: `--listen 127.0.0.1:8443`, one serving thread per core this process may run on
+//! (one when pinned to one core, which is how the peers are compared); `RUST_LOG=conduit_proxy::access=info` prints an access log.
 //! Stops on Ctrl-C or SIGTERM, draining requests in flight. Example code: errors end the
 //! program with a message.
 #![allow(
@@ -82,8 +82,8 @@ struct Options {
     /// With `--policy`: this many more services, each with as many grants, in the policy.
     #[arg(long, default_value_t = 1000)]
     policy_services: usize,
-    /// Runtime threads.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Threads serving connections (0: one per core this process may run on).
+    #[arg(long, default_value_t = 0)]
     threads: u16,
 }
 
@@ -159,16 +159,10 @@ fn main() -> anyhow::Result<()> {
     let certs = Arc::new(rustls::sign::SingleCertAndKey::from(load_cert(
         &o.cert, &o.key,
     )?));
-    let runtime = if o.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(o.threads))
-            .enable_all()
-            .build()?
-    };
+    // The proxy's own threads (`--threads`) serve beside this one.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut health = HealthCheck::default();
     if let Some(p) = &o.health_path {
         health.path.clone_from(p);
@@ -206,6 +200,7 @@ fn main() -> anyhow::Result<()> {
         config.tls = TlsVersions::Tls12And13;
     }
     config.health.start_unhealthy = !o.start_healthy;
+    config.threads = usize::from(o.threads);
     let listen = if o.listen.is_empty() {
         vec!["127.0.0.1:8443".parse()?]
     } else {
