@@ -134,8 +134,15 @@ impl Workers {
     /// Stops the extra threads and waits until each has ended; connections still open on
     /// them are closed.
     pub(crate) async fn stop(self) {
-        for Extra { stop, ended, .. } in self.extra {
-            drop(stop);
+        let ending: Vec<_> = self
+            .extra
+            .into_iter()
+            .map(|Extra { stop, ended, .. }| {
+                drop(stop);
+                ended
+            })
+            .collect();
+        for ended in ending {
             let _ = ended.await;
         }
     }
