@@ -219,8 +219,9 @@ pub struct ProxyConfig {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// How long a shutdown waits for requests and streams in flight (default 30 s).
     pub grace_period: Duration,
-    /// Idle keep-alive connections kept per upstream (default 256), each reused for up to
-    /// 90 s.
+    /// Idle keep-alive connections kept per upstream and serving thread (default 256), each
+    /// reused for up to 90 s; busy and idle together stay within
+    /// `limits.max_conns_per_upstream`.
     pub pool_idle_per_upstream: usize,
     /// The HTTPS port the plain-HTTP listener redirects to; `None` = the first HTTPS
     /// listener's port.

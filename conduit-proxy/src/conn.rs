@@ -1,8 +1,9 @@
 //! Keep-alive connections to one upstream: a small LIFO stack of idle HTTP/1.1 connections
-//! per serving thread and the cap on all of them (idle and busy), with no per-request task and no shared map
-//! on the request path. The response body carries its connection ([`Lease`]) until it ends:
-//! then the connection goes back on the stack. A body that does not end (the client left)
-//! drops the connection, which closes it: the upstream stops generating.
+//! per serving thread and the cap on all of them (idle and busy), with no per-request task
+//! and no shared map on the request path. The response body carries its connection
+//! ([`Lease`]) until it ends: then the connection goes back on its stack. A body that does
+//! not end (the client left) drops the connection, which closes it: the upstream stops
+//! generating.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -87,7 +88,7 @@ impl Idle {
     }
 
     /// Drops the idle connections that can no longer be used (closed by their upstream,
-    /// or kept too long), giving their slots back.
+    /// or kept too long); their slots come back as they close.
     pub(crate) fn purge(&self) {
         for stack in &self.stacks {
             let mut v = stack.lock().unwrap_or_else(PoisonError::into_inner);
