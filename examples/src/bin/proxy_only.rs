@@ -9,7 +9,8 @@
 //!            [--start-healthy] [--threads N] [--policy GRANTS [--policy-services N]]
 //! ```
 //! Defaults: `--listen 127.0.0.1:8443`, one serving thread per core this process may run on
-//! (one when pinned to one core, which is how the peers are compared); `RUST_LOG=conduit_proxy::access=info` prints an access log.
+//! (one when pinned to one core, which is how the peers are compared);
+//! `RUST_LOG=conduit_proxy::access=info` prints an access log.
 //! Stops on Ctrl-C or SIGTERM, draining requests in flight. Example code: errors end the
 //! program with a message.
 #![allow(
