@@ -121,6 +121,16 @@ pub(crate) fn udp_loop(
             ) {
                 Ok(results) => sent += results.count().max(1),
                 Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EMSGSIZE) => {
+                    // Bigger than the link allows (answers are never fragmented, see
+                    // `bind.rs`): sent again with TC, or skipped if that cannot be smaller.
+                    let (i, _) = pending[0];
+                    let query = &bufs[i][..received[i].0];
+                    match fitted(query, &outs[i]) {
+                        Some(tc) => outs[i] = tc,
+                        None => sent += 1,
+                    }
+                }
                 Err(e) => {
                     // This destination failed (unreachable, filtered); skip it.
                     tracing::debug!(error = %e, "UDP send failed");
@@ -150,11 +160,55 @@ fn spawn_forward(
             }
             // The socket is in blocking mode (it belongs to the UDP thread): send from a
             // blocking-pool thread, never from the async one.
-            let sent = tokio::task::spawn_blocking(move || socket.send_to(&response, peer)).await;
+            let sent = tokio::task::spawn_blocking(move || match socket.send_to(&response, peer) {
+                Err(e) if e.raw_os_error() == Some(nix::libc::EMSGSIZE) => {
+                    let tc = fitted(&query, &response).ok_or(e)?;
+                    socket.send_to(&tc, peer)
+                }
+                sent => sent,
+            })
+            .await;
             if let Ok(Err(e)) = sent {
                 tracing::debug!(%peer, error = %e, "cannot send a forwarded answer");
             }
         },
         runtime,
     );
+}
+
+/// For an answer the link refused as too big: the same answer cut to its question with TC
+/// set (the client asks again over TCP), or `None` when that is no smaller.
+fn fitted(query: &[u8], response: &[u8]) -> Option<Vec<u8>> {
+    let mut tc = Vec::new();
+    crate::wire::truncated_copy(query, response, &mut tc);
+    tracing::debug!(
+        bytes = response.len(),
+        "an answer is bigger than the link's MTU; sent with TC"
+    );
+    (tc.len() < response.len()).then_some(tc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitted;
+
+    #[test]
+    fn an_answer_too_big_for_the_link_is_cut_to_its_question_with_tc_once() {
+        // ID 0x1234, RD, one question: big.internal A IN.
+        let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        query.extend_from_slice(b"\x03big\x08internal\x00\x00\x01\x00\x01");
+        // The answer: QR AA, one question, 60 answers (their records' bytes stand in).
+        let mut answer = query.clone();
+        answer[2] = 0x85;
+        answer[7] = 60;
+        answer.extend(std::iter::repeat_n(0xab, 60 * 16));
+        let tc = fitted(&query, &answer).expect("smaller");
+        assert_eq!(tc.len(), query.len(), "header and question only");
+        assert_eq!(tc[2] & 0x02, 0x02, "TC set");
+        assert_eq!(&tc[..2], &[0x12, 0x34], "the query's ID");
+        assert_eq!(&tc[6..12], &[0; 6], "no records counted");
+        assert_eq!(&tc[12..], &query[12..], "the question");
+        // Already as small as it gets: nothing smaller to send.
+        assert_eq!(fitted(&query, &tc), None);
+    }
 }
