@@ -75,7 +75,7 @@ pub(crate) struct LocalCounts {
     refused: u64,
     formerr: u64,
     servfail: u64,
-    truncated: u64,
+    pub(crate) truncated: u64,
     pub(crate) dropped: u64,
 }
 

@@ -99,7 +99,6 @@ pub(crate) fn udp_loop(
                 }
             }
         }
-        counts.flush(&shared.counters);
         let mut sent = 0;
         while sent < replies.len() {
             let pending = &replies[sent..];
@@ -127,7 +126,10 @@ pub(crate) fn udp_loop(
                     let (i, _) = pending[0];
                     let query = &bufs[i][..received[i].0];
                     match fitted(query, &outs[i]) {
-                        Some(tc) => outs[i] = tc,
+                        Some(tc) => {
+                            outs[i] = tc;
+                            counts.truncated += 1;
+                        }
                         None => sent += 1,
                     }
                 }
@@ -138,6 +140,7 @@ pub(crate) fn udp_loop(
                 }
             }
         }
+        counts.flush(&shared.counters);
     }
 }
 
@@ -157,12 +160,14 @@ fn spawn_forward(
                 let mut truncated = Vec::new();
                 crate::wire::truncated_copy(&query, &response, &mut truncated);
                 response = truncated;
+                shared.counters.truncated.fetch_add(1, Ordering::Relaxed);
             }
             // The socket is in blocking mode (it belongs to the UDP thread): send from a
             // blocking-pool thread, never from the async one.
             let sent = tokio::task::spawn_blocking(move || match socket.send_to(&response, peer) {
                 Err(e) if e.raw_os_error() == Some(nix::libc::EMSGSIZE) => {
                     let tc = fitted(&query, &response).ok_or(e)?;
+                    shared.counters.truncated.fetch_add(1, Ordering::Relaxed);
                     socket.send_to(&tc, peer)
                 }
                 sent => sent,
@@ -181,11 +186,13 @@ fn spawn_forward(
 fn fitted(query: &[u8], response: &[u8]) -> Option<Vec<u8>> {
     let mut tc = Vec::new();
     crate::wire::truncated_copy(query, response, &mut tc);
+    let smaller = tc.len() < response.len();
     tracing::debug!(
         bytes = response.len(),
-        "an answer is bigger than the link's MTU; sent with TC"
+        smaller,
+        "an answer is bigger than the link's MTU; sending it with TC if smaller"
     );
-    (tc.len() < response.len()).then_some(tc)
+    smaller.then_some(tc)
 }
 
 #[cfg(test)]
