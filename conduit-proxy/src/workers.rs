@@ -62,7 +62,7 @@ pub(crate) struct Workers {
 struct Extra {
     handle: Handle,
     stop: oneshot::Sender<()>,
-    ended: oneshot::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Workers {
@@ -137,13 +137,15 @@ impl Workers {
         let ending: Vec<_> = self
             .extra
             .into_iter()
-            .map(|Extra { stop, ended, .. }| {
+            .map(|Extra { stop, thread, .. }| {
                 drop(stop);
-                ended
+                thread
             })
             .collect();
-        for ended in ending {
-            let _ = ended.await;
+        // Joined on the blocking pool: after dropping its runtime a thread still runs its
+        // thread-locals' destructors, briefly, and the join must not hold this runtime.
+        for thread in ending {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }
@@ -154,8 +156,7 @@ fn start_one(i: usize) -> std::io::Result<Extra> {
         .build()?;
     let handle = runtime.handle().clone();
     let (stop, stopped) = oneshot::channel::<()>();
-    let (done, ended) = oneshot::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("conduit-proxy-{i}"))
         .spawn(move || {
             INDEX.set(i);
@@ -164,12 +165,11 @@ fn start_one(i: usize) -> std::io::Result<Extra> {
                 let _ = stopped.await;
             });
             drop(runtime);
-            let _ = done.send(());
         })?;
     Ok(Extra {
         handle,
         stop,
-        ended,
+        thread,
     })
 }
 
