@@ -97,11 +97,12 @@ fn configure(
 ///
 /// - Forged "fragmentation needed" ICMP cannot make answers go out in fragments, the opening
 ///   of fragment-based cache poisoning (BIND has sent no fragments since 9.16.19 either).
-/// - An answer that fits the link leaves as before (the kernel already set DF on those) but
-///   for its IPv4 ID: 0, as RFC 6864 allows for a datagram that cannot be fragmented. Answers are at most 1,232 bytes (`wire::MAX_UDP_PAYLOAD`), which fits every
-///   IPv6 link and any IPv4 link of 1,260 bytes or more; one that does not fit is answered
-///   with TC instead (`udp.rs`), and the client asks again over TCP.
-/// - An IPv4 datagram with DF set needs no fresh IP ID: the kernel no longer hashes one per
+/// - An answer that fits the link leaves as before (the kernel already set DF on those),
+///   but for its IPv4 ID (below). Answers are at most 1,232 bytes (`wire::MAX_UDP_PAYLOAD`),
+///   which fits every IPv6 link and any IPv4 link of 1,260 bytes or more; one that does not
+///   fit is answered with TC instead (`udp.rs`), and the client asks again over TCP.
+/// - An IPv4 datagram with DF set needs no fresh IP ID: it leaves with 0, as RFC 6864 allows
+///   for a datagram that cannot be fragmented, and the kernel no longer hashes an ID per
 ///   answer, 3.7 % of the CPU of a server core answering at saturation (`perf`).
 ///
 /// Best effort: a kernel that refuses it keeps its default.
