@@ -134,6 +134,9 @@ impl Workers {
     /// Stops the extra threads and waits until each has ended; connections still open on
     /// them are closed.
     pub(crate) async fn stop(self) {
+        // Every thread told first (they drain in parallel), then all joined by one task on
+        // the blocking pool: after dropping its runtime a thread still runs its
+        // thread-locals' destructors, briefly, and the joins must not hold this runtime.
         let ending: Vec<_> = self
             .extra
             .into_iter()
@@ -142,11 +145,12 @@ impl Workers {
                 thread
             })
             .collect();
-        // Joined on the blocking pool: after dropping its runtime a thread still runs its
-        // thread-locals' destructors, briefly, and the join must not hold this runtime.
-        for thread in ending {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in ending {
+                let _ = thread.join();
+            }
+        })
+        .await;
     }
 }
 
