@@ -16,6 +16,17 @@ fn proxy_threads() -> usize {
         .count()
 }
 
+/// Whether `done` holds within `limit` (checked every 5 ms).
+async fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    tokio::time::timeout(limit, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
 /// An HTTP/1.1 client on a connection of its own (kept open while the sender lives).
 async fn client(
     p: &Proxy,
@@ -82,19 +93,11 @@ async fn connections_spread_over_the_threads_which_end_with_the_proxy() {
         .await
         .expect("the proxy stopped within its grace period");
     for sender in conns {
-        let closed = tokio::time::timeout(Duration::from_secs(5), async {
-            while !sender.is_closed() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
-        assert!(closed.await.is_ok(), "a connection was left open");
+        let closed = within(Duration::from_secs(5), || sender.is_closed()).await;
+        assert!(closed, "a connection was left open");
     }
     // Joined by `stop`; the kernel may list a joined thread for a moment longer.
-    let gone = tokio::time::timeout(Duration::from_secs(2), async {
-        while proxy_threads() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
-    assert!(gone.await.is_ok(), "a serving thread outlived the proxy");
+    let gone = within(Duration::from_secs(2), || proxy_threads() == 0).await;
+    assert!(gone, "a serving thread outlived the proxy");
     assert_eq!(handle.stats().connections_open_by_thread, [0, 0, 0]);
 }
